@@ -1,1 +1,11 @@
-//! portcullis library root.
+//! portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
+//!
+//! Layers, bottom up: [`config`] (what the admin wrote), [`tls`] and [`net`] (streams and TLS for
+//! both sides), [`backend`] (connect to the legacy server), the protocol relays [`imap`] and
+//! [`pop3`], and [`server`] (listeners, accept loop, shutdown).
+
+pub mod backend;
+pub mod config;
+pub mod imap;
+pub mod net;
+pub mod tls;

@@ -1,0 +1,348 @@
+//! Backend connector shared by IMAP and POP3: TCP connect, then plaintext, STARTTLS/STLS
+//! (RFC 2595 §3/§4) or implicit TLS (RFC 8314), with certificate verification by default.
+//!
+//! The protocol-specific parts (greeting shape, the STARTTLS command and its reply, how to ask for
+//! capabilities) come from a [`Dialect`]. On the STARTTLS path everything the backend sent after
+//! its positive reply in the same read is thrown away before the TLS handshake, and capabilities
+//! are asked again over TLS. No client byte — and so no credential — is sent before this succeeds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{BackendConfig, BackendTls};
+use crate::net::{set_nodelay, LineError, LineReader, Stream};
+
+/// Longest greeting/handshake line accepted from a backend.
+const MAX_HANDSHAKE_LINE: usize = 8192;
+/// Most lines accepted while waiting for a handshake reply (untagged noise is bounded too).
+const MAX_HANDSHAKE_LINES: usize = 256;
+
+/// Why a backend could not be used; every variant is a backend-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// TCP connect failed (refused, unreachable, DNS).
+    #[error("backend {backend} unreachable: {source}")]
+    Connect {
+        /// Backend name.
+        backend: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// Connect plus handshake took longer than `connect_timeout`.
+    #[error("backend {0} did not complete the connection in time")]
+    Timeout(String),
+    /// TLS handshake failed (including certificate or name verification).
+    #[error("backend {backend} TLS failed: {source}")]
+    Tls {
+        /// Backend name.
+        backend: String,
+        /// rustls' reason, wrapped in an I/O error by tokio-rustls.
+        source: std::io::Error,
+    },
+    /// The greeting was not a usable positive greeting.
+    #[error("backend {backend} sent an unusable greeting: {detail}")]
+    Greeting {
+        /// Backend name.
+        backend: String,
+        /// The offending line, truncated.
+        detail: String,
+    },
+    /// The backend refused or botched STARTTLS/STLS.
+    #[error("backend {backend} refused STARTTLS: {detail}")]
+    StarttlsRefused {
+        /// Backend name.
+        backend: String,
+        /// The reply line, truncated.
+        detail: String,
+    },
+    /// Reading handshake lines failed.
+    #[error("backend {backend} handshake: {source}")]
+    Handshake {
+        /// Backend name.
+        backend: String,
+        /// Closed, too long or socket error.
+        source: LineError,
+    },
+}
+
+impl BackendError {
+    /// Short label for metrics (`kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendError::Connect { .. } => "connect",
+            BackendError::Timeout(_) => "timeout",
+            BackendError::Tls { .. } => "tls",
+            BackendError::Greeting { .. } => "greeting",
+            BackendError::StarttlsRefused { .. } => "starttls",
+            BackendError::Handshake { .. } => "handshake",
+        }
+    }
+
+    /// Text safe to show a client in `* BYE` / `-ERR`.
+    pub fn client_reason(&self) -> &'static str {
+        match self {
+            BackendError::Connect { .. } | BackendError::Timeout(_) => "mail server unavailable",
+            BackendError::Tls { .. } => "mail server failed TLS verification",
+            BackendError::Greeting { .. } => "mail server sent an invalid greeting",
+            BackendError::StarttlsRefused { .. } => "mail server refused STARTTLS",
+            BackendError::Handshake { .. } => "mail server connection failed",
+        }
+    }
+}
+
+/// How a dialect classifies a line during the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeLine {
+    /// An intermediate line; keep reading.
+    More,
+    /// The final positive line.
+    Done,
+    /// The final negative line.
+    Refused,
+}
+
+/// Greeting classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GreetingKind {
+    /// Ready for authentication.
+    Ready,
+    /// Already authenticated (IMAP PREAUTH): refused where TLS must be negotiated first.
+    Preauthenticated,
+    /// Anything else: BYE, -ERR, garbage.
+    Unusable,
+}
+
+/// The protocol-specific parts of connecting to a backend.
+pub trait Dialect {
+    /// Classifies the first line the server sends.
+    fn greeting(line: &[u8]) -> GreetingKind;
+    /// The STARTTLS/STLS command line, CRLF included.
+    fn starttls_command() -> &'static [u8];
+    /// Classifies a reply line to that command.
+    fn starttls_reply(line: &[u8]) -> HandshakeLine;
+    /// The capability query, CRLF included.
+    fn capability_command() -> &'static [u8];
+    /// Classifies a line of the capability reply.
+    fn capability_reply(line: &[u8]) -> HandshakeLine;
+}
+
+/// A ready backend connection: TLS done where configured, greeting read.
+#[derive(Debug)]
+pub struct BackendConn {
+    /// The stream, positioned after the greeting (and the capability reply, if any).
+    pub stream: Stream,
+    /// The greeting line as the backend sent it.
+    pub greeting: Vec<u8>,
+    /// Capability reply lines asked for over TLS on the STARTTLS path.
+    pub capabilities: Option<Vec<u8>>,
+    /// Bytes already read after the greeting on paths where they are legitimate.
+    pub leftover: Vec<u8>,
+    /// How long connecting took.
+    pub elapsed: Duration,
+}
+
+/// Everything needed to reach one backend; built once per configuration.
+#[derive(Debug, Clone)]
+pub struct BackendTarget {
+    /// The configuration section.
+    pub config: BackendConfig,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
+impl BackendTarget {
+    /// Prepares TLS material for `config` (protocol decides the ALPN id).
+    pub fn new(
+        config: &BackendConfig,
+        protocol: crate::config::Protocol,
+    ) -> Result<BackendTarget, crate::tls::TlsError> {
+        let tls = match config.tls {
+            BackendTls::None => None,
+            BackendTls::Starttls | BackendTls::Implicit => Some((
+                crate::tls::backend_client_config(config, protocol)?,
+                crate::tls::backend_server_name(config)?,
+            )),
+        };
+        Ok(BackendTarget {
+            config: config.clone(),
+            tls,
+        })
+    }
+
+    /// Connects and performs the configured handshake within `connect_timeout`.
+    pub async fn connect<D: Dialect>(&self) -> Result<BackendConn, BackendError> {
+        let started = Instant::now();
+        let name = self.config.name.clone();
+        let mut conn = tokio::time::timeout(self.config.connect_timeout, self.connect_inner::<D>())
+            .await
+            .map_err(|_| BackendError::Timeout(name))??;
+        conn.elapsed = started.elapsed();
+        Ok(conn)
+    }
+
+    async fn connect_inner<D: Dialect>(&self) -> Result<BackendConn, BackendError> {
+        let tcp = TcpStream::connect(&self.config.address)
+            .await
+            .map_err(|source| BackendError::Connect {
+                backend: self.config.name.clone(),
+                source,
+            })?;
+        set_nodelay(&tcp);
+        match self.config.tls {
+            BackendTls::None => self.plain_greeting::<D>(Stream::Plain(tcp), true).await,
+            BackendTls::Implicit => {
+                let tls = self.handshake(tcp).await?;
+                self.plain_greeting::<D>(tls, true).await
+            }
+            BackendTls::Starttls => self.starttls::<D>(tcp).await,
+        }
+    }
+
+    async fn plain_greeting<D: Dialect>(
+        &self,
+        mut stream: Stream,
+        allow_preauth: bool,
+    ) -> Result<BackendConn, BackendError> {
+        let mut reader = LineReader::new(MAX_HANDSHAKE_LINE);
+        let greeting = self.read_line(&mut reader, &mut stream).await?;
+        self.check_greeting::<D>(&greeting, allow_preauth)?;
+        Ok(BackendConn {
+            stream,
+            greeting,
+            capabilities: None,
+            leftover: reader.into_leftover(),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    async fn starttls<D: Dialect>(&self, tcp: TcpStream) -> Result<BackendConn, BackendError> {
+        let mut plain = tcp;
+        let mut reader = LineReader::new(MAX_HANDSHAKE_LINE);
+        let greeting = self.read_line(&mut reader, &mut plain).await?;
+        self.check_greeting::<D>(&greeting, false)?;
+        self.write(&mut plain, D::starttls_command()).await?;
+        self.read_reply(&mut reader, &mut plain, D::starttls_reply, |detail| {
+            BackendError::StarttlsRefused {
+                backend: self.config.name.clone(),
+                detail,
+            }
+        })
+        .await?;
+        // RFC 2595 §3 / CVE-2011-0411: anything sent after the positive reply is discarded.
+        drop(reader);
+        let mut tls = self.handshake(plain).await?;
+        let mut reader = LineReader::new(MAX_HANDSHAKE_LINE);
+        self.write(&mut tls, D::capability_command()).await?;
+        let capabilities = self
+            .read_reply(&mut reader, &mut tls, D::capability_reply, |detail| {
+                BackendError::Greeting {
+                    backend: self.config.name.clone(),
+                    detail,
+                }
+            })
+            .await?;
+        Ok(BackendConn {
+            stream: tls,
+            greeting,
+            capabilities: Some(capabilities),
+            leftover: reader.into_leftover(),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    fn check_greeting<D: Dialect>(
+        &self,
+        greeting: &[u8],
+        allow_preauth: bool,
+    ) -> Result<(), BackendError> {
+        match D::greeting(greeting) {
+            GreetingKind::Ready => Ok(()),
+            GreetingKind::Preauthenticated if allow_preauth => Ok(()),
+            _ => Err(BackendError::Greeting {
+                backend: self.config.name.clone(),
+                detail: printable(greeting),
+            }),
+        }
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<Stream, BackendError> {
+        let Some((config, name)) = &self.tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let tls = TlsConnector::from(config.clone())
+            .connect(name.clone(), tcp)
+            .await
+            .map_err(|source| BackendError::Tls {
+                backend: self.config.name.clone(),
+                source,
+            })?;
+        Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls))))
+    }
+
+    async fn read_line<S: AsyncRead + Unpin>(
+        &self,
+        reader: &mut LineReader,
+        stream: &mut S,
+    ) -> Result<Vec<u8>, BackendError> {
+        reader
+            .read_line(stream)
+            .await
+            .map_err(|source| BackendError::Handshake {
+                backend: self.config.name.clone(),
+                source,
+            })
+    }
+
+    /// Reads lines until `classify` says the reply is complete; returns all of them.
+    async fn read_reply<S: AsyncRead + Unpin>(
+        &self,
+        reader: &mut LineReader,
+        stream: &mut S,
+        classify: fn(&[u8]) -> HandshakeLine,
+        refused: impl Fn(String) -> BackendError,
+    ) -> Result<Vec<u8>, BackendError> {
+        let mut lines = Vec::new();
+        for _ in 0..MAX_HANDSHAKE_LINES {
+            let line = self.read_line(reader, stream).await?;
+            let kind = classify(&line);
+            lines.extend_from_slice(&line);
+            match kind {
+                HandshakeLine::More => continue,
+                HandshakeLine::Done => return Ok(lines),
+                HandshakeLine::Refused => return Err(refused(printable(&line))),
+            }
+        }
+        Err(refused("too many lines in reply".into()))
+    }
+
+    async fn write<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        bytes: &[u8],
+    ) -> Result<(), BackendError> {
+        let result = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        result.await.map_err(|source| BackendError::Handshake {
+            backend: self.config.name.clone(),
+            source: LineError::Io(source),
+        })
+    }
+}
+
+/// A log-safe rendering of a protocol line (control bytes escaped, at most 200 chars).
+pub fn printable(line: &[u8]) -> String {
+    let text: String = line
+        .iter()
+        .take(200)
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect();
+    text.trim_end_matches("\\r\\n").to_string()
+}

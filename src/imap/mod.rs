@@ -1,0 +1,4 @@
+//! IMAP4rev1/IMAP4rev2 relay (RFC 3501 / RFC 9051): framing, capability rewriting and the
+//! session state machine.
+
+pub mod codec;

@@ -1,0 +1,284 @@
+//! TLS configuration for both sides of the proxy (rustls 0.23, aws-lc-rs provider).
+//!
+//! * Client side: TLS 1.2/1.3 only, a certificate store that can be swapped at run time (reload),
+//!   and ALPN pinned to the listener's protocol (`imap` / `pop3`, RFC 9051 §1 / IANA): a ClientHello
+//!   that offers ALPN without it is refused by rustls with `no_application_protocol`, one without
+//!   ALPN is accepted — the ALPACA cross-protocol mitigation.
+//! * Backend side: certificate and name verification on by default, against a configured CA file
+//!   or the system's roots.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use crate::config::{BackendConfig, Protocol, TlsConfig};
+
+/// Errors building TLS configurations; `side` says whose material was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or held nothing usable.
+    #[error("{path}: {reason}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// rustls refused the material (bad key, unsupported algorithm, ...).
+    #[error("tls setup: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// Generating the self-signed fallback certificate failed.
+    #[error("self-signed certificate: {0}")]
+    SelfSigned(String),
+    /// The backend name is not a valid DNS name or IP address.
+    #[error("backend server_name {0:?} is not a valid DNS name or IP address")]
+    ServerName(String),
+}
+
+/// The crypto provider used everywhere (aws-lc-rs, one backend only).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS12, &rustls::version::TLS13];
+
+/// ALPN protocol id for a listener's protocol.
+pub fn alpn_id(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        Protocol::Imap => b"imap",
+        Protocol::Pop3 => b"pop3",
+    }
+}
+
+/// Reads a PEM certificate chain (leaf first).
+pub fn load_cert_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_error = |reason: String| TlsError::Pem {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem_error("no CERTIFICATE block found".into()));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Loads a certificate chain and key into a signing-ready [`CertifiedKey`].
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = load_cert_chain(cert)?;
+    let key_der = load_private_key(key)?;
+    let signing_key = provider().key_provider.load_private_key(key_der)?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(|e| TlsError::Pem {
+        path: key.display().to_string(),
+        reason: format!("key does not match certificate {}: {e}", cert.display()),
+    })?;
+    Ok(Arc::new(certified))
+}
+
+/// Generates an in-memory self-signed certificate for `localhost` (the try-it-out default).
+pub fn self_signed() -> Result<Arc<CertifiedKey>, TlsError> {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let key_der = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+    let signing_key = provider().key_provider.load_private_key(key_der)?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![generated.cert.der().clone()],
+        signing_key,
+    )))
+}
+
+/// The certificates presented to clients; swapped atomically on reload.
+#[derive(Debug)]
+pub struct CertStore {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    /// A store serving `key`.
+    pub fn new(key: Arc<CertifiedKey>) -> Arc<CertStore> {
+        Arc::new(CertStore {
+            current: RwLock::new(key),
+        })
+    }
+
+    /// Builds the store from `[tls]`, or a self-signed certificate when it is absent.
+    pub fn from_config(tls: Option<&TlsConfig>) -> Result<Arc<CertStore>, TlsError> {
+        let key = match tls {
+            Some(tls) => load_certified_key(&tls.cert, &tls.key)?,
+            None => self_signed()?,
+        };
+        Ok(CertStore::new(key))
+    }
+
+    /// Replaces the served certificate; handshakes already done are unaffected.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        match self.current.write() {
+            Ok(mut guard) => *guard = key,
+            Err(poisoned) => *poisoned.into_inner() = key,
+        }
+    }
+
+    fn get(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+/// Server-side rustls configuration for one listener protocol.
+pub fn server_config(
+    store: Arc<CertStore>,
+    protocol: Protocol,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = vec![alpn_id(protocol).to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client-side rustls configuration for a backend.
+pub fn backend_client_config(
+    backend: &BackendConfig,
+    protocol: Protocol,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?;
+    let mut config = if backend.verify {
+        builder
+            .with_root_certificates(root_store(backend.ca.as_deref())?)
+            .with_no_client_auth()
+    } else {
+        tracing::warn!(backend = %backend.name, "backend certificate verification is DISABLED (verify = false)");
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
+            .with_no_client_auth()
+    };
+    config.alpn_protocols = vec![alpn_id(protocol).to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The name to verify in the backend certificate.
+pub fn backend_server_name(backend: &BackendConfig) -> Result<ServerName<'static>, TlsError> {
+    let name = backend.tls_server_name().to_string();
+    ServerName::try_from(name.clone()).map_err(|_| TlsError::ServerName(name))
+}
+
+fn root_store(ca: Option<&Path>) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in load_cert_chain(path)? {
+                roots.add(cert)?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            for error in &native.errors {
+                tracing::warn!(%error, "while loading system CA certificates");
+            }
+            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// Verifier used only when an administrator sets `verify = false` on a backend.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_certificate_builds_a_server_config() {
+        let store = CertStore::new(self_signed().unwrap());
+        let config = server_config(store, Protocol::Imap).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"imap".to_vec()]);
+    }
+
+    #[test]
+    fn missing_pem_file_names_the_path() {
+        let error = load_cert_chain(Path::new("/nonexistent/cert.pem")).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/cert.pem"));
+    }
+}
