@@ -1,11 +1,15 @@
 //! portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
 //!
 //! Layers, bottom up: [`config`] (what the admin wrote), [`tls`] and [`net`] (streams and TLS for
-//! both sides), [`backend`] (connect to the legacy server), the protocol relays [`imap`] and
-//! [`pop3`], and [`server`] (listeners, accept loop, shutdown).
+//! both sides), [`backend`] (connect to the legacy server), [`session`] (what both protocol
+//! sessions share), the protocol relays [`imap`] and [`pop3`], and [`server`] (listeners, accept
+//! loop, shutdown).
 
 pub mod backend;
 pub mod config;
 pub mod imap;
 pub mod net;
+pub mod pop3;
+pub mod server;
+pub mod session;
 pub mod tls;

@@ -1,1 +1,160 @@
-fn main() {}
+//! The `portcullis` command line: `serve`, `check-config`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use portcullis::config::Config;
+
+/// portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print a summary.
+    CheckConfig {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::CheckConfig { config } => check_config(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("portcullis: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check_config(path: &PathBuf) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("invalid configuration: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Err(error) = portcullis::tls::CertStore::from_config(config.tls.as_ref()) {
+        eprintln!("invalid configuration: tls: {error}");
+        return Ok(ExitCode::FAILURE);
+    }
+    for backend in &config.backends {
+        for protocol in [
+            portcullis::config::Protocol::Imap,
+            portcullis::config::Protocol::Pop3,
+        ] {
+            if let Err(error) = portcullis::backend::BackendTarget::new(backend, protocol) {
+                eprintln!("invalid configuration: backend {}: {error}", backend.name);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    println!("configuration OK: {}", path.display());
+    match &config.tls {
+        Some(tls) => println!("tls: cert {} key {}", tls.cert.display(), tls.key.display()),
+        None => println!("tls: none configured: a self-signed certificate will be generated"),
+    }
+    for l in &config.listeners {
+        println!(
+            "listener {}: {} on {} tls={:?} require_tls={} -> backend {}",
+            l.name,
+            l.protocol.as_str(),
+            l.bind,
+            l.tls,
+            l.requires_tls(),
+            l.backend
+        );
+    }
+    for b in &config.backends {
+        println!(
+            "backend {}: {} tls={:?} verify={} server_name={}",
+            b.name,
+            b.address,
+            b.tls,
+            b.verify,
+            b.tls_server_name()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(path: &PathBuf) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let server = portcullis::server::Server::bind(&config).await?;
+        for (listener, addr) in config.listeners.iter().zip(server.local_addrs()) {
+            tracing::info!(listener = %listener.name, protocol = listener.protocol.as_str(), %addr, "listening");
+        }
+        let shutdown = server.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_termination().await;
+            tracing::info!("termination signal received");
+            shutdown.cancel();
+        });
+        server.run().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(%error, "cannot install SIGTERM handler");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -80,6 +80,17 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The raw bytes of this event, exactly as received.
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Event::Line { bytes, .. }
+            | Event::Literal(bytes)
+            | Event::LiteralRejected { bytes, .. } => bytes,
+        }
+    }
+}
+
 /// Framing violations; each is fatal for the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {

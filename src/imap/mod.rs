@@ -1,4 +1,7 @@
 //! IMAP4rev1/IMAP4rev2 relay (RFC 3501 / RFC 9051): framing, capability rewriting and the
 //! session state machine.
 
+pub mod capability;
 pub mod codec;
+pub mod command;
+pub mod session;

@@ -1,0 +1,564 @@
+//! One IMAP client session: greeting, then a relay loop between client and backend that is
+//! byte-exact except where policy demands otherwise (RFC 9051 / RFC 3501):
+//! * capability lists are rewritten ([`super::capability`]);
+//! * STARTTLS (RFC 2595 §3.1) is answered by the proxy, which drops every byte the client
+//!   pipelined after it and upgrades the client stream;
+//! * before TLS on a `require_tls` listener only CAPABILITY, NOOP, LOGOUT, ID and STARTTLS pass;
+//!   LOGIN and AUTHENTICATE get `NO [PRIVACYREQUIRED]` (RFC 5530) and are never forwarded;
+//! * COMPRESS (RFC 4978) is refused, oversized synchronizing literals get `NO [TOOBIG]`;
+//! * AUTHENTICATE continuations and SASL-IR (RFC 4959), IDLE/DONE (RFC 2177) and LOGOUT are
+//!   tracked so the session knows which client lines are commands.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::capability::{self, CapabilityPolicy};
+use super::codec::{Event, FrameError, Framer, Limits, Role};
+use super::command::{CommandHead, ImapDialect, Status};
+use crate::net::Stream;
+use crate::server::SessionContext;
+use crate::session::{
+    read_backend, read_client, upgrade_client, write_backend, write_client, Redacted, SessionEnd,
+    SessionError, SessionStats,
+};
+
+/// Most commands a client may have in flight at once.
+const MAX_PENDING: usize = 1024;
+/// Read buffer size per direction.
+const READ_BUFFER: usize = 64 * 1024;
+/// Commands allowed before TLS on a listener that requires it.
+const PRE_TLS_ALLOWED: &[&str] = &["CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS"];
+
+/// What a forwarded command means for the session when it completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Login(Option<String>),
+    Authenticate,
+    Idle,
+    Logout,
+    Other,
+}
+
+#[derive(Debug)]
+struct Pending {
+    tag: String,
+    kind: Kind,
+}
+
+/// How client lines are to be read right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClientMode {
+    /// Lines are commands.
+    Commands,
+    /// Lines are SASL responses for this tag (never parsed, never logged).
+    Authenticate(String),
+    /// Waiting for `DONE`.
+    Idle,
+}
+
+/// What the relay loop does next.
+enum Flow {
+    Continue,
+    StartTls,
+    End(SessionEnd),
+}
+
+/// Runs a session on an accepted (possibly already TLS) client stream.
+pub async fn run(context: SessionContext, client: Stream) {
+    let mut stats = SessionStats::default();
+    let end = match Session::start(&context, client).await {
+        Ok(session) => session.run(&mut stats).await,
+        Err(end) => end,
+    };
+    stats.log_summary(&context, &end);
+}
+
+struct Session {
+    context: SessionContext,
+    client: Stream,
+    backend: Stream,
+    client_framer: Framer,
+    backend_framer: Framer,
+    /// Fragments of the backend response being assembled.
+    response: Vec<Event>,
+    response_size: u64,
+    pending: VecDeque<Pending>,
+    mode: ClientMode,
+    /// Tag of the client command whose fragments are still arriving.
+    current_tag: Option<String>,
+    /// Drop the rest of the current client command (it was answered by the proxy).
+    discard_current: bool,
+    authenticated: bool,
+    draining: bool,
+    last_activity: Instant,
+}
+
+impl Session {
+    async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
+        let backend = match context.listener.backend.connect::<ImapDialect>().await {
+            Ok(backend) => backend,
+            Err(error) => {
+                tracing::warn!(%error, side = "backend", "backend connection failed");
+                let bye = format!("* BYE [UNAVAILABLE] {}\r\n", error.client_reason());
+                let _ = write_client(&mut client, bye.as_bytes()).await;
+                return Err(SessionEnd::Error(error.into()));
+            }
+        };
+        let mut session = Session {
+            context: context.clone(),
+            client,
+            backend: backend.stream,
+            client_framer: Framer::new(Role::Client, client_limits(context)),
+            backend_framer: Framer::new(Role::Server, backend_limits(context)),
+            response: Vec::new(),
+            response_size: 0,
+            pending: VecDeque::new(),
+            mode: ClientMode::Commands,
+            current_tag: None,
+            discard_current: false,
+            authenticated: false,
+            draining: false,
+            last_activity: Instant::now(),
+        };
+        let greeting_status = Status::parse(&backend.greeting);
+        if greeting_status
+            .as_ref()
+            .is_some_and(|s| s.condition == "PREAUTH")
+        {
+            if session.policy().login_disabled {
+                let _ = write_client(
+                    &mut session.client,
+                    b"* BYE [UNAVAILABLE] mail server misconfigured\r\n",
+                )
+                .await;
+                return Err(SessionEnd::BackendClosed);
+            }
+            session.authenticated = true;
+        }
+        let list = backend
+            .capabilities
+            .as_deref()
+            .and_then(capability::list_from_reply);
+        let greeting =
+            capability::greeting_with(&backend.greeting, list.as_deref(), session.policy());
+        write_client(&mut session.client, &greeting)
+            .await
+            .map_err(SessionEnd::Error)?;
+        session.backend_framer.feed(&backend.leftover);
+        Ok(session)
+    }
+
+    fn policy(&self) -> CapabilityPolicy {
+        let before_tls = !self.client.is_tls();
+        CapabilityPolicy {
+            offer_starttls: before_tls && self.context.listener.offers_starttls(),
+            login_disabled: before_tls && self.context.listener.config.requires_tls(),
+        }
+    }
+
+    async fn run(mut self, stats: &mut SessionStats) -> SessionEnd {
+        let mut client_buffer = vec![0u8; READ_BUFFER];
+        let mut backend_buffer = vec![0u8; READ_BUFFER];
+        loop {
+            let flow = self
+                .step(stats, &mut client_buffer, &mut backend_buffer)
+                .await;
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::StartTls) => match self.upgrade().await {
+                    Ok(upgraded) => self = upgraded,
+                    Err(error) => return SessionEnd::Error(error),
+                },
+                Ok(Flow::End(end)) => return end,
+                Err(error) => {
+                    let _ = self.bye_for(&error).await;
+                    return SessionEnd::Error(error);
+                }
+            }
+            if self.draining && self.is_idle() {
+                let _ = write_client(
+                    &mut self.client,
+                    b"* BYE [UNAVAILABLE] Server shutting down\r\n",
+                )
+                .await;
+                return SessionEnd::Shutdown;
+            }
+        }
+    }
+
+    /// Waits for one input (client bytes, backend bytes, shutdown, timeout) and handles it.
+    async fn step(
+        &mut self,
+        stats: &mut SessionStats,
+        client_buffer: &mut [u8],
+        backend_buffer: &mut [u8],
+    ) -> Result<Flow, SessionError> {
+        let deadline = self.last_activity + self.timeout();
+        let shutdown = self.context.shutdown.clone();
+        tokio::select! {
+            _ = shutdown.cancelled(), if !self.draining => {
+                self.draining = true;
+                Ok(Flow::Continue)
+            }
+            read = read_client(&mut self.client, client_buffer) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(Flow::End(SessionEnd::ClientClosed));
+                }
+                self.last_activity = Instant::now();
+                self.client_framer.feed(&client_buffer[..n]);
+                self.drain_client(stats).await
+            }
+            read = read_backend(&mut self.backend, backend_buffer) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(Flow::End(SessionEnd::BackendClosed));
+                }
+                self.backend_framer.feed(&backend_buffer[..n]);
+                self.drain_backend(stats).await
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = write_client(&mut self.client, b"* BYE Autologout; idle for too long\r\n").await;
+                Ok(Flow::End(SessionEnd::Timeout))
+            }
+        }
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        let limits = &self.context.listener.limits;
+        if self.authenticated {
+            limits.idle_timeout
+        } else {
+            limits.prelogin_timeout
+        }
+    }
+
+    /// No command in flight and no partial command buffered.
+    fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+            && self.client_framer.at_message_boundary()
+            && self.response.is_empty()
+    }
+
+    async fn upgrade(mut self) -> Result<Session, SessionError> {
+        // Every byte pipelined after STARTTLS is dropped with the old framer (CVE-2011-0411).
+        self.client_framer = Framer::new(Role::Client, client_limits(&self.context));
+        self.client = upgrade_client(self.client, &self.context).await?;
+        tracing::debug!(
+            version = self.client.tls_version(),
+            "client upgraded to TLS"
+        );
+        Ok(self)
+    }
+
+    async fn bye_for(&mut self, error: &SessionError) -> Result<(), SessionError> {
+        let text = match error {
+            SessionError::ClientProtocol(reason) => format!("* BYE {reason}\r\n"),
+            SessionError::BackendProtocol(_) | SessionError::BackendIo(_) => {
+                "* BYE [UNAVAILABLE] mail server connection failed\r\n".into()
+            }
+            _ => return Ok(()),
+        };
+        write_client(&mut self.client, text.as_bytes()).await
+    }
+
+    async fn drain_client(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
+        loop {
+            let event = self
+                .client_framer
+                .next_event()
+                .map_err(|e| client_violation(&e))?;
+            let Some(event) = event else {
+                return Ok(Flow::Continue);
+            };
+            let flow = self.on_client_event(event, stats).await?;
+            if !matches!(flow, Flow::Continue) {
+                return Ok(flow);
+            }
+        }
+    }
+
+    async fn on_client_event(
+        &mut self,
+        event: Event,
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        match event {
+            Event::Line {
+                bytes,
+                first: true,
+                literal,
+            } if self.mode == ClientMode::Commands => {
+                self.current_tag = None;
+                self.discard_current = false;
+                let flow = self.on_command(bytes, stats).await?;
+                if literal.is_some_and(|l| l.synchronizing) && self.discard_current {
+                    self.client_framer.cancel_literal();
+                }
+                Ok(flow)
+            }
+            Event::Line {
+                bytes, first: true, ..
+            } => self.on_mode_line(bytes, stats).await,
+            Event::Line { bytes, .. } | Event::Literal(bytes) => {
+                if !self.discard_current {
+                    stats.bytes_up += bytes.len() as u64;
+                    write_backend(&mut self.backend, &bytes).await?;
+                }
+                Ok(Flow::Continue)
+            }
+            Event::LiteralRejected { bytes, length } => {
+                let tag = CommandHead::parse(&bytes).map_or_else(|| "*".to_string(), |h| h.tag);
+                tracing::info!(
+                    length,
+                    limit = self.context.listener.limits.max_client_literal,
+                    "client literal too large"
+                );
+                self.reply(&format!(
+                    "{tag} NO [TOOBIG] literal of {length} octets exceeds the limit\r\n"
+                ))
+                .await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// A client line while in AUTHENTICATE or IDLE mode.
+    async fn on_mode_line(
+        &mut self,
+        bytes: Bytes,
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        if self.mode == ClientMode::Idle && bytes.trim_ascii().eq_ignore_ascii_case(b"DONE") {
+            self.mode = ClientMode::Commands;
+        }
+        tracing::trace!(line = %Redacted::hidden(), "client continuation");
+        stats.bytes_up += bytes.len() as u64;
+        write_backend(&mut self.backend, &bytes).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// The first line of a client command.
+    async fn on_command(
+        &mut self,
+        bytes: Bytes,
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        let Some(head) = CommandHead::parse(&bytes) else {
+            self.discard_current = true;
+            self.reply("* BAD Invalid command: expected a tag and a command name\r\n")
+                .await?;
+            return Ok(Flow::Continue);
+        };
+        let secret = matches!(head.name.as_str(), "LOGIN" | "AUTHENTICATE");
+        tracing::debug!(command = %Redacted::new(&bytes, secret), "client command");
+        self.current_tag = Some(head.tag.clone());
+        if let Some(refusal) = self.refusal(&head) {
+            self.discard_current = true;
+            self.reply(&refusal).await?;
+            return Ok(Flow::Continue);
+        }
+        if head.name == "STARTTLS" {
+            self.discard_current = true;
+            self.reply(&format!("{} OK Begin TLS negotiation now\r\n", head.tag))
+                .await?;
+            return Ok(Flow::StartTls);
+        }
+        let kind = match head.name.as_str() {
+            "LOGIN" => Kind::Login(head.login_user()),
+            "AUTHENTICATE" => Kind::Authenticate,
+            "IDLE" => Kind::Idle,
+            "LOGOUT" => Kind::Logout,
+            _ => Kind::Other,
+        };
+        match kind {
+            Kind::Authenticate => self.mode = ClientMode::Authenticate(head.tag.clone()),
+            Kind::Idle => self.mode = ClientMode::Idle,
+            _ => {}
+        }
+        self.pending.push_back(Pending {
+            tag: head.tag,
+            kind,
+        });
+        stats.bytes_up += bytes.len() as u64;
+        write_backend(&mut self.backend, &bytes).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// The proxy's own answer to a command it will not forward, if any.
+    fn refusal(&self, head: &CommandHead) -> Option<String> {
+        let tag = &head.tag;
+        let policy = self.policy();
+        if self.draining {
+            return Some(format!("{tag} NO [UNAVAILABLE] Server shutting down\r\n"));
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Some(format!("{tag} NO [LIMIT] Too many commands in flight\r\n"));
+        }
+        match head.name.as_str() {
+            "STARTTLS" if !policy.offer_starttls => {
+                Some(format!("{tag} BAD STARTTLS not available now\r\n"))
+            }
+            "LOGIN" | "AUTHENTICATE" if policy.login_disabled => Some(format!(
+                "{tag} NO [PRIVACYREQUIRED] TLS is required before authentication: use STARTTLS\r\n"
+            )),
+            "COMPRESS" => Some(format!(
+                "{tag} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
+            )),
+            name if policy.login_disabled && !PRE_TLS_ALLOWED.contains(&name) => Some(format!(
+                "{tag} BAD [PRIVACYREQUIRED] Use STARTTLS first\r\n"
+            )),
+            _ => None,
+        }
+    }
+
+    async fn reply(&mut self, text: &str) -> Result<(), SessionError> {
+        write_client(&mut self.client, text.as_bytes()).await
+    }
+
+    async fn drain_backend(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
+        loop {
+            let event = self
+                .backend_framer
+                .next_event()
+                .map_err(|e| backend_violation(&e))?;
+            let Some(event) = event else {
+                return Ok(Flow::Continue);
+            };
+            let complete = matches!(event, Event::Line { literal: None, .. });
+            self.response_size += event_len(&event);
+            if self.response_size
+                > self
+                    .context
+                    .listener
+                    .limits
+                    .max_backend_literal
+                    .saturating_mul(2)
+            {
+                return Err(SessionError::BackendProtocol("response too large".into()));
+            }
+            self.response.push(event);
+            if complete {
+                let response = std::mem::take(&mut self.response);
+                self.response_size = 0;
+                let flow = self.on_response(response, stats).await?;
+                if !matches!(flow, Flow::Continue) {
+                    return Ok(flow);
+                }
+            }
+        }
+    }
+
+    /// A complete backend response (a line plus any literals and continuation lines).
+    async fn on_response(
+        &mut self,
+        response: Vec<Event>,
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        let first = match response.first() {
+            Some(Event::Line { bytes, .. }) => bytes.clone(),
+            _ => {
+                return Err(SessionError::BackendProtocol(
+                    "response without a line".into(),
+                ))
+            }
+        };
+        let status = Status::parse(&first);
+        let mut output = concat(&response);
+        if response.len() == 1 {
+            if let Some(rewritten) = capability::rewrite_line(&first, self.policy()) {
+                output = rewritten;
+            }
+        }
+        let mut flow = Flow::Continue;
+        if let Some(status) = status.filter(|s| s.tag != "*" && s.tag != "+") {
+            flow = self.on_tagged(&status, stats);
+        }
+        stats.bytes_down += output.len() as u64;
+        write_client(&mut self.client, &output).await?;
+        Ok(flow)
+    }
+
+    /// Bookkeeping for a tagged completion from the backend.
+    fn on_tagged(&mut self, status: &Status, stats: &mut SessionStats) -> Flow {
+        if self.current_tag.as_deref() == Some(status.tag.as_str())
+            && self.client_framer.in_literal()
+        {
+            // The backend refused a synchronizing literal: the client will not send it.
+            self.client_framer.cancel_literal();
+        }
+        let Some(index) = self.pending.iter().position(|p| p.tag == status.tag) else {
+            return Flow::Continue;
+        };
+        let Some(pending) = self.pending.remove(index) else {
+            return Flow::Continue;
+        };
+        if self.mode == ClientMode::Authenticate(pending.tag.clone())
+            || (pending.kind == Kind::Idle && self.mode == ClientMode::Idle)
+        {
+            self.mode = ClientMode::Commands;
+        }
+        match pending.kind {
+            Kind::Login(user) if status.is_ok() => {
+                self.authenticated = true;
+                if let Some(user) = user {
+                    stats.set_user(user);
+                }
+                tracing::info!("login ok");
+            }
+            Kind::Authenticate if status.is_ok() => {
+                self.authenticated = true;
+                tracing::info!("authenticate ok");
+            }
+            Kind::Login(_) | Kind::Authenticate => {
+                tracing::info!(condition = %status.condition, "login failed")
+            }
+            Kind::Logout => return Flow::End(SessionEnd::Logout),
+            _ => {}
+        }
+        Flow::Continue
+    }
+}
+
+fn client_limits(context: &SessionContext) -> Limits {
+    let limits = &context.listener.limits;
+    Limits {
+        max_line: limits.max_line,
+        max_literal: limits.max_client_literal,
+        max_nesting: limits.max_nesting,
+    }
+}
+
+fn backend_limits(context: &SessionContext) -> Limits {
+    let limits = &context.listener.limits;
+    Limits {
+        max_line: limits.max_line,
+        max_literal: limits.max_backend_literal,
+        max_nesting: limits.max_nesting,
+    }
+}
+
+fn client_violation(error: &FrameError) -> SessionError {
+    tracing::info!(%error, limit = error.limit_label(), "client framing error");
+    SessionError::ClientProtocol(format!("Protocol error: {error}"))
+}
+
+fn backend_violation(error: &FrameError) -> SessionError {
+    tracing::warn!(%error, limit = error.limit_label(), "backend framing error");
+    SessionError::BackendProtocol(error.to_string())
+}
+
+fn event_len(event: &Event) -> u64 {
+    event.bytes().len() as u64
+}
+
+fn concat(events: &[Event]) -> Vec<u8> {
+    let total: u64 = events.iter().map(event_len).sum();
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for event in events {
+        out.extend_from_slice(event.bytes());
+    }
+    out
+}

@@ -1,0 +1,262 @@
+//! Pieces every protocol session shares: errors that name the failing side, how a session
+//! ended, the STARTTLS/STLS upgrade of a client stream, log redaction and the session summary.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backend::BackendError;
+use crate::net::Stream;
+use crate::server::SessionContext;
+
+/// Which party a failure is attributed to (also a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The mail client.
+    Client,
+    /// The legacy server.
+    Backend,
+    /// The virus scanner or rules engine.
+    Scanner,
+    /// portcullis itself.
+    Internal,
+}
+
+impl Side {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+            Side::Scanner => "scanner",
+            Side::Internal => "internal",
+        }
+    }
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Reading from or writing to the client failed.
+    #[error("client connection: {0}")]
+    ClientIo(std::io::Error),
+    /// Reading from or writing to the backend failed.
+    #[error("backend connection: {0}")]
+    BackendIo(std::io::Error),
+    /// The client broke the protocol or a limit.
+    #[error("client protocol violation: {0}")]
+    ClientProtocol(String),
+    /// The backend broke the protocol or a limit.
+    #[error("backend protocol violation: {0}")]
+    BackendProtocol(String),
+    /// The backend could not be reached or set up.
+    #[error(transparent)]
+    Connect(#[from] BackendError),
+    /// The client's TLS handshake after STARTTLS/STLS failed.
+    #[error("client TLS handshake: {0}")]
+    ClientTls(std::io::Error),
+}
+
+impl SessionError {
+    /// The side at fault.
+    pub fn side(&self) -> Side {
+        match self {
+            SessionError::ClientIo(_)
+            | SessionError::ClientProtocol(_)
+            | SessionError::ClientTls(_) => Side::Client,
+            SessionError::BackendIo(_)
+            | SessionError::BackendProtocol(_)
+            | SessionError::Connect(_) => Side::Backend,
+        }
+    }
+}
+
+/// How a session ended (the `end` label of the session summary).
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The client logged out / quit.
+    Logout,
+    /// The client closed the connection.
+    ClientClosed,
+    /// The backend closed the connection.
+    BackendClosed,
+    /// The process is shutting down.
+    Shutdown,
+    /// Pre-login or idle timeout.
+    Timeout,
+    /// A failure; see the error for the side.
+    Error(SessionError),
+}
+
+impl SessionEnd {
+    /// Label value.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SessionEnd::Logout => "logout",
+            SessionEnd::ClientClosed => "client_closed",
+            SessionEnd::BackendClosed => "backend_closed",
+            SessionEnd::Shutdown => "shutdown",
+            SessionEnd::Timeout => "timeout",
+            SessionEnd::Error(_) => "error",
+        }
+    }
+}
+
+impl From<SessionError> for SessionEnd {
+    fn from(error: SessionError) -> Self {
+        SessionEnd::Error(error)
+    }
+}
+
+/// Counters kept per session for the summary line.
+#[derive(Debug)]
+pub struct SessionStats {
+    /// When the connection was accepted.
+    pub started: Instant,
+    /// Octets relayed client → backend.
+    pub bytes_up: u64,
+    /// Octets relayed backend → client.
+    pub bytes_down: u64,
+    /// The login name once known.
+    pub user: Option<String>,
+    /// Messages scanned.
+    pub scanned: u64,
+    /// Messages blocked or withheld.
+    pub blocked: u64,
+}
+
+impl Default for SessionStats {
+    fn default() -> Self {
+        SessionStats {
+            started: Instant::now(),
+            bytes_up: 0,
+            bytes_down: 0,
+            user: None,
+            scanned: 0,
+            blocked: 0,
+        }
+    }
+}
+
+impl SessionStats {
+    /// Records the user on the session span and in the summary.
+    pub fn set_user(&mut self, user: String) {
+        tracing::Span::current().record("user", user.as_str());
+        self.user = Some(user);
+    }
+
+    /// Logs the one summary line of a finished session.
+    pub fn log_summary(&self, context: &SessionContext, end: &SessionEnd) {
+        let duration: Duration = self.started.elapsed();
+        let user = self.user.as_deref().unwrap_or("-");
+        let protocol = context.listener.protocol().as_str();
+        match end {
+            SessionEnd::Error(error) => tracing::info!(
+                peer = %context.peer, listener = context.listener.name(), protocol, user,
+                bytes_up = self.bytes_up, bytes_down = self.bytes_down, duration_ms = duration.as_millis() as u64,
+                scanned = self.scanned, blocked = self.blocked, end = end.label(), side = error.side().as_str(),
+                %error, "session closed"
+            ),
+            _ => tracing::info!(
+                peer = %context.peer, listener = context.listener.name(), protocol, user,
+                bytes_up = self.bytes_up, bytes_down = self.bytes_down, duration_ms = duration.as_millis() as u64,
+                scanned = self.scanned, blocked = self.blocked, end = end.label(), "session closed"
+            ),
+        }
+    }
+}
+
+/// Upgrades a plaintext client stream after STARTTLS/STLS (RFC 2595 §3.1/§4). The caller has
+/// already dropped every byte it buffered after the command; a stream that is already TLS is a
+/// protocol violation.
+pub async fn upgrade_client(
+    stream: Stream,
+    context: &SessionContext,
+) -> Result<Stream, SessionError> {
+    match stream {
+        Stream::Plain(tcp) => crate::server::accept_tls(&context.listener.tls, tcp)
+            .await
+            .map_err(SessionError::ClientTls),
+        Stream::Tls(_) => Err(SessionError::ClientProtocol("STARTTLS inside TLS".into())),
+    }
+}
+
+/// Reads some bytes from the client.
+pub async fn read_client(stream: &mut Stream, buffer: &mut [u8]) -> Result<usize, SessionError> {
+    stream.read(buffer).await.map_err(SessionError::ClientIo)
+}
+
+/// Reads some bytes from the backend.
+pub async fn read_backend(stream: &mut Stream, buffer: &mut [u8]) -> Result<usize, SessionError> {
+    stream.read(buffer).await.map_err(SessionError::BackendIo)
+}
+
+/// Writes all bytes to the client and flushes.
+pub async fn write_client(stream: &mut Stream, bytes: &[u8]) -> Result<(), SessionError> {
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(SessionError::ClientIo)?;
+    stream.flush().await.map_err(SessionError::ClientIo)
+}
+
+/// Writes all bytes to the backend and flushes.
+pub async fn write_backend(stream: &mut Stream, bytes: &[u8]) -> Result<(), SessionError> {
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(SessionError::BackendIo)?;
+    stream.flush().await.map_err(SessionError::BackendIo)
+}
+
+/// A protocol line for logs: commands that carry secrets show only their first two words.
+pub struct Redacted<'a> {
+    line: &'a [u8],
+    secret: bool,
+}
+
+impl<'a> Redacted<'a> {
+    /// Wraps a line; `secret` hides everything after the command name.
+    pub fn new(line: &'a [u8], secret: bool) -> Redacted<'a> {
+        Redacted { line, secret }
+    }
+
+    /// A line that is entirely secret (a SASL response, a password).
+    pub fn hidden() -> Redacted<'static> {
+        Redacted {
+            line: b"",
+            secret: true,
+        }
+    }
+}
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = crate::backend::printable(self.line);
+        if !self.secret {
+            return f.write_str(&text);
+        }
+        let visible: Vec<&str> = text.splitn(3, ' ').take(2).collect();
+        write!(f, "{} <redacted>", visible.join(" "))
+    }
+}
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let shown = Redacted::new(b"a1 LOGIN alice hunter2\r\n", true).to_string();
+        assert_eq!(shown, "a1 LOGIN <redacted>");
+        assert!(!format!("{:?}", Redacted::new(b"PASS hunter2\r\n", true)).contains("hunter2"));
+        assert_eq!(Redacted::new(b"a2 NOOP\r\n", false).to_string(), "a2 NOOP");
+    }
+}
