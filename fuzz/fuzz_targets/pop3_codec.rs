@@ -1,0 +1,4 @@
+//! Placeholder replaced by the POP3 codec fuzz target.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+fuzz_target!(|_data: &[u8]| {});
