@@ -307,7 +307,7 @@ impl Config {
                     "duplicate listener name",
                 ));
             }
-            if !binds.insert(listener.bind) {
+            if listener.bind.port() != 0 && !binds.insert(listener.bind) {
                 return Err(ConfigError::invalid(
                     format!("{key}.bind"),
                     "address already used by another listener",

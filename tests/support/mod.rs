@@ -16,6 +16,7 @@ pub mod dovecot;
 pub mod mime;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 
 #[allow(unused_imports)]
