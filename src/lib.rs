@@ -1,1 +1,2 @@
 //! portcullis library root.
+pub mod metrics;
