@@ -21,7 +21,7 @@ pub use labels::*;
 use std::sync::LazyLock;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Errors of the metrics module.
@@ -94,6 +94,17 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
 }
 
+/// An open client connection, counted in `connections_active` until dropped; see
+/// [`Metrics::track_connection`].
+#[derive(Debug)]
+pub struct ActiveConnection(IntGauge);
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     // The definitions below are compile-time constants; failing here is a bug in this module,
     // caught by the unit tests, never a consequence of runtime data.
@@ -108,15 +119,6 @@ pub fn metrics() -> &'static Metrics {
 /// Renders every metric of [`metrics()`] in the Prometheus text exposition format 0.0.4.
 pub fn render() -> String {
     metrics().render()
-}
-
-/// Maps a negotiated rustls protocol version to the `version` label of `tls_handshakes_total`.
-pub fn tls_version_label(version: Option<rustls::ProtocolVersion>) -> &'static str {
-    match version {
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1_2",
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1_3",
-        _ => "none",
-    }
 }
 
 fn counter(
@@ -329,6 +331,19 @@ impl Metrics {
         }
     }
 
+    /// Counts an accepted connection and keeps it in `connections_active` until the returned
+    /// guard is dropped (also on early returns and panics, so the gauge cannot drift).
+    pub fn track_connection(&self, listener: &str, protocol: &str) -> ActiveConnection {
+        self.connections_accepted
+            .with_label_values(&[listener, protocol])
+            .inc();
+        let gauge = self
+            .connections_active
+            .with_label_values(&[listener, protocol]);
+        gauge.inc();
+        ActiveConnection(gauge)
+    }
+
     /// Creates the zero-valued per-backend series (call once per configured backend).
     pub fn prime_backend(&self, backend: &str) {
         self.backend_connect_seconds.with_label_values(&[backend]);
@@ -398,6 +413,21 @@ mod tests {
     }
 
     #[test]
+    fn connection_guard_counts_and_releases() {
+        let m = Metrics::new().unwrap();
+        let first = m.track_connection("imaps", "imap");
+        let second = m.track_connection("imaps", "imap");
+        let active = m.connections_active.with_label_values(&["imaps", "imap"]);
+        assert_eq!(active.get(), 2);
+        drop(first);
+        assert_eq!(active.get(), 1);
+        drop(second);
+        assert_eq!(active.get(), 0);
+        let accepted = m.connections_accepted.with_label_values(&["imaps", "imap"]);
+        assert_eq!(accepted.get(), 2);
+    }
+
+    #[test]
     fn global_registry_is_shared_and_rendered() {
         metrics()
             .rule_hits
@@ -405,17 +435,5 @@ mod tests {
             .inc();
         assert!(render().contains("portcullis_rule_hits_total{rule=\"unit-test-rule\"}"));
         assert!(std::ptr::eq(metrics(), metrics()));
-    }
-
-    #[test]
-    fn tls_version_labels_are_from_the_fixed_set() {
-        use rustls::ProtocolVersion;
-        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_3)), "TLSv1_3");
-        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_2)), "TLSv1_2");
-        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_1)), "none");
-        assert_eq!(tls_version_label(None), "none");
-        for label in [Some(ProtocolVersion::TLSv1_3), None].map(tls_version_label) {
-            assert!(TLS_VERSIONS.contains(&label));
-        }
     }
 }

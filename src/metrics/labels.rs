@@ -63,3 +63,29 @@ pub const SESSION_ENDS: [&str; 6] = [
     "shutdown",
     "timeout",
 ];
+
+/// Maps a negotiated rustls protocol version to the `version` label of `tls_handshakes_total`.
+pub fn tls_version_label(version: Option<rustls::ProtocolVersion>) -> &'static str {
+    match version {
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1_2",
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1_3",
+        _ => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_version_labels_are_from_the_fixed_set() {
+        use rustls::ProtocolVersion;
+        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_3)), "TLSv1_3");
+        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_2)), "TLSv1_2");
+        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_1)), "none");
+        assert_eq!(tls_version_label(None), "none");
+        for label in [Some(ProtocolVersion::TLSv1_3), None].map(tls_version_label) {
+            assert!(TLS_VERSIONS.contains(&label));
+        }
+    }
+}
