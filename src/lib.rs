@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod config;
 pub mod imap;
+pub mod metrics;
 pub mod net;
 pub mod pop3;
 pub mod server;
