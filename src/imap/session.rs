@@ -20,8 +20,8 @@ use super::command::{CommandHead, ImapDialect, Status};
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
-    read_backend, read_client, upgrade_client, write_backend, write_client, Redacted, SessionEnd,
-    SessionError, SessionStats,
+    linger_close, read_backend, read_client, upgrade_client, write_backend, write_client, Redacted,
+    SessionEnd, SessionError, SessionStats,
 };
 
 /// Most commands a client may have in flight at once.
@@ -171,9 +171,17 @@ impl Session {
                     Ok(upgraded) => self = upgraded,
                     Err(error) => return SessionEnd::Error(error),
                 },
+                Ok(Flow::End(SessionEnd::BackendClosed)) => {
+                    let _ = self
+                        .reply("* BYE [UNAVAILABLE] mail server closed the connection\r\n")
+                        .await;
+                    return SessionEnd::BackendClosed;
+                }
                 Ok(Flow::End(end)) => return end,
                 Err(error) => {
-                    let _ = self.bye_for(&error).await;
+                    if self.bye_for(&error).await.is_ok() {
+                        linger_close(&mut self.client).await;
+                    }
                     return SessionEnd::Error(error);
                 }
             }
