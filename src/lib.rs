@@ -1,1 +1,3 @@
 //! portcullis library root.
+
+pub mod scan;

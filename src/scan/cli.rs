@@ -1,0 +1,1 @@
+//! `portcullis scan PATH…` (placeholder, filled in below).
