@@ -336,3 +336,7 @@ fn parse_text(text: &str, file: &Path) -> Result<Vec<RuleSpec>, RuleError> {
             problem: e.to_string(),
         })
 }
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;
