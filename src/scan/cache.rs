@@ -38,7 +38,9 @@ pub enum Outcome {
 fn outcome_weight(outcome: &Outcome) -> u32 {
     let len = match outcome {
         Outcome::Unmodified(_) => 0,
-        Outcome::Serve(Disposition::Deliver { bytes, .. } | Disposition::Replace { bytes, .. }) => bytes.len(),
+        Outcome::Serve(Disposition::Deliver { bytes, .. } | Disposition::Replace { bytes, .. }) => {
+            bytes.len()
+        }
         Outcome::Serve(Disposition::TempFail { reason }) => reason.len(),
     };
     u32::try_from(len.saturating_add(64)).unwrap_or(u32::MAX)
@@ -146,7 +148,9 @@ mod tests {
     async fn errors_not_cached() {
         let cache = ScanCache::new(10, 1 << 20);
         let cause = crate::scan::verdict::ScanErrorCause::Timeout;
-        cache.put_verdict([2; 32], Verdict::Error { cause }, cache.generation()).await;
+        cache
+            .put_verdict([2; 32], Verdict::Error { cause }, cache.generation())
+            .await;
         assert_eq!(cache.verdict(&[2; 32]).await, None);
     }
 }

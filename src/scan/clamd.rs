@@ -8,11 +8,13 @@
 //! not exactly `stream: OK` is never treated as clean.
 
 use std::io;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use clamav_client::tokio::{self as clam, TransportProtocol};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::timeout;
 
@@ -73,12 +75,104 @@ enum Request<'a> {
     Version,
 }
 
-async fn run_request<S: AsyncRead + AsyncWrite + Unpin>(stream: S, req: Request<'_>) -> io::Result<Vec<u8>> {
-    let conn = Connected(Mutex::new(Some(stream)));
-    match req {
+/// Shared record of a write that failed because clamd closed the connection.
+type WriteFailure = Arc<Mutex<Option<String>>>;
+
+/// A stream that swallows writes after clamd closed its side (it does so after replying
+/// `INSTREAM size limit exceeded. ERROR`), so that the reply it sent can still be read.
+struct Lenient<S> {
+    inner: S,
+    failed: WriteFailure,
+}
+
+impl<S> Lenient<S> {
+    fn has_failed(&self) -> bool {
+        self.failed.lock().map(|f| f.is_some()).unwrap_or(true)
+    }
+
+    fn record(&self, error: &io::Error) {
+        if let Ok(mut slot) = self.failed.lock() {
+            slot.get_or_insert_with(|| error.to_string());
+        }
+    }
+}
+
+fn peer_closed(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Lenient<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Lenient<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.has_failed() {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Err(e)) if peer_closed(&e) => {
+                self.record(&e);
+                Poll::Ready(Ok(buf.len()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.has_failed() {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(Err(e)) if peer_closed(&e) => {
+                self.record(&e);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Runs `req` on a connected stream; the reply and, if writing failed, why.
+async fn run_request<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    req: Request<'_>,
+) -> io::Result<(Vec<u8>, Option<String>)> {
+    let failed = WriteFailure::default();
+    let lenient = Lenient {
+        inner: stream,
+        failed: failed.clone(),
+    };
+    let conn = Connected(Mutex::new(Some(lenient)));
+    let reply = match req {
         Request::Scan(data, chunk) => clam::scan_buffer(data, &conn, Some(chunk)).await,
         Request::Ping => clam::ping(&conn).await,
         Request::Version => clam::get_version(&conn).await,
+    };
+    let write_failure = failed.lock().ok().and_then(|mut f| f.take());
+    match (reply, write_failure) {
+        (Ok(reply), failure) => Ok((reply, failure)),
+        (Err(_), Some(failure)) => Err(io::Error::other(failure)),
+        (Err(e), None) => Err(e),
     }
 }
 
@@ -121,7 +215,9 @@ impl ClamdEngine {
     async fn connect_one(&self, endpoint: &ClamdEndpoint) -> Result<Stream, ScanErrorCause> {
         let attempt = async {
             match endpoint {
-                ClamdEndpoint::Tcp(addr) => TcpStream::connect(addr.as_str()).await.map(Stream::Tcp),
+                ClamdEndpoint::Tcp(addr) => {
+                    TcpStream::connect(addr.as_str()).await.map(Stream::Tcp)
+                }
                 ClamdEndpoint::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
             }
         };
@@ -152,7 +248,13 @@ impl ClamdEngine {
                 }
             };
             return match timeout(limit, work).await {
-                Ok(Ok(reply)) => Ok(reply),
+                // clamd closed while we were still sending: only its own error reply counts
+                Ok(Ok((reply, Some(failure))))
+                    if reply.is_empty() || parse_reply(&reply) == EngineOutcome::Clean =>
+                {
+                    Err(ScanErrorCause::Io(failure))
+                }
+                Ok(Ok((reply, _))) => Ok(reply),
                 Ok(Err(e)) => Err(ScanErrorCause::Io(e.to_string())),
                 Err(_) => Err(ScanErrorCause::Timeout),
             };
@@ -162,7 +264,10 @@ impl ClamdEngine {
 
     /// Scans `data` with INSTREAM.
     pub async fn scan(&self, data: &[u8]) -> EngineOutcome {
-        match self.request(Request::Scan(data, self.chunk_size), self.scan_timeout).await {
+        match self
+            .request(Request::Scan(data, self.chunk_size), self.scan_timeout)
+            .await
+        {
             Ok(reply) => parse_reply(&reply),
             Err(cause) => EngineOutcome::Error(cause),
         }
@@ -178,7 +283,9 @@ impl ClamdEngine {
             };
             match single.request(Request::Ping, self.connect_timeout).await {
                 Ok(reply) if reply.as_slice() == clamav_client::PONG => return Ok(()),
-                Ok(reply) => last = ScanErrorCause::BadReply(String::from_utf8_lossy(&reply).into()),
+                Ok(reply) => {
+                    last = ScanErrorCause::BadReply(String::from_utf8_lossy(&reply).into())
+                }
                 Err(cause) => last = cause,
             }
         }
@@ -213,8 +320,14 @@ mod tests {
             EngineOutcome::Error(ScanErrorCause::SizeLimit)
         );
         assert!(matches!(parse_reply(b""), EngineOutcome::Error(_)));
-        assert!(matches!(parse_reply(b"stream: OK FOUND ERROR"), EngineOutcome::Error(_)));
-        assert!(matches!(parse_reply(b"stream: OKAY"), EngineOutcome::Error(_)));
+        assert!(matches!(
+            parse_reply(b"stream: OK FOUND ERROR"),
+            EngineOutcome::Error(_)
+        ));
+        assert!(matches!(
+            parse_reply(b"stream: OKAY"),
+            EngineOutcome::Error(_)
+        ));
     }
 
     #[tokio::test]

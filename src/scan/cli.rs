@@ -42,7 +42,10 @@ pub fn split_mbox(data: &[u8]) -> Vec<Vec<u8>> {
             continue;
         }
         let body = current.get_or_insert_with(Vec::new);
-        let quoted = line.iter().position(|&b| b != b'>').is_some_and(|n| n > 0 && line[n..].starts_with(b"From "));
+        let quoted = line
+            .iter()
+            .position(|&b| b != b'>')
+            .is_some_and(|n| n > 0 && line[n..].starts_with(b"From "));
         body.extend_from_slice(if quoted { &line[1..] } else { line });
     }
     messages.extend(current.map(trim_separator));
@@ -63,7 +66,12 @@ fn maildir_items(dir: &Path) -> Vec<Item> {
     let mut files: Vec<PathBuf> = Vec::new();
     for sub in ["cur", "new"] {
         if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
-            files.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()));
+            files.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file()),
+            );
         }
     }
     files.sort();
@@ -108,7 +116,11 @@ fn exit_code(verdict: &Verdict) -> i32 {
 }
 
 /// Runs `portcullis scan PATH…`, writing one line per message to `out`; returns the exit code.
-pub async fn run_scan_command(cfg: &ScanConfig, paths: &[PathBuf], out: &mut impl Write) -> Result<i32, ScanError> {
+pub async fn run_scan_command(
+    cfg: &ScanConfig,
+    paths: &[PathBuf],
+    out: &mut impl Write,
+) -> Result<i32, ScanError> {
     let scanner = Scanner::new(cfg).await?;
     let mut code = 0;
     let write_err = |e: std::io::Error| ScanError::Internal(format!("writing output: {e}"));
@@ -118,7 +130,12 @@ pub async fn run_scan_command(cfg: &ScanConfig, paths: &[PathBuf], out: &mut imp
                 Ok(message) => {
                     let verdict = scanner.verdict(message).await;
                     code = code.max(exit_code(&verdict));
-                    format!("{}\t{}\t{}", item.label, verdict_label(&verdict), verdict.detail())
+                    format!(
+                        "{}\t{}\t{}",
+                        item.label,
+                        verdict_label(&verdict),
+                        verdict.detail()
+                    )
                 }
                 Err(problem) => {
                     code = 2;
@@ -174,23 +191,43 @@ mod tests {
         std::fs::write(maildir.join("new/2.host"), b"Subject: d\r\n\r\nok\r\n").unwrap();
 
         let mut out = Vec::new();
-        let code = run_scan_command(&cfg, std::slice::from_ref(&eml), &mut out).await.unwrap();
+        let code = run_scan_command(&cfg, std::slice::from_ref(&eml), &mut out)
+            .await
+            .unwrap();
         assert_eq!(code, 0);
-        assert_eq!(String::from_utf8(out).unwrap(), format!("{}\tclean\t\n", eml.display()));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{}\tclean\t\n", eml.display())
+        );
 
         let mut out = Vec::new();
-        let code = run_scan_command(&cfg, &[mbox_path.clone(), maildir.clone()], &mut out).await.unwrap();
+        let code = run_scan_command(&cfg, &[mbox_path.clone(), maildir.clone()], &mut out)
+            .await
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(code, 1, "{text}");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert_eq!(lines[0], format!("{}#1\tclean\t", mbox_path.display()));
-        assert_eq!(lines[1], format!("{}#2\tinfected\tEicar-Test-Signature", mbox_path.display()));
-        assert!(lines[2].ends_with("cur/1.host:2,S\tclean\t") && lines[3].ends_with("new/2.host\tclean\t"));
+        assert_eq!(
+            lines[1],
+            format!("{}#2\tinfected\tEicar-Test-Signature", mbox_path.display())
+        );
+        assert!(
+            lines[2].ends_with("cur/1.host:2,S\tclean\t")
+                && lines[3].ends_with("new/2.host\tclean\t")
+        );
 
         let mut out = Vec::new();
         let missing = dir.path().join("missing.eml");
-        assert_eq!(run_scan_command(&cfg, &[eml, missing], &mut out).await.unwrap(), 2);
-        assert!(String::from_utf8(out).unwrap().contains("missing.eml\terror\t"));
+        assert_eq!(
+            run_scan_command(&cfg, &[eml, missing], &mut out)
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("missing.eml\terror\t"));
     }
 }

@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(cfg.timeout.0, Duration::from_secs(60));
         assert_eq!(cfg.connect_timeout.0, Duration::from_secs(5));
         assert_eq!(cfg.chunk_size.0, 64 << 10);
-        assert_eq!(cfg.endpoints().unwrap()[1], ClamdEndpoint::Unix("/run/clamd.sock".into()));
+        assert_eq!(
+            cfg.endpoints().unwrap()[1],
+            ClamdEndpoint::Unix("/run/clamd.sock".into())
+        );
         cfg.validate().unwrap();
     }
 
@@ -295,11 +298,19 @@ mod tests {
             max_size: ByteSize(0),
             ..ScanConfig::default()
         };
-        assert!(cfg.validate().unwrap_err().to_string().starts_with("scan.max_size:"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("scan.max_size:"));
         let cfg = ScanConfig {
             clamd: vec!["127.0.0.1:3310".into()],
             ..ScanConfig::default()
         };
-        assert!(cfg.validate().unwrap_err().to_string().starts_with("scan.clamd:"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("scan.clamd:"));
     }
 }

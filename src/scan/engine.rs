@@ -24,12 +24,15 @@ pub enum Engine {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// Looks for EICAR in the raw message and in every decoded part (base64, quoted-printable).
 pub fn builtin_scan(raw: &[u8], parsed: Option<&Message<'_>>) -> EngineOutcome {
-    let in_parts = |message: &Message<'_>| message.parts.iter().any(|p| contains(p.contents(), EICAR));
+    let in_parts =
+        |message: &Message<'_>| message.parts.iter().any(|p| contains(p.contents(), EICAR));
     let found = contains(raw, EICAR) || parsed.is_some_and(in_parts);
     match found {
         true => EngineOutcome::Found(BUILTIN_SIGNATURE.to_string()),
@@ -59,7 +62,13 @@ mod tests {
             "Subject: t\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--b--\r\n"
         );
         let parsed = super::super::mime::parse(raw.as_bytes());
-        assert!(matches!(builtin_scan(raw.as_bytes(), parsed.as_ref()), EngineOutcome::Found(_)));
-        assert_eq!(builtin_scan(b"Subject: x\r\n\r\nclean\r\n", None), EngineOutcome::Clean);
+        assert!(matches!(
+            builtin_scan(raw.as_bytes(), parsed.as_ref()),
+            EngineOutcome::Found(_)
+        ));
+        assert_eq!(
+            builtin_scan(b"Subject: x\r\n\r\nclean\r\n", None),
+            EngineOutcome::Clean
+        );
     }
 }

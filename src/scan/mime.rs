@@ -84,7 +84,13 @@ pub fn view(message: &Message<'_>) -> MimeView {
     view
 }
 
-fn collect_parts(message: &Message<'_>, spliceable: bool, depth: usize, limit: usize, out: &mut Vec<PartView>) {
+fn collect_parts(
+    message: &Message<'_>,
+    spliceable: bool,
+    depth: usize,
+    limit: usize,
+    out: &mut Vec<PartView>,
+) {
     for (index, part) in message.parts.iter().enumerate() {
         let content_type = part
             .content_type()
@@ -95,7 +101,9 @@ fn collect_parts(message: &Message<'_>, spliceable: bool, depth: usize, limit: u
             .unwrap_or_else(|| "text/plain".to_string())
             .to_ascii_lowercase();
         let mut filenames = Vec::new();
-        let disposition = part.content_disposition().and_then(|d| d.attribute("filename"));
+        let disposition = part
+            .content_disposition()
+            .and_then(|d| d.attribute("filename"));
         let ct_name = part.content_type().and_then(|c| c.attribute("name"));
         for name in [disposition, ct_name].into_iter().flatten() {
             if !filenames.iter().any(|n: &String| n == name) {
@@ -133,7 +141,9 @@ pub fn line_ending(raw: &[u8]) -> &'static str {
 }
 
 fn one_line(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// A text/plain part that replaces a stripped attachment.
@@ -154,7 +164,11 @@ pub fn strip(raw: &[u8], view: &MimeView, targets: &[(usize, String)]) -> Option
     for (index, rule) in targets {
         let part = view.parts.get(*index)?;
         let (start, end) = part.span?;
-        let name = part.filenames.first().map(String::as_str).unwrap_or("unnamed");
+        let name = part
+            .filenames
+            .first()
+            .map(String::as_str)
+            .unwrap_or("unnamed");
         edits.push((start, end, notice_part(rule, name, eol)));
     }
     edits.sort_by_key(|(start, end, _)| (*start, std::cmp::Reverse(*end)));

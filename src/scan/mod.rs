@@ -80,9 +80,13 @@ fn load_template(cfg: &ScanConfig) -> Result<String, ScanError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))?;
     if meta.len() > 64 << 10 {
-        return Err(ScanError::Config(format!("scan.notice: {}: larger than 64KiB", path.display())));
+        return Err(ScanError::Config(format!(
+            "scan.notice: {}: larger than 64KiB",
+            path.display()
+        )));
     }
-    std::fs::read_to_string(path).map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))
 }
 
 impl Scanner {
@@ -90,14 +94,22 @@ impl Scanner {
     /// clamd's version (a clamd that is down is only a warning here).
     pub async fn new(cfg: &ScanConfig) -> Result<Scanner, ScanError> {
         cfg.validate()?;
-        let rules = RuleSet::load_dir(&cfg.rules_dir).map_err(|e| ScanError::Config(e.to_string()))?;
+        let rules =
+            RuleSet::load_dir(&cfg.rules_dir).map_err(|e| ScanError::Config(e.to_string()))?;
         let endpoints = cfg.endpoints()?;
         let engine = if endpoints.is_empty() {
-            tracing::warn!("no antivirus engine configured: only the built-in EICAR test check runs");
+            tracing::warn!(
+                "no antivirus engine configured: only the built-in EICAR test check runs"
+            );
             Engine::BuiltinEicar
         } else {
             let chunk = usize::try_from(cfg.chunk_size.0).unwrap_or(64 << 10);
-            Engine::Clamd(ClamdEngine::new(endpoints, cfg.connect_timeout.0, cfg.timeout.0, chunk))
+            Engine::Clamd(ClamdEngine::new(
+                endpoints,
+                cfg.connect_timeout.0,
+                cfg.timeout.0,
+                chunk,
+            ))
         };
         let inner = Arc::new(Inner {
             cfg: cfg.clone(),
@@ -112,7 +124,10 @@ impl Scanner {
         let watcher = match inner.engine {
             Engine::Clamd(_) => {
                 inner.check_version().await;
-                Some(tokio::spawn(watch_version(Arc::downgrade(&inner), cfg.version_check_interval.0)))
+                Some(tokio::spawn(watch_version(
+                    Arc::downgrade(&inner),
+                    cfg.version_check_interval.0,
+                )))
             }
             Engine::BuiltinEicar => None,
         };
@@ -127,7 +142,9 @@ impl Scanner {
     /// The raw verdict only (no quarantine); used by `portcullis scan` and APPEND scanning.
     pub async fn verdict(&self, message: &[u8]) -> Verdict {
         let generation = self.inner.cache.generation();
-        self.inner.verdict(message, &quarantine::sha256(message), generation).await
+        self.inner
+            .verdict(message, &quarantine::sha256(message), generation)
+            .await
     }
 
     /// The cached disposition of (user, mailbox, UIDVALIDITY, UID) if it was processed before.
@@ -270,7 +287,9 @@ impl Inner {
         }
         self.stats.count_cache(false);
         let verdict = self.compute_verdict(raw).await;
-        self.cache.put_verdict(*hash, verdict.clone(), generation).await;
+        self.cache
+            .put_verdict(*hash, verdict.clone(), generation)
+            .await;
         verdict
     }
 
@@ -281,7 +300,8 @@ impl Inner {
                 .as_ref()
                 .map(|m| self.rules().evaluate(&mime::view(m)))
                 .unwrap_or_default();
-            let builtin = matches!(self.engine, Engine::BuiltinEicar).then(|| engine::builtin_scan(raw, parsed.as_ref()));
+            let builtin = matches!(self.engine, Engine::BuiltinEicar)
+                .then(|| engine::builtin_scan(raw, parsed.as_ref()));
             (hits, builtin)
         };
         for hit in &hits {
@@ -292,10 +312,12 @@ impl Inner {
             (Engine::Clamd(clamd), None) => clamd.scan(raw).await,
             (Engine::BuiltinEicar, None) => EngineOutcome::Clean,
         };
-        let strongest = hits.iter().fold(None::<&rules::RuleHit>, |best, hit| match best {
-            Some(b) if b.action >= hit.action => Some(b),
-            _ => Some(hit),
-        });
+        let strongest = hits
+            .iter()
+            .fold(None::<&rules::RuleHit>, |best, hit| match best {
+                Some(b) if b.action >= hit.action => Some(b),
+                _ => Some(hit),
+            });
         let rule_verdict = strongest.map(|hit| Verdict::Rule {
             name: hit.name.clone(),
             action: hit.action,
@@ -306,7 +328,9 @@ impl Inner {
                 signature,
             },
             EngineOutcome::Error(cause) => match strongest {
-                Some(hit) if hit.action == RuleAction::Block => rule_verdict.unwrap_or(Verdict::Error { cause }),
+                Some(hit) if hit.action == RuleAction::Block => {
+                    rule_verdict.unwrap_or(Verdict::Error { cause })
+                }
                 _ => Verdict::Error { cause },
             },
             EngineOutcome::Clean => rule_verdict.unwrap_or(Verdict::Clean),
@@ -331,10 +355,13 @@ impl Inner {
         let verdict = self.verdict(&message, &hash, generation).await;
         self.stats.count_verdict(&verdict);
         let disposition = self.apply(verdict.clone(), message, hash, msg).await;
-        let cacheable = !matches!(verdict, Verdict::Error { .. }) && !matches!(disposition, Disposition::TempFail { .. });
+        let cacheable = !matches!(verdict, Verdict::Error { .. })
+            && !matches!(disposition, Disposition::TempFail { .. });
         if cacheable {
             let outcome = match &disposition {
-                Disposition::Deliver { modified: false, .. } => Outcome::Unmodified(verdict),
+                Disposition::Deliver {
+                    modified: false, ..
+                } => Outcome::Unmodified(verdict),
                 other => Outcome::Serve(other.clone()),
             };
             self.cache.put_outcome(hash, outcome, generation).await;

@@ -50,7 +50,13 @@ fn decide(verdict: &Verdict, on_error: OnError, on_oversize: OnOversize) -> Deci
 
 impl Inner {
     /// Turns a verdict into a disposition for `original`.
-    pub(super) async fn apply(&self, verdict: Verdict, original: Bytes, hash: Hash, msg: &MessageRef) -> Disposition {
+    pub(super) async fn apply(
+        &self,
+        verdict: Verdict,
+        original: Bytes,
+        hash: Hash,
+        msg: &MessageRef,
+    ) -> Disposition {
         match decide(&verdict, self.cfg.on_error, self.cfg.on_oversize) {
             Decision::Deliver => Disposition::Deliver {
                 bytes: original,
@@ -92,7 +98,15 @@ impl Inner {
     }
 
     /// Quarantines the original; on failure the `TempFail` to return.
-    async fn quarantine(&self, original: &Bytes, hash: &Hash, msg: &MessageRef, verdict: &Verdict, action: &str, delivered: usize) -> Result<String, Disposition> {
+    async fn quarantine(
+        &self,
+        original: &Bytes,
+        hash: &Hash,
+        msg: &MessageRef,
+        verdict: &Verdict,
+        action: &str,
+        delivered: usize,
+    ) -> Result<String, Disposition> {
         let record = quarantine::record(hash, msg, verdict, action, (original.len(), delivered));
         match self.quarantine.store(original.clone(), record).await {
             Ok(id) => {
@@ -108,7 +122,13 @@ impl Inner {
         }
     }
 
-    async fn block(&self, verdict: Verdict, original: Bytes, hash: Hash, msg: &MessageRef) -> Disposition {
+    async fn block(
+        &self,
+        verdict: Verdict,
+        original: Bytes,
+        hash: Hash,
+        msg: &MessageRef,
+    ) -> Disposition {
         let quarantine_id = quarantine::quarantine_id(&hash);
         let replacement = {
             let parsed = mime::parse(&original);
@@ -120,7 +140,17 @@ impl Inner {
             };
             replace::build(parsed.as_ref(), &notice)
         };
-        if let Err(tempfail) = self.quarantine(&original, &hash, msg, &verdict, "replace", replacement.len()).await {
+        if let Err(tempfail) = self
+            .quarantine(
+                &original,
+                &hash,
+                msg,
+                &verdict,
+                "replace",
+                replacement.len(),
+            )
+            .await
+        {
             return tempfail;
         }
         self.stats.count_action(PolicyAction::Block);
@@ -131,7 +161,13 @@ impl Inner {
         }
     }
 
-    async fn strip(&self, verdict: Verdict, original: Bytes, hash: Hash, msg: &MessageRef) -> Disposition {
+    async fn strip(
+        &self,
+        verdict: Verdict,
+        original: Bytes,
+        hash: Hash,
+        msg: &MessageRef,
+    ) -> Disposition {
         let stripped = {
             let parsed = mime::parse(&original);
             parsed.and_then(|m| {
@@ -149,7 +185,10 @@ impl Inner {
         let Some(stripped) = stripped else {
             return self.block(verdict, original, hash, msg).await;
         };
-        if let Err(tempfail) = self.quarantine(&original, &hash, msg, &verdict, "strip", stripped.len()).await {
+        if let Err(tempfail) = self
+            .quarantine(&original, &hash, msg, &verdict, "strip", stripped.len())
+            .await
+        {
             return tempfail;
         }
         self.stats.count_action(PolicyAction::Strip);

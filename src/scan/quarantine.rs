@@ -85,7 +85,13 @@ pub struct Record {
 }
 
 /// Builds the record for one message.
-pub fn record(hash: &[u8; 32], msg: &MessageRef, verdict: &Verdict, action: &str, sizes: (usize, usize)) -> Record {
+pub fn record(
+    hash: &[u8; 32],
+    msg: &MessageRef,
+    verdict: &Verdict,
+    action: &str,
+    sizes: (usize, usize),
+) -> Record {
     Record {
         id: quarantine_id(hash),
         time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -114,7 +120,10 @@ pub struct Quarantine {
     dir: PathBuf,
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> QuarantineError + 'a {
+fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> QuarantineError + 'a {
     move |source| QuarantineError::Io {
         op,
         path: path.to_path_buf(),
@@ -167,16 +176,25 @@ impl Quarantine {
     }
 
     /// Synchronously stores the original and its record; returns the id.
-    pub fn store_blocking(&self, original: &[u8], record: &Record) -> Result<String, QuarantineError> {
+    pub fn store_blocking(
+        &self,
+        original: &[u8],
+        record: &Record,
+    ) -> Result<String, QuarantineError> {
         fs::create_dir_all(&self.dir).map_err(io_err("create dir", &self.dir))?;
-        let json = serde_json::to_vec_pretty(record).map_err(|e| QuarantineError::Record(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| QuarantineError::Record(e.to_string()))?;
         write_atomic(&self.dir, &format!("{}.eml", record.id), original)?;
         write_atomic(&self.dir, &format!("{}.json", record.id), &json)?;
         Ok(record.id.clone())
     }
 
     /// Stores the original and its record on the blocking pool; returns the id.
-    pub async fn store(&self, original: bytes::Bytes, record: Record) -> Result<String, QuarantineError> {
+    pub async fn store(
+        &self,
+        original: bytes::Bytes,
+        record: Record,
+    ) -> Result<String, QuarantineError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.store_blocking(&original, &record))
             .await
@@ -208,24 +226,42 @@ mod tests {
         let hash = sha256(&original);
         let verdict = Verdict::Oversize;
         let id = q
-            .store(original.clone(), record(&hash, &msg(), &verdict, "replace", (19, 10)))
+            .store(
+                original.clone(),
+                record(&hash, &msg(), &verdict, "replace", (19, 10)),
+            )
             .await
             .unwrap();
         assert_eq!(id.len(), 16);
         assert_eq!(id, quarantine_id(&hash));
         assert_eq!(fs::read(q.message_path(&id)).unwrap(), original.as_ref());
-        let json: Record = serde_json::from_slice(&fs::read(dir.path().join("q").join(format!("{id}.json"))).unwrap()).unwrap();
+        let json: Record = serde_json::from_slice(
+            &fs::read(dir.path().join("q").join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
         assert_eq!(json.uid, Some(42));
         assert_eq!(json.user.as_deref(), Some("bob"));
         assert_eq!(json.sha256, hex::encode(hash));
         assert_eq!(json.verdict, "oversize");
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("q"))
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
             .collect();
         assert!(leftovers.is_empty());
         // same message again: same id, still fine
-        let again = q.store(original, record(&hash, &msg(), &verdict, "replace", (19, 10))).await.unwrap();
+        let again = q
+            .store(
+                original,
+                record(&hash, &msg(), &verdict, "replace", (19, 10)),
+            )
+            .await
+            .unwrap();
         assert_eq!(again, id);
     }
 
@@ -237,7 +273,10 @@ mod tests {
         let q = Quarantine::new(blocker.join("q"));
         let hash = sha256(b"x");
         let err = q
-            .store(bytes::Bytes::from_static(b"x"), record(&hash, &msg(), &Verdict::Oversize, "replace", (1, 1)))
+            .store(
+                bytes::Bytes::from_static(b"x"),
+                record(&hash, &msg(), &Verdict::Oversize, "replace", (1, 1)),
+            )
             .await;
         assert!(err.is_err());
     }

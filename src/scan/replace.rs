@@ -22,7 +22,8 @@ const KEPT_HEADERS: [&str; 8] = [
 ];
 
 /// Built-in notice used when no template is configured (same placeholders as a template file).
-pub const DEFAULT_TEMPLATE: &str = "This message was blocked by portcullis, the mail security gateway.\n\
+pub const DEFAULT_TEMPLATE: &str =
+    "This message was blocked by portcullis, the mail security gateway.\n\
 \n\
 Reason:          {verdict}\n\
 Original subject: {subject}\n\
@@ -64,7 +65,9 @@ fn to_crlf(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn single_line(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The raw header lines of the original worth keeping (exact bytes, folding included).
@@ -96,7 +99,13 @@ fn kept_header_lines(message: Option<&Message<'_>>) -> Vec<u8> {
 fn verdict_header(verdict: &Verdict) -> String {
     let text = verdict.describe();
     text.chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -170,7 +179,9 @@ References: <a@x>\r\n <b@x>\r\nX-Other: drop me\r\n\r\nbody\r\n";
         let second = build(mime::parse(ORIGINAL).as_ref(), &notice(&verdict));
         assert_eq!(first, second);
         let text = String::from_utf8(first).unwrap();
-        assert!(text.starts_with("Date: Mon, 2 Mar 2026 10:00:00 +0000\r\nFrom: Alice <alice@example.org>\r\n"));
+        assert!(text.starts_with(
+            "Date: Mon, 2 Mar 2026 10:00:00 +0000\r\nFrom: Alice <alice@example.org>\r\n"
+        ));
         assert!(text.contains("To: bob@example.org,\r\n\tcarol@example.org\r\n"));
         assert!(text.contains("References: <a@x>\r\n <b@x>\r\n"));
         assert!(text.contains("Subject: =?utf-8?q?Caf=C3=A9?= invoice\r\n"));
@@ -195,6 +206,8 @@ References: <a@x>\r\n <b@x>\r\nX-Other: drop me\r\n\r\nbody\r\n";
         n.template = "{verdict}|{quarantine_id}|{contact}|{subject}|{from}";
         let text = String::from_utf8(build(mime::parse(original).as_ref(), &n)).unwrap();
         assert!(text.starts_with("From: a@b\r\nSubject: hi\r\n"));
-        assert!(text.ends_with("\r\n\r\nrule exe (block)|0123456789abcdef|postmaster@example.org|hi|a@b\r\n"));
+        assert!(text.ends_with(
+            "\r\n\r\nrule exe (block)|0123456789abcdef|postmaster@example.org|hi|a@b\r\n"
+        ));
     }
 }

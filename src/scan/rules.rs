@@ -206,7 +206,11 @@ impl RuleSet {
         files.sort();
         let mut specs = Vec::new();
         for file in files {
-            specs.extend(read_file(&file)?.into_iter().map(|spec| (file.clone(), spec)));
+            specs.extend(
+                read_file(&file)?
+                    .into_iter()
+                    .map(|spec| (file.clone(), spec)),
+            );
         }
         RuleSet::compile(specs, dir)
     }
@@ -214,7 +218,10 @@ impl RuleSet {
     /// Parses rules from TOML text (used by tests and `load_dir`).
     pub fn from_toml(text: &str, file: &Path) -> Result<RuleSet, RuleError> {
         let specs = parse_text(text, file)?;
-        RuleSet::compile(specs.into_iter().map(|s| (file.to_path_buf(), s)).collect(), file)
+        RuleSet::compile(
+            specs.into_iter().map(|s| (file.to_path_buf(), s)).collect(),
+            file,
+        )
     }
 
     fn compile(specs: Vec<(PathBuf, RuleSpec)>, dir: &Path) -> Result<RuleSet, RuleError> {
@@ -287,10 +294,14 @@ impl RuleSet {
         }
         for (index, part) in view.parts.iter().enumerate() {
             if let Some(text) = &part.text {
-                self.body.matching(text).for_each(|rule| push(rule, Some(index)));
+                self.body
+                    .matching(text)
+                    .for_each(|rule| push(rule, Some(index)));
             }
             for filename in &part.filenames {
-                self.filename.matching(filename).for_each(|rule| push(rule, Some(index)));
+                self.filename
+                    .matching(filename)
+                    .for_each(|rule| push(rule, Some(index)));
             }
             self.content_type
                 .matching(&part.content_type)

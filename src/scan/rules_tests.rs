@@ -70,7 +70,10 @@ fn rfc2231_filename_and_double_extension() {
     let found = hits(&raw);
     assert!(found.contains(&("exe".into(), RuleAction::Strip)));
     assert!(found.contains(&("double-ext".into(), RuleAction::Block)));
-    assert!(found.contains(&("phish".into(), RuleAction::Log)), "QP body decoded: {found:?}");
+    assert!(
+        found.contains(&("phish".into(), RuleAction::Log)),
+        "QP body decoded: {found:?}"
+    );
 }
 
 #[test]
@@ -112,7 +115,11 @@ fn default_rules_load_and_match() {
     ] {
         let raw = message("x", &format!("Content-Type: application/octet-stream; name=\"{name}\"\r\nContent-Transfer-Encoding: base64"));
         let parsed = mime::parse(raw.as_bytes()).unwrap();
-        let best = set.evaluate(&mime::view(&parsed)).into_iter().map(|h| h.action).max();
+        let best = set
+            .evaluate(&mime::view(&parsed))
+            .into_iter()
+            .map(|h| h.action)
+            .max();
         assert_eq!(best, expected, "{name}");
     }
 }
@@ -120,19 +127,42 @@ fn default_rules_load_and_match() {
 #[test]
 fn bad_rules_name_file_and_rule() {
     let bad_regex = "[[rule]]\nname = \"broken\"\ntarget = \"body\"\npattern = '(unclosed'\naction = \"block\"\n";
-    let err = RuleSet::from_toml(bad_regex, Path::new("local.toml")).unwrap_err().to_string();
-    assert!(err.starts_with("local.toml: rule 'broken': bad pattern"), "{err}");
-    let no_header = "[[rule]]\nname = \"h\"\ntarget = \"header\"\npattern = 'x'\naction = \"tag\"\n";
-    let err = RuleSet::from_toml(no_header, Path::new("l.toml")).unwrap_err().to_string();
-    assert!(err.contains("rule 'h'") && err.contains("needs `header`"), "{err}");
-    let unknown = "[[rule]]\nname = \"u\"\ntarget = \"body\"\npattern = 'x'\naction = \"explode\"\n";
-    let err = RuleSet::from_toml(unknown, Path::new("u.toml")).unwrap_err().to_string();
+    let err = RuleSet::from_toml(bad_regex, Path::new("local.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("local.toml: rule 'broken': bad pattern"),
+        "{err}"
+    );
+    let no_header =
+        "[[rule]]\nname = \"h\"\ntarget = \"header\"\npattern = 'x'\naction = \"tag\"\n";
+    let err = RuleSet::from_toml(no_header, Path::new("l.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rule 'h'") && err.contains("needs `header`"),
+        "{err}"
+    );
+    let unknown =
+        "[[rule]]\nname = \"u\"\ntarget = \"body\"\npattern = 'x'\naction = \"explode\"\n";
+    let err = RuleSet::from_toml(unknown, Path::new("u.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("u.toml: "), "{err}");
     let huge = "[[rule]]\nname = \"big\"\ntarget = \"body\"\npattern = '\\w{1000}\\w{1000}\\w{1000}'\naction = \"log\"\n";
-    let err = RuleSet::from_toml(huge, Path::new("b.toml")).unwrap_err().to_string();
+    let err = RuleSet::from_toml(huge, Path::new("b.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("rule 'big'"), "{err}");
-    let dup = format!("{no_header_ok}{no_header_ok}", no_header_ok = "[[rule]]\nname = \"d\"\ntarget = \"body\"\npattern = 'x'\naction = \"log\"\n");
-    assert!(RuleSet::from_toml(&dup, Path::new("d.toml")).unwrap_err().to_string().contains("duplicate"));
+    let dup = format!(
+        "{no_header_ok}{no_header_ok}",
+        no_header_ok =
+            "[[rule]]\nname = \"d\"\ntarget = \"body\"\npattern = 'x'\naction = \"log\"\n"
+    );
+    assert!(RuleSet::from_toml(&dup, Path::new("d.toml"))
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate"));
 }
 
 #[test]
@@ -143,7 +173,11 @@ fn strip_keeps_everything_else_byte_identical() {
     );
     let parsed = mime::parse(raw.as_bytes()).unwrap();
     let view = mime::view(&parsed);
-    let hit = rules().evaluate(&view).into_iter().find(|h| h.name == "exe").unwrap();
+    let hit = rules()
+        .evaluate(&view)
+        .into_iter()
+        .find(|h| h.name == "exe")
+        .unwrap();
     let index = hit.part.unwrap();
     let (start, end) = view.parts[index].span.unwrap();
     let out = mime::strip(raw.as_bytes(), &view, &[(index, "exe".into())]).unwrap();
@@ -157,7 +191,10 @@ fn strip_keeps_everything_else_byte_identical() {
     assert!(!String::from_utf8_lossy(&out).contains("QUJDREVG"));
     let reparsed = mime::parse(&out).unwrap();
     assert_eq!(reparsed.parts.len(), parsed.parts.len());
-    assert_eq!(reparsed.body_text(0).unwrap(), "Please verify your password now.");
+    assert_eq!(
+        reparsed.body_text(0).unwrap(),
+        "Please verify your password now."
+    );
 }
 
 #[test]
@@ -167,7 +204,11 @@ fn strip_in_nested_message_and_root_refused() {
                --I\r\nContent-Type: text/plain\r\n\r\nhi\r\n--I\r\nContent-Type: application/x-bin; name=\"a.scr\"\r\n\r\nXYZ\r\n--I--\r\n\r\n--O--\r\n";
     let parsed = mime::parse(raw.as_bytes()).unwrap();
     let view = mime::view(&parsed);
-    let hit = rules().evaluate(&view).into_iter().find(|h| h.name == "exe").unwrap();
+    let hit = rules()
+        .evaluate(&view)
+        .into_iter()
+        .find(|h| h.name == "exe")
+        .unwrap();
     let out = mime::strip(raw.as_bytes(), &view, &[(hit.part.unwrap(), "exe".into())]).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(!text.contains("XYZ") && text.contains("\"a.scr\" was removed"));
@@ -187,5 +228,8 @@ fn tag_prefixes_subject_and_adds_header() {
     );
     let lf = "From: a@b\n\nbody\n";
     let out = String::from_utf8(mime::tag(&mime::parse(lf.as_bytes()).unwrap(), "r")).unwrap();
-    assert_eq!(out, "X-Portcullis-Rule: r\nSubject: [portcullis: r]\nFrom: a@b\n\nbody\n");
+    assert_eq!(
+        out,
+        "X-Portcullis-Rule: r\nSubject: [portcullis: r]\nFrom: a@b\n\nbody\n"
+    );
 }

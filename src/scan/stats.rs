@@ -89,12 +89,20 @@ impl ScanStats {
 
     /// Counts a cache hit (`true`) or miss.
     pub fn count_cache(&self, hit: bool) {
-        bump(if hit { &self.cache_hits } else { &self.cache_misses });
+        bump(if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        });
     }
 
     /// Counts a quarantine write result.
     pub fn count_quarantine(&self, ok: bool) {
-        bump(if ok { &self.quarantine_writes } else { &self.quarantine_failures });
+        bump(if ok {
+            &self.quarantine_writes
+        } else {
+            &self.quarantine_failures
+        });
     }
 
     /// Counts a cache flush.

@@ -61,10 +61,23 @@ async fn clean_is_byte_identical_and_cached() {
     assert_eq!(scanner.cached(&msg(1)).await, None);
     let original = Bytes::from_static(CLEAN);
     let d = scanner.process(original.clone(), &msg(1)).await;
-    assert_eq!(d, Disposition::Deliver { bytes: original.clone(), modified: false, verdict: Verdict::Clean });
+    assert_eq!(
+        d,
+        Disposition::Deliver {
+            bytes: original.clone(),
+            modified: false,
+            verdict: Verdict::Clean
+        }
+    );
     assert_eq!(scanner.cached(&msg(1)).await, Some(Cached::Clean));
     assert_eq!(scanner.cached(&msg(2)).await, None);
-    let pop = MessageRef { protocol: Protocol::Pop3, mailbox: None, uidvalidity: None, uid: None, ..msg(1) };
+    let pop = MessageRef {
+        protocol: Protocol::Pop3,
+        mailbox: None,
+        uidvalidity: None,
+        uid: None,
+        ..msg(1)
+    };
     assert_eq!(scanner.cached(&pop).await, None);
     scanner.flush();
     assert_eq!(scanner.cached(&msg(1)).await, None);
@@ -76,15 +89,39 @@ async fn infected_is_quarantined_then_replaced_stably() {
     let scanner = Scanner::new(&s.cfg).await.unwrap();
     let original = infected();
     let first = scanner.process(original.clone(), &msg(7)).await;
-    let Disposition::Replace { bytes, quarantine_id, verdict } = first.clone() else { panic!("{first:?}") };
-    assert_eq!(verdict, Verdict::Infected { engine: "builtin-eicar".into(), signature: "Eicar-Test-Signature".into() });
+    let Disposition::Replace {
+        bytes,
+        quarantine_id,
+        verdict,
+    } = first.clone()
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        verdict,
+        Verdict::Infected {
+            engine: "builtin-eicar".into(),
+            signature: "Eicar-Test-Signature".into()
+        }
+    );
     assert!(!bytes.windows(EICAR.len()).any(|w| w == EICAR));
     let stored = std::fs::read(s.cfg.quarantine_dir.join(format!("{quarantine_id}.eml"))).unwrap();
     assert_eq!(stored, original.as_ref());
-    assert!(s.cfg.quarantine_dir.join(format!("{quarantine_id}.json")).exists());
-    assert_eq!(scanner.cached(&msg(7)).await, Some(Cached::Serve(first.clone())));
+    assert!(s
+        .cfg
+        .quarantine_dir
+        .join(format!("{quarantine_id}.json"))
+        .exists());
+    assert_eq!(
+        scanner.cached(&msg(7)).await,
+        Some(Cached::Serve(first.clone()))
+    );
     // a fresh scanner (no cache) produces the very same bytes
-    let again = Scanner::new(&s.cfg).await.unwrap().process(original, &msg(7)).await;
+    let again = Scanner::new(&s.cfg)
+        .await
+        .unwrap()
+        .process(original, &msg(7))
+        .await;
     assert_eq!(again, first);
     assert_eq!(verdict_label(&verdict), "infected");
     assert_eq!(ScanStats::get(&scanner.stats().quarantine_writes), 1);
@@ -100,7 +137,10 @@ async fn quarantine_failure_never_leaks_or_loses() {
         s.cfg.on_error = on_error;
         let scanner = Scanner::new(&s.cfg).await.unwrap();
         let d = scanner.process(infected(), &msg(1)).await;
-        assert!(matches!(d, Disposition::TempFail { .. }), "{on_error:?}: {d:?}");
+        assert!(
+            matches!(d, Disposition::TempFail { .. }),
+            "{on_error:?}: {d:?}"
+        );
         assert_eq!(ScanStats::get(&scanner.stats().quarantine_failures), 1);
         assert_eq!(scanner.cached(&msg(1)).await, None);
     }
@@ -116,11 +156,22 @@ async fn policy_table_on_error() {
         assert!(scanner.ping().await.is_err());
         let original = Bytes::from_static(CLEAN);
         let d = scanner.process(original.clone(), &msg(1)).await;
-        let unavailable = Verdict::Error { cause: ScanErrorCause::ScannerUnavailable };
+        let unavailable = Verdict::Error {
+            cause: ScanErrorCause::ScannerUnavailable,
+        };
         match on_error {
             OnError::Tempfail => assert!(matches!(d, Disposition::TempFail { .. })),
-            OnError::Pass => assert_eq!(d, Disposition::Deliver { bytes: original, modified: false, verdict: unavailable }),
-            OnError::Block => assert!(matches!(d, Disposition::Replace { ref verdict, .. } if *verdict == unavailable)),
+            OnError::Pass => assert_eq!(
+                d,
+                Disposition::Deliver {
+                    bytes: original,
+                    modified: false,
+                    verdict: unavailable
+                }
+            ),
+            OnError::Block => assert!(
+                matches!(d, Disposition::Replace { ref verdict, .. } if *verdict == unavailable)
+            ),
         }
         // errors are never cached: the next fetch scans again
         assert_eq!(scanner.cached(&msg(1)).await, None);
@@ -142,9 +193,22 @@ async fn policy_table_on_oversize() {
             assert_eq!(scanner.verdict(&original).await, Verdict::Oversize);
             let d = scanner.process(original.clone(), &msg(1)).await;
             match on_oversize {
-                OnOversize::Pass => assert_eq!(d, Disposition::Deliver { bytes: original, modified: false, verdict: Verdict::Oversize }),
+                OnOversize::Pass => assert_eq!(
+                    d,
+                    Disposition::Deliver {
+                        bytes: original,
+                        modified: false,
+                        verdict: Verdict::Oversize
+                    }
+                ),
                 OnOversize::Tempfail => assert!(matches!(d, Disposition::TempFail { .. })),
-                OnOversize::Block => assert!(matches!(d, Disposition::Replace { verdict: Verdict::Oversize, .. })),
+                OnOversize::Block => assert!(matches!(
+                    d,
+                    Disposition::Replace {
+                        verdict: Verdict::Oversize,
+                        ..
+                    }
+                )),
             }
         }
     }
@@ -157,41 +221,96 @@ async fn strip_tag_and_reload() {
     let raw = "Subject: files\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee\r\n--B\r\n\
                Content-Type: application/octet-stream; name=\"x.exe\"\r\n\r\nMZ\r\n--B--\r\n";
     let d = scanner.process(Bytes::from(raw), &msg(3)).await;
-    let Disposition::Deliver { bytes, modified: true, verdict } = d else { panic!("{d:?}") };
-    assert_eq!(verdict, Verdict::Rule { name: "exe".into(), action: RuleAction::Strip });
+    let Disposition::Deliver {
+        bytes,
+        modified: true,
+        verdict,
+    } = d
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(
+        verdict,
+        Verdict::Rule {
+            name: "exe".into(),
+            action: RuleAction::Strip
+        }
+    );
     assert!(bytes.starts_with(b"Subject: files\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee\r\n--B\r\n"));
     assert!(!bytes.windows(2).any(|w| w == b"MZ"));
-    assert!(s.cfg.quarantine_dir.join(format!("{}.eml", quarantine::quarantine_id(&quarantine::sha256(raw.as_bytes())))).exists());
-    let tagged = scanner.process(Bytes::from_static(b"Subject: wire now\r\n\r\nx\r\n"), &msg(4)).await;
-    let Disposition::Deliver { bytes, modified: true, .. } = tagged else { panic!("{tagged:?}") };
-    assert_eq!(bytes.as_ref(), b"X-Portcullis-Rule: wire\r\nSubject: [portcullis: wire] wire now\r\n\r\nx\r\n");
+    assert!(s
+        .cfg
+        .quarantine_dir
+        .join(format!(
+            "{}.eml",
+            quarantine::quarantine_id(&quarantine::sha256(raw.as_bytes()))
+        ))
+        .exists());
+    let tagged = scanner
+        .process(
+            Bytes::from_static(b"Subject: wire now\r\n\r\nx\r\n"),
+            &msg(4),
+        )
+        .await;
+    let Disposition::Deliver {
+        bytes,
+        modified: true,
+        ..
+    } = tagged
+    else {
+        panic!("{tagged:?}")
+    };
+    assert_eq!(
+        bytes.as_ref(),
+        b"X-Portcullis-Rule: wire\r\nSubject: [portcullis: wire] wire now\r\n\r\nx\r\n"
+    );
     assert_eq!(scanner.stats().rule_hits().get("wire"), Some(&1));
     // reload with no rules: caches flushed, the message is clean now
     let empty = s.dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     scanner.reload_rules(&empty).unwrap();
     assert_eq!(scanner.cached(&msg(4)).await, None);
-    assert_eq!(scanner.verdict(b"Subject: wire now\r\n\r\nx\r\n").await, Verdict::Clean);
+    assert_eq!(
+        scanner.verdict(b"Subject: wire now\r\n\r\nx\r\n").await,
+        Verdict::Clean
+    );
     // a broken reload keeps the old rules
     std::fs::write(empty.join("bad.toml"), "[[rule]]\nname=\"b\"\n").unwrap();
     assert!(scanner.reload_rules(&empty).is_err());
-    assert!(scanner.reload_rules(Path::new("/nonexistent/rules")).is_err());
+    assert!(scanner
+        .reload_rules(Path::new("/nonexistent/rules"))
+        .is_err());
 }
 
 #[tokio::test]
 async fn notice_template_and_bad_config() {
     let mut s = setup("");
     let template = s.dir.path().join("notice.txt");
-    std::fs::write(&template, "Blocked: {verdict} id={quarantine_id} ask {contact}\n").unwrap();
+    std::fs::write(
+        &template,
+        "Blocked: {verdict} id={quarantine_id} ask {contact}\n",
+    )
+    .unwrap();
     s.cfg.notice = Some(template);
     s.cfg.contact = "helpdesk@example.org".into();
     let scanner = Scanner::new(&s.cfg).await.unwrap();
     let d = scanner.process(infected(), &msg(1)).await;
-    let Disposition::Replace { bytes, quarantine_id, .. } = d else { panic!("{d:?}") };
+    let Disposition::Replace {
+        bytes,
+        quarantine_id,
+        ..
+    } = d
+    else {
+        panic!("{d:?}")
+    };
     let text = String::from_utf8(bytes.to_vec()).unwrap();
     assert!(text.ends_with(&format!("Blocked: infected: Eicar-Test-Signature (builtin-eicar) id={quarantine_id} ask helpdesk@example.org\r\n")));
     s.cfg.notice = Some(s.dir.path().join("missing.txt"));
-    assert!(Scanner::new(&s.cfg).await.unwrap_err().to_string().contains("scan.notice"));
+    assert!(Scanner::new(&s.cfg)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("scan.notice"));
     s.cfg.notice = None;
     s.cfg.rules_dir = s.dir.path().join("nope");
     assert!(Scanner::new(&s.cfg).await.is_err());
@@ -200,7 +319,10 @@ async fn notice_template_and_bad_config() {
 #[test]
 fn process_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let s = setup("");
     let scanner = rt.block_on(Scanner::new(&s.cfg)).unwrap();
     let m = msg(1);
