@@ -45,8 +45,11 @@ pub fn split_mbox(data: &[u8]) -> Vec<Vec<u8>> {
         let quoted = line
             .iter()
             .position(|&b| b != b'>')
-            .is_some_and(|n| n > 0 && line[n..].starts_with(b"From "));
-        body.extend_from_slice(if quoted { &line[1..] } else { line });
+            .is_some_and(|n| n > 0 && line.get(n..).is_some_and(|rest| rest.starts_with(b"From ")));
+        body.extend_from_slice(match quoted {
+            true => line.get(1..).unwrap_or(line),
+            false => line,
+        });
     }
     messages.extend(current.map(trim_separator));
     messages

@@ -203,10 +203,10 @@ pub fn tag(message: &Message<'_>, rule: &str) -> Vec<u8> {
             while matches!(raw.get(at), Some(b' ' | b'\t')) {
                 at += 1;
             }
-            let at = at.min(raw.len());
-            out.extend_from_slice(&raw[..at]);
+            let (head, tail) = raw.split_at_checked(at).unwrap_or((raw, &[]));
+            out.extend_from_slice(head);
             out.extend_from_slice(format!("{marker} ").as_bytes());
-            out.extend_from_slice(&raw[at..]);
+            out.extend_from_slice(tail);
         }
         None => {
             out.extend_from_slice(format!("Subject: {marker}{eol}").as_bytes());

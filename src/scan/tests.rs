@@ -116,6 +116,16 @@ async fn infected_is_quarantined_then_replaced_stably() {
         scanner.cached(&msg(7)).await,
         Some(Cached::Serve(first.clone()))
     );
+    // the same content under another UID: served from the outcome cache, no second scan/write
+    let hits_before = ScanStats::get(&scanner.stats().cache_hits);
+    let misses_before = ScanStats::get(&scanner.stats().cache_misses);
+    assert_eq!(scanner.process(original.clone(), &msg(8)).await, first);
+    assert_eq!(ScanStats::get(&scanner.stats().cache_hits), hits_before + 1);
+    assert_eq!(ScanStats::get(&scanner.stats().cache_misses), misses_before);
+    assert_eq!(
+        scanner.cached(&msg(8)).await,
+        Some(Cached::Serve(first.clone()))
+    );
     // a fresh scanner (no cache) produces the very same bytes
     let again = Scanner::new(&s.cfg)
         .await
