@@ -131,6 +131,9 @@ fn io_err<'a>(
     }
 }
 
+/// Records kept per quarantined original; beyond this the last one is overwritten.
+const MAX_RECORDS: u32 = 1000;
+
 /// Makes temporary file names unique within the process (concurrent writes of the same id).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -185,8 +188,21 @@ impl Quarantine {
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| QuarantineError::Record(e.to_string()))?;
         write_atomic(&self.dir, &format!("{}.eml", record.id), original)?;
-        write_atomic(&self.dir, &format!("{}.json", record.id), &json)?;
+        write_atomic(&self.dir, &self.record_name(&record.id), &json)?;
         Ok(record.id.clone())
+    }
+
+    /// `<id>.json` for the first sighting; later sightings of the same original (another user,
+    /// another fetch after a cache flush) get `<id>.<n>.json` so no record is overwritten.
+    fn record_name(&self, id: &str) -> String {
+        let first = format!("{id}.json");
+        if !self.dir.join(&first).exists() {
+            return first;
+        }
+        (1..MAX_RECORDS)
+            .map(|n| format!("{id}.{n}.json"))
+            .find(|name| !self.dir.join(name).exists())
+            .unwrap_or_else(|| format!("{id}.{MAX_RECORDS}.json"))
     }
 
     /// Stores the original and its record on the blocking pool; returns the id.
@@ -263,6 +279,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again, id);
+        let second: Record = serde_json::from_slice(
+            &fs::read(dir.path().join("q").join(format!("{id}.1.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(second.sha256, json.sha256);
     }
 
     #[tokio::test]
