@@ -11,6 +11,7 @@ pub mod imap;
 pub mod metrics;
 pub mod net;
 pub mod pop3;
+pub mod scan;
 pub mod server;
 pub mod session;
 pub mod tls;
