@@ -262,7 +262,12 @@ impl Dovecot {
         if let Some(mut child) = self.child.take() {
             stop_group(&mut child, Duration::ZERO);
             // Login processes die a moment after the master and hold the listening sockets.
-            let ports = [self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port];
+            let ports = [
+                self.imap_port,
+                self.imaps_port,
+                self.pop3_port,
+                self.pop3s_port,
+            ];
             wait_until_closed(&ports, Duration::from_secs(5));
         }
     }
