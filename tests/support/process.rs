@@ -113,7 +113,7 @@ impl Watchdog {
     /// Guards the daemon process group `pgid` and its directory `dir`.
     pub fn guard(pgid: u32, dir: &Path) -> Watchdog {
         const SCRIPT: &str = "while kill -0 \"$0\" 2>/dev/null; do sleep 0.5; done; \
-             kill -TERM -- \"-$1\" 2>/dev/null; sleep 1; kill -KILL -- \"-$1\" 2>/dev/null; \
+             kill -TERM \"-$1\" 2>/dev/null; sleep 1; kill -KILL \"-$1\" 2>/dev/null; \
              rm -rf -- \"$2\"";
         let child = Command::new("sh")
             .arg("-c")
