@@ -21,7 +21,7 @@ fn dovecot_imap_plain_serves_seeded_messages_byte_exact() {
     let started = Instant::now();
     let dovecot = Dovecot::start();
     eprintln!("dovecot startup took {:?}", started.elapsed());
-    let seeded = three_messages();
+    let seeded: Vec<Vec<u8>> = clean_messages().into_iter().map(|(_, m)| m).collect();
     dovecot.seed_messages(dovecot.user(), &seeded);
 
     let mut imap = connect(dovecot.imap_port);
@@ -31,12 +31,17 @@ fn dovecot_imap_plain_serves_seeded_messages_byte_exact() {
     assert!(status.starts_with("a1 OK"), "{status}");
     let (untagged, status) = imap.imap("a2", "SELECT INBOX");
     assert!(status.starts_with("a2 OK"), "{status}");
-    assert!(untagged.iter().any(|r| r.text() == "* 3 EXISTS\r\n"));
+    let exists = format!("* {} EXISTS\r\n", seeded.len());
+    assert!(untagged.iter().any(|r| r.text() == exists));
     for (index, expected) in seeded.iter().enumerate() {
         let (untagged, status) = imap.imap("a3", &format!("FETCH {} BODY.PEEK[]", index + 1));
         assert!(status.starts_with("a3 OK"), "{status}");
         assert_eq!(untagged.len(), 1);
-        assert_eq!(&untagged[0].literals[0], expected, "message {}", index + 1);
+        assert!(
+            untagged[0].literals[0] == *expected,
+            "message {}",
+            index + 1
+        );
     }
     let (_, status) = imap.imap("a4", "LOGOUT");
     assert!(status.starts_with("a4 OK"));
@@ -115,7 +120,27 @@ fn dovecot_pop3_greeting_has_apop_timestamp_retr_works_and_stop_closes() {
 
     let mut pop3s = connect_tls(dovecot.pop3s_port, &dovecot.ca);
     assert!(pop3s.read_line().starts_with("+OK"));
-    assert!(dovecot.imap_haproxy_port.is_some() && dovecot.pop3_haproxy_port.is_some());
+
+    let login = format!("LOGIN {} {}", dovecot.user(), dovecot.password());
+    let proxied_port = dovecot.imap_haproxy_port.expect("haproxy listener");
+    let mut proxied = connect(proxied_port);
+    proxied.send_raw(format!("PROXY TCP4 192.0.2.7 127.0.0.1 40000 {proxied_port}\r\n").as_bytes());
+    assert!(proxied.read_line().starts_with("* OK"));
+    assert!(proxied.imap("p1", &login).1.starts_with("p1 OK"));
+    let mut forwarded = connect(dovecot.imap_port);
+    forwarded.read_line();
+    let id = r#"ID ("x-originating-ip" "198.51.100.9" "x-originating-port" "5555")"#;
+    assert!(forwarded.imap("f1", id).1.starts_with("f1 OK"));
+    assert!(forwarded.imap("f2", &login).1.starts_with("f2 OK"));
+    let log = dovecot.log_contents();
+    assert!(
+        log.contains("rip=192.0.2.7"),
+        "PROXY header ignored:\n{log}"
+    );
+    assert!(
+        log.contains("rip=198.51.100.9"),
+        "ID x-originating-ip ignored:\n{log}"
+    );
 
     let mut dovecot = dovecot;
     dovecot.stop();
