@@ -80,7 +80,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(path: &PathBuf) -> anyhow::Result<ExitCode> {
+fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -153,7 +153,7 @@ fn scan(config: Option<&std::path::Path>, paths: &[PathBuf]) -> anyhow::Result<E
     }
 }
 
-fn serve(path: &PathBuf) -> anyhow::Result<ExitCode> {
+fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,27 +11,27 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::append::HeldAppend;
 use super::capability::{self, CapabilityPolicy};
 use super::codec::{Event, FrameError, Framer, Limits, Role};
-use super::command::{CommandHead, ImapDialect, Status};
+use super::command::{ImapDialect, Status};
 use super::fetch_response::fetch_seq;
 use super::scanning::{FetchContext, MailboxState};
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
-    linger_close, read_backend, read_client, upgrade_client, write_backend, write_client, Redacted,
-    SessionEnd, SessionError, SessionStats,
+    linger_close, read_backend, read_client, upgrade_client, write_client, SessionEnd,
+    SessionError, SessionStats,
 };
 
 /// Most commands a client may have in flight at once.
-const MAX_PENDING: usize = 1024;
+pub(super) const MAX_PENDING: usize = 1024;
 /// Read buffer size per direction.
 const READ_BUFFER: usize = 64 * 1024;
 /// Commands allowed before TLS on a listener that requires it.
-const PRE_TLS_ALLOWED: &[&str] = &["CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS"];
+pub(super) const PRE_TLS_ALLOWED: &[&str] = &["CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS"];
 
 /// What a forwarded command means for the session when it completes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,15 +49,15 @@ pub(super) enum Kind {
 
 #[derive(Debug)]
 pub(super) struct Pending {
-    tag: String,
-    kind: Kind,
+    pub(super) tag: String,
+    pub(super) kind: Kind,
     /// Set for a FETCH that is being scanned.
     pub(super) fetch: Option<Box<FetchContext>>,
 }
 
 /// How client lines are to be read right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ClientMode {
+pub(super) enum ClientMode {
     /// Lines are commands.
     Commands,
     /// Lines are SASL responses for this tag (never parsed, never logged).
@@ -67,7 +67,7 @@ enum ClientMode {
 }
 
 /// What the relay loop does next.
-enum Flow {
+pub(super) enum Flow {
     Continue,
     StartTls,
     End(SessionEnd),
@@ -86,23 +86,27 @@ pub async fn run(context: SessionContext, client: Stream) {
 pub(super) struct Session {
     pub(super) context: SessionContext,
     pub(super) client: Stream,
-    backend: Stream,
-    client_framer: Framer,
-    backend_framer: Framer,
+    pub(super) backend: Stream,
+    pub(super) client_framer: Framer,
+    pub(super) backend_framer: Framer,
+    /// An APPEND held for scanning (`scan_append`).
+    pub(super) held: Option<HeldAppend>,
+    /// The backend advertised LITERAL+ (RFC 7888).
+    pub(super) backend_literal_plus: bool,
     /// Fragments of the backend response being assembled.
-    response: Vec<Event>,
-    response_size: u64,
+    pub(super) response: Vec<Event>,
+    pub(super) response_size: u64,
     pub(super) pending: VecDeque<Pending>,
     /// The selected mailbox (for scan cache keys and quarantine records).
     pub(super) mailbox: MailboxState,
-    mode: ClientMode,
+    pub(super) mode: ClientMode,
     /// Tag of the client command whose fragments are still arriving.
-    current_tag: Option<String>,
+    pub(super) current_tag: Option<String>,
     /// Drop the rest of the current client command (it was answered by the proxy).
-    discard_current: bool,
-    authenticated: bool,
-    draining: bool,
-    last_activity: Instant,
+    pub(super) discard_current: bool,
+    pub(super) authenticated: bool,
+    pub(super) draining: bool,
+    pub(super) last_activity: Instant,
 }
 
 impl Session {
@@ -120,6 +124,8 @@ impl Session {
             context: context.clone(),
             client,
             backend: backend.stream,
+            held: None,
+            backend_literal_plus: false,
             client_framer: Framer::new(Role::Client, client_limits(context)),
             backend_framer: Framer::new(Role::Server, backend_limits(context)),
             response: Vec::new(),
@@ -148,6 +154,10 @@ impl Session {
             }
             session.authenticated = true;
         }
+        session.note_capabilities(&backend.greeting);
+        if let Some(reply) = &backend.capabilities {
+            session.note_capabilities(reply);
+        }
         let list = backend
             .capabilities
             .as_deref()
@@ -161,7 +171,7 @@ impl Session {
         Ok(session)
     }
 
-    fn policy(&self) -> CapabilityPolicy {
+    pub(super) fn policy(&self) -> CapabilityPolicy {
         let before_tls = !self.client.is_tls();
         CapabilityPolicy {
             offer_starttls: before_tls && self.context.listener.offers_starttls(),
@@ -299,201 +309,59 @@ impl Session {
         }
     }
 
-    async fn on_client_event(
-        &mut self,
-        event: Event,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        match event {
-            Event::Line {
-                bytes,
-                first: true,
-                literal,
-            } if self.mode == ClientMode::Commands => {
-                self.current_tag = None;
-                self.discard_current = false;
-                let flow = self.on_command(bytes, literal.is_some(), stats).await?;
-                if literal.is_some_and(|l| l.synchronizing) && self.discard_current {
-                    self.client_framer.cancel_literal();
-                }
-                Ok(flow)
-            }
-            Event::Line {
-                bytes, first: true, ..
-            } => self.on_mode_line(bytes, stats).await,
-            Event::Line { bytes, .. } | Event::Literal(bytes) => {
-                if !self.discard_current {
-                    stats.bytes_up += bytes.len() as u64;
-                    write_backend(&mut self.backend, &bytes).await?;
-                }
-                Ok(Flow::Continue)
-            }
-            Event::LiteralRejected { bytes, length } => {
-                let tag = CommandHead::parse(&bytes).map_or_else(|| "*".to_string(), |h| h.tag);
-                tracing::info!(
-                    length,
-                    limit = self.context.listener.limits.max_client_literal,
-                    "client literal too large"
-                );
-                self.reply(&format!(
-                    "{tag} NO [TOOBIG] literal of {length} octets exceeds the limit\r\n"
-                ))
-                .await?;
-                Ok(Flow::Continue)
-            }
-        }
-    }
-
-    /// A client line while in AUTHENTICATE or IDLE mode.
-    async fn on_mode_line(
-        &mut self,
-        bytes: Bytes,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        if self.mode == ClientMode::Idle && bytes.trim_ascii().eq_ignore_ascii_case(b"DONE") {
-            self.mode = ClientMode::Commands;
-        }
-        tracing::trace!(line = %Redacted::hidden(), "client continuation");
-        stats.bytes_up += bytes.len() as u64;
-        write_backend(&mut self.backend, &bytes).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// The first line of a client command.
-    async fn on_command(
-        &mut self,
-        bytes: Bytes,
-        has_literal: bool,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        let Some(head) = CommandHead::parse(&bytes) else {
-            self.discard_current = true;
-            self.reply("* BAD Invalid command: expected a tag and a command name\r\n")
-                .await?;
-            return Ok(Flow::Continue);
-        };
-        let secret = matches!(head.name.as_str(), "LOGIN" | "AUTHENTICATE");
-        tracing::debug!(command = %Redacted::new(&bytes, secret), "client command");
-        self.current_tag = Some(head.tag.clone());
-        if let Some(refusal) = self.refusal(&head) {
-            self.discard_current = true;
-            self.reply(&refusal).await?;
-            return Ok(Flow::Continue);
-        }
-        if head.name == "STARTTLS" {
-            self.discard_current = true;
-            self.reply(&format!("{} OK Begin TLS negotiation now\r\n", head.tag))
-                .await?;
-            return Ok(Flow::StartTls);
-        }
-        let mut forwarded = bytes.to_vec();
-        let mut fetch = None;
-        if matches!(head.name.as_str(), "FETCH" | "UID FETCH") {
-            let plan = match has_literal {
-                true => Err(format!(
-                    "{} BAD [CLIENTBUG] literals in FETCH are not supported by the proxy\r\n",
-                    head.tag
-                )),
-                false => {
-                    self.plan_fetch(&head.tag, &head.name, &head.args, stats)
-                        .await
-                }
-            };
-            match plan {
-                Ok(Some((context, line))) => {
-                    fetch = Some(Box::new(context));
-                    forwarded = line;
-                }
-                Ok(None) => {}
-                Err(refusal) => {
-                    self.discard_current = true;
-                    self.reply(&refusal).await?;
-                    return Ok(Flow::Continue);
-                }
-            }
-        }
-        let kind = command_kind(&head);
-        match kind {
-            Kind::Authenticate => self.mode = ClientMode::Authenticate(head.tag.clone()),
-            Kind::Idle => self.mode = ClientMode::Idle,
-            _ => {}
-        }
-        self.pending.push_back(Pending {
-            tag: head.tag,
-            kind,
-            fetch,
-        });
-        stats.bytes_up += forwarded.len() as u64;
-        write_backend(&mut self.backend, &forwarded).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// The proxy's own answer to a command it will not forward, if any.
-    fn refusal(&self, head: &CommandHead) -> Option<String> {
-        let tag = &head.tag;
-        let policy = self.policy();
-        if self.draining {
-            return Some(format!("{tag} NO [UNAVAILABLE] Server shutting down\r\n"));
-        }
-        if self.pending.len() >= MAX_PENDING {
-            return Some(format!("{tag} NO [LIMIT] Too many commands in flight\r\n"));
-        }
-        match head.name.as_str() {
-            "STARTTLS" if !policy.offer_starttls => {
-                Some(format!("{tag} BAD STARTTLS not available now\r\n"))
-            }
-            "LOGIN" | "AUTHENTICATE" if policy.login_disabled => Some(format!(
-                "{tag} NO [PRIVACYREQUIRED] TLS is required before authentication: use STARTTLS\r\n"
-            )),
-            "COMPRESS" => Some(format!(
-                "{tag} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
-            )),
-            name if policy.login_disabled && !PRE_TLS_ALLOWED.contains(&name) => Some(format!(
-                "{tag} BAD [PRIVACYREQUIRED] Use STARTTLS first\r\n"
-            )),
-            _ => None,
-        }
-    }
-
-    async fn reply(&mut self, text: &str) -> Result<(), SessionError> {
+    pub(super) async fn reply(&mut self, text: &str) -> Result<(), SessionError> {
         write_client(&mut self.client, text.as_bytes()).await
     }
 
     async fn drain_backend(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
-        loop {
-            let event = self
-                .backend_framer
-                .next_event()
-                .map_err(|e| backend_violation(&e))?;
-            let Some(event) = event else {
-                return Ok(Flow::Continue);
-            };
+        while let Some(response) = self.next_backend_response()? {
+            let flow = self.on_response(response, stats).await?;
+            if !matches!(flow, Flow::Continue) {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The next complete backend response from bytes already fed, if any.
+    pub(super) fn next_backend_response(&mut self) -> Result<Option<Vec<Event>>, SessionError> {
+        let limit = self
+            .context
+            .listener
+            .limits
+            .max_backend_literal
+            .saturating_mul(2);
+        while let Some(event) = self
+            .backend_framer
+            .next_event()
+            .map_err(|e| backend_violation(&e))?
+        {
             let complete = matches!(event, Event::Line { literal: None, .. });
             self.response_size += event_len(&event);
-            if self.response_size
-                > self
-                    .context
-                    .listener
-                    .limits
-                    .max_backend_literal
-                    .saturating_mul(2)
-            {
+            if self.response_size > limit {
                 return Err(SessionError::BackendProtocol("response too large".into()));
             }
             self.response.push(event);
             if complete {
-                let response = std::mem::take(&mut self.response);
                 self.response_size = 0;
-                let flow = self.on_response(response, stats).await?;
-                if !matches!(flow, Flow::Continue) {
-                    return Ok(flow);
-                }
+                return Ok(Some(std::mem::take(&mut self.response)));
             }
+        }
+        Ok(None)
+    }
+
+    /// Remembers whether the backend offers LITERAL+ from any capability list it sends.
+    fn note_capabilities(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line).to_ascii_uppercase();
+        if text.contains("CAPABILITY ") {
+            self.backend_literal_plus = text
+                .split_ascii_whitespace()
+                .any(|c| c.trim_end_matches(']') == "LITERAL+");
         }
     }
 
     /// A complete backend response (a line plus any literals and continuation lines).
-    async fn on_response(
+    pub(super) async fn on_response(
         &mut self,
         response: Vec<Event>,
         stats: &mut SessionStats,
@@ -515,6 +383,7 @@ impl Session {
             }
         } else if response.len() == 1 {
             self.observe_untagged(&first);
+            self.note_capabilities(&first);
             if let Some(rewritten) = capability::rewrite_line(&first, self.policy()) {
                 output = rewritten;
             }
@@ -592,18 +461,6 @@ impl Session {
             _ => {}
         }
         Flow::Continue
-    }
-}
-
-fn command_kind(head: &CommandHead) -> Kind {
-    match head.name.as_str() {
-        "LOGIN" => Kind::Login(head.login_user()),
-        "AUTHENTICATE" => Kind::Authenticate,
-        "IDLE" => Kind::Idle,
-        "LOGOUT" => Kind::Logout,
-        "SELECT" | "EXAMINE" => Kind::Select(head.first_astring()),
-        "CLOSE" | "UNSELECT" => Kind::Close,
-        _ => Kind::Other,
     }
 }
 
