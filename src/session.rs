@@ -146,11 +146,25 @@ impl SessionStats {
         self.user = Some(user);
     }
 
-    /// Logs the one summary line of a finished session.
+    /// Logs the one summary line of a finished session and counts it in the metrics.
     pub fn log_summary(&self, context: &SessionContext, end: &SessionEnd) {
         let duration: Duration = self.started.elapsed();
         let user = self.user.as_deref().unwrap_or("-");
         let protocol = context.listener.protocol().as_str();
+        let metrics = crate::metrics::metrics();
+        let listener = context.listener.name();
+        metrics
+            .bytes
+            .with_label_values(&[listener, "client_to_backend"])
+            .inc_by(self.bytes_up);
+        metrics
+            .bytes
+            .with_label_values(&[listener, "backend_to_client"])
+            .inc_by(self.bytes_down);
+        metrics
+            .sessions
+            .with_label_values(&[listener, protocol, end.label()])
+            .inc();
         match end {
             SessionEnd::Error(error) => tracing::info!(
                 peer = %context.peer, listener = context.listener.name(), protocol, user,
@@ -165,6 +179,26 @@ impl SessionStats {
             ),
         }
     }
+}
+
+/// Counts a login attempt: `ok`, `fail` (backend said no) or `refused` (policy, not forwarded).
+pub fn count_login(context: &SessionContext, outcome: &str) {
+    crate::metrics::metrics()
+        .logins
+        .with_label_values(&[
+            context.listener.name(),
+            context.listener.protocol().as_str(),
+            outcome,
+        ])
+        .inc();
+}
+
+/// Counts a protocol limit that was hit (`line_length`, `literal_size`, ...).
+pub fn count_limit(limit: &str) {
+    crate::metrics::metrics()
+        .limit_rejections
+        .with_label_values(&[limit])
+        .inc();
 }
 
 /// Upgrades a plaintext client stream after STARTTLS/STLS (RFC 2595 §3.1/§4). The caller has

@@ -161,9 +161,12 @@ impl Session {
             "STARTTLS" if !policy.offer_starttls => {
                 Some(format!("{tag} BAD STARTTLS not available now\r\n"))
             }
-            "LOGIN" | "AUTHENTICATE" if policy.login_disabled => Some(format!(
-                "{tag} NO [PRIVACYREQUIRED] TLS is required before authentication: use STARTTLS\r\n"
-            )),
+            "LOGIN" | "AUTHENTICATE" if policy.login_disabled => {
+                crate::session::count_login(&self.context, "refused");
+                Some(format!(
+                    "{tag} NO [PRIVACYREQUIRED] TLS is required before authentication: use STARTTLS\r\n"
+                ))
+            }
             "COMPRESS" => Some(format!(
                 "{tag} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
             )),

@@ -22,8 +22,8 @@ use super::scanning::{FetchContext, MailboxState};
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
-    linger_close, read_backend, read_client, upgrade_client, write_client, SessionEnd,
-    SessionError, SessionStats,
+    count_limit, count_login, linger_close, read_backend, read_client, upgrade_client,
+    write_client, SessionEnd, SessionError, SessionStats,
 };
 
 /// Most commands a client may have in flight at once.
@@ -249,6 +249,7 @@ impl Session {
                 self.drain_backend(stats).await
             }
             _ = tokio::time::sleep_until(deadline) => {
+                count_limit(if self.authenticated { "idle_timeout" } else { "prelogin_timeout" });
                 let _ = write_client(&mut self.client, b"* BYE Autologout; idle for too long\r\n").await;
                 Ok(Flow::End(SessionEnd::Timeout))
             }
@@ -439,13 +440,16 @@ impl Session {
                 if let Some(user) = user {
                     stats.set_user(user);
                 }
+                count_login(&self.context, "ok");
                 tracing::info!("login ok");
             }
             Kind::Authenticate if status.is_ok() => {
                 self.authenticated = true;
+                count_login(&self.context, "ok");
                 tracing::info!("authenticate ok");
             }
             Kind::Login(_) | Kind::Authenticate => {
+                count_login(&self.context, "fail");
                 tracing::info!(condition = %status.condition, "login failed")
             }
             Kind::Logout => return Flow::End(SessionEnd::Logout),
@@ -483,6 +487,7 @@ fn backend_limits(context: &SessionContext) -> Limits {
 }
 
 fn client_violation(error: &FrameError) -> SessionError {
+    count_limit(error.limit_label());
     tracing::info!(%error, limit = error.limit_label(), "client framing error");
     SessionError::ClientProtocol(format!("Protocol error: {error}"))
 }

@@ -294,6 +294,7 @@ impl Inner {
     }
 
     async fn compute_verdict(&self, raw: &[u8]) -> Verdict {
+        let rules_started = std::time::Instant::now();
         let (hits, builtin) = {
             let parsed = mime::parse(raw);
             let hits = parsed
@@ -307,11 +308,21 @@ impl Inner {
         for hit in &hits {
             self.stats.count_rule(&hit.name);
         }
+        let scan_seconds = &crate::metrics::metrics().scan_seconds;
+        scan_seconds
+            .with_label_values(&["rules"])
+            .observe(rules_started.elapsed().as_secs_f64());
+        let engine_started = std::time::Instant::now();
         let outcome = match (&self.engine, builtin) {
             (_, Some(outcome)) => outcome,
             (Engine::Clamd(clamd), None) => clamd.scan(raw).await,
             (Engine::BuiltinEicar, None) => EngineOutcome::Clean,
         };
+        if matches!(self.engine, Engine::Clamd(_)) {
+            scan_seconds
+                .with_label_values(&["clamd"])
+                .observe(engine_started.elapsed().as_secs_f64());
+        }
         let strongest = hits
             .iter()
             .fold(None::<&rules::RuleHit>, |best, hit| match best {
@@ -354,7 +365,16 @@ impl Inner {
         }
         let verdict = self.verdict(&message, &hash, generation).await;
         self.stats.count_verdict(&verdict);
+        let protocol = match msg.protocol {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+        };
+        crate::metrics::metrics()
+            .messages_scanned
+            .with_label_values(&[protocol, verdict_label(&verdict)])
+            .inc();
         let disposition = self.apply(verdict.clone(), message, hash, msg).await;
+        stats::count_policy(&verdict, &disposition);
         let cacheable = !matches!(verdict, Verdict::Error { .. })
             && !matches!(disposition, Disposition::TempFail { .. });
         if cacheable {

@@ -89,6 +89,10 @@ impl ScanStats {
 
     /// Counts a cache hit (`true`) or miss.
     pub fn count_cache(&self, hit: bool) {
+        crate::metrics::metrics()
+            .scan_cache
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .inc();
         bump(if hit {
             &self.cache_hits
         } else {
@@ -98,6 +102,10 @@ impl ScanStats {
 
     /// Counts a quarantine write result.
     pub fn count_quarantine(&self, ok: bool) {
+        crate::metrics::metrics()
+            .quarantine_writes
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
         bump(if ok {
             &self.quarantine_writes
         } else {
@@ -110,8 +118,12 @@ impl ScanStats {
         bump(&self.flushes);
     }
 
-    /// Counts a rule hit.
+    /// Counts a rule hit (rule names come from the admin's rule files: a bounded label set).
     pub fn count_rule(&self, name: &str) {
+        crate::metrics::metrics()
+            .rule_hits
+            .with_label_values(&[name])
+            .inc();
         if let Ok(mut map) = self.rule_hits.lock() {
             if let Some(count) = map.get_mut(name) {
                 *count += 1;
@@ -130,4 +142,40 @@ impl ScanStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+}
+
+/// Counts `policy_actions_total{cause,action}` for a scanned message that was not plainly clean.
+pub fn count_policy(verdict: &Verdict, disposition: &super::Disposition) {
+    use super::{Disposition, RuleAction};
+    let cause = match verdict {
+        Verdict::Clean => return,
+        Verdict::Infected { .. } => "infected",
+        Verdict::Rule { .. } => "rule",
+        Verdict::Error { .. } => "error",
+        Verdict::Oversize => "oversize",
+    };
+    let action = match (disposition, verdict) {
+        (Disposition::TempFail { .. }, _) => "tempfail",
+        (Disposition::Replace { .. }, _) => "block",
+        (
+            Disposition::Deliver { modified: true, .. },
+            Verdict::Rule {
+                action: RuleAction::Strip,
+                ..
+            },
+        ) => "strip",
+        (Disposition::Deliver { modified: true, .. }, _) => "tag",
+        (
+            Disposition::Deliver { .. },
+            Verdict::Rule {
+                action: RuleAction::Log,
+                ..
+            },
+        ) => "log",
+        (Disposition::Deliver { .. }, _) => "pass",
+    };
+    crate::metrics::metrics()
+        .policy_actions
+        .with_label_values(&[cause, action])
+        .inc();
 }
