@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::capa::{self, CapaPolicy};
@@ -34,6 +35,8 @@ use crate::session::{
 const READ_BUFFER: usize = 64 * 1024;
 /// RFC 1939 §3: the autologout timer must be at least 10 minutes.
 const MIN_IDLE: Duration = Duration::from_secs(600);
+/// Longest the proxy waits for a client to take its closing bytes.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The proxy's refusal of a login before TLS (RFC 2449 RESP-CODES, RFC 3206 `AUTH`).
 const TLS_REQUIRED: &[u8] = b"-ERR [AUTH] TLS required: use STLS first\r\n";
 
@@ -108,6 +111,7 @@ impl Session {
                 tracing::warn!(%error, side = "backend", "backend connection failed");
                 let reply = format!("-ERR [SYS/TEMP] {}\r\n", error.client_reason());
                 let _ = write_client(&mut client, reply.as_bytes()).await;
+                close_client(&mut client).await;
                 return Err(SessionEnd::Error(error.into()));
             }
         };
@@ -144,7 +148,7 @@ impl Session {
     async fn run(mut self, stats: &mut SessionStats) -> SessionEnd {
         let mut client_buffer = vec![0u8; READ_BUFFER];
         let mut backend_buffer = vec![0u8; READ_BUFFER];
-        loop {
+        let end = loop {
             let flow = self
                 .step(stats, &mut client_buffer, &mut backend_buffer)
                 .await;
@@ -154,10 +158,10 @@ impl Session {
                     Ok(upgraded) => self = upgraded,
                     Err(error) => return SessionEnd::Error(error),
                 },
-                Ok(Flow::End(end)) => return end,
+                Ok(Flow::End(end)) => break end,
                 Err(error) => {
                     self.farewell(&error).await;
-                    return SessionEnd::Error(error);
+                    break SessionEnd::Error(error);
                 }
             }
             if self.draining && self.pending.is_empty() && !self.sasl {
@@ -166,9 +170,11 @@ impl Session {
                     b"-ERR [SYS/TEMP] server shutting down\r\n",
                 )
                 .await;
-                return SessionEnd::Shutdown;
+                break SessionEnd::Shutdown;
             }
-        }
+        };
+        close_client(&mut self.client).await;
+        end
     }
 
     /// Whether more client bytes may be read now (bounded back-pressure).
@@ -491,6 +497,11 @@ impl Session {
         stats.bytes_down += bytes.len() as u64;
         write_client(&mut self.client, bytes).await
     }
+}
+
+/// Ends the client connection cleanly (TLS close_notify, TCP FIN), bounded in time.
+async fn close_client(client: &mut Stream) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
 }
 
 fn client_violation(error: &FrameError) -> SessionError {

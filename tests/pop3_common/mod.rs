@@ -105,7 +105,13 @@ pub fn dovecot_address(dovecot: &Dovecot, backend: &str) -> String {
 /// portcullis in `listener` mode in front of `dovecot` in `backend` mode.
 pub fn proxy_for(dovecot: &Dovecot, listener: &str, backend: &str, limits: &str) -> Proxy {
     let address = dovecot_address(dovecot, backend);
-    Proxy::start(&config_text(&dovecot.ca, listener, backend, &address, limits))
+    Proxy::start(&config_text(
+        &dovecot.ca,
+        listener,
+        backend,
+        &address,
+        limits,
+    ))
 }
 
 /// Connects in `listener` mode (STLS done for `starttls`); returns the client and the greeting.
