@@ -151,10 +151,16 @@ impl Session {
     async fn run(mut self, stats: &mut SessionStats) -> SessionEnd {
         let mut client_buffer = vec![0u8; READ_BUFFER];
         let mut backend_buffer = vec![0u8; READ_BUFFER];
+        // Bytes the connector read past the greeting are handled like any later response.
+        let mut first = Some(self.drain_backend(stats).await);
         let end = loop {
-            let flow = self
-                .step(stats, &mut client_buffer, &mut backend_buffer)
-                .await;
+            let flow = match first.take() {
+                Some(flow) => flow,
+                None => {
+                    self.step(stats, &mut client_buffer, &mut backend_buffer)
+                        .await
+                }
+            };
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::StartTls) => match self.upgrade().await {
