@@ -2,9 +2,9 @@
 //! (USER/PASS, AUTH PLAIN both ways, APOP), the transaction commands compared byte for byte with
 //! Dovecot answering directly, DELE semantics and a PIPELINING batch.
 
-mod support;
 #[path = "pop3_common/mod.rs"]
 mod pop3_common;
+mod support;
 
 use std::io::{Read, Write};
 use std::time::Instant;
@@ -22,6 +22,7 @@ struct Reference {
     list: Vec<u8>,
     uidl: Vec<u8>,
     uidl_one: String,
+    list_one: String,
     messages: Vec<Vec<u8>>,
     tops: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -31,6 +32,7 @@ fn transaction_replies<S: Read + Write>(client: &mut LineClient<S>, count: usize
     let (_, list) = multiline(client, "LIST");
     let (_, uidl) = multiline(client, "UIDL");
     let uidl_one = client.pop3("UIDL 1");
+    let list_one = client.pop3("LIST 1");
     let mut messages = Vec::new();
     let mut tops = Vec::new();
     for n in 1..=count {
@@ -44,6 +46,7 @@ fn transaction_replies<S: Read + Write>(client: &mut LineClient<S>, count: usize
         list,
         uidl,
         uidl_one,
+        list_one,
         messages,
         tops,
     }
@@ -63,6 +66,7 @@ fn assert_same(reference: &Reference, got: &Reference, label: &str) {
     assert_eq!(got.list, reference.list, "{label} LIST");
     assert_eq!(got.uidl, reference.uidl, "{label} UIDL");
     assert_eq!(got.uidl_one, reference.uidl_one, "{label} UIDL 1");
+    assert_eq!(got.list_one, reference.list_one, "{label} LIST 1");
     for (i, message) in reference.messages.iter().enumerate() {
         assert!(got.messages[i] == *message, "{label} RETR {}", i + 1);
         assert!(got.tops[i] == reference.tops[i], "{label} TOP {}", i + 1);
@@ -99,7 +103,9 @@ fn every_tls_mode_combination_relays_byte_exact() {
     let corpus: Vec<Vec<u8>> = clean_messages().into_iter().map(|(_, m)| m).collect();
     dovecot.seed_messages(dovecot.user(), &corpus);
     let reference = direct_reference(&dovecot, corpus.len());
-    assert!(reference.stat.starts_with(&format!("+OK {} ", corpus.len())));
+    assert!(reference
+        .stat
+        .starts_with(&format!("+OK {} ", corpus.len())));
     let mut variant = 0;
     for listener in LISTENER_MODES {
         for backend in BACKEND_MODES {
@@ -111,7 +117,10 @@ fn every_tls_mode_combination_relays_byte_exact() {
             let (_, capa) = multiline(&mut client, "CAPA");
             let capa = String::from_utf8_lossy(&capa).to_string();
             assert!(!capa.contains("STLS"), "{label}: {capa}");
-            assert!(capa.contains("USER") && capa.contains("PIPELINING"), "{label}: {capa}");
+            assert!(
+                capa.contains("USER") && capa.contains("PIPELINING"),
+                "{label}: {capa}"
+            );
             login_variant(&mut client, &greeting, variant, &dovecot);
             variant += 1;
             assert!(client.pop3("NOOP").starts_with("+OK"));
@@ -155,25 +164,39 @@ fn dele_then_rset_keeps_and_dele_then_quit_deletes() {
     let (_, uidl_after) = multiline(&mut client, "UIDL");
     let before = String::from_utf8_lossy(&uidl_before).to_string();
     let after = String::from_utf8_lossy(&uidl_after).to_string();
-    let deleted_uid = before.lines().nth(1).and_then(|l| l.split(' ').nth(1)).unwrap();
+    let deleted_uid = before
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap();
     assert!(!after.contains(&format!(" {deleted_uid}\r\n")), "{after}");
     assert!(client.pop3("QUIT").starts_with("+OK"));
 }
 
 #[test]
-fn client_vanishing_mid_session_deletes_nothing() {
+fn client_vanishing_mid_retr_deletes_nothing() {
     let dovecot = Dovecot::start();
-    dovecot.seed_messages(dovecot.user(), &small_clean_messages(2));
+    let big = clean_messages()
+        .into_iter()
+        .map(|(_, m)| m)
+        .max_by_key(Vec::len)
+        .unwrap();
+    let mut messages = small_clean_messages(1);
+    messages.push(big);
+    dovecot.seed_messages(dovecot.user(), &messages);
     let proxy = proxy_for(&dovecot, "none", "none", "");
     let (mut client, _) = plain(proxy.port());
     login(&mut client, dovecot.user(), dovecot.password());
     assert!(client.pop3("DELE 1").starts_with("+OK"));
-    client.send_line("RETR 2");
+    let status = client.pop3("RETR 2");
+    assert!(status.starts_with("+OK"), "{status}");
+    client.read_raw_line();
     drop(client);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (mut client, _) = plain(proxy.port());
     login(&mut client, dovecot.user(), dovecot.password());
     assert!(client.pop3("STAT").starts_with("+OK 2 "));
+    assert!(client.pop3("QUIT").starts_with("+OK"));
 }
 
 #[test]
