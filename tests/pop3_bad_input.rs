@@ -209,8 +209,11 @@ fn shutdown_sends_notice_to_idle_session() {
     assert_eq!(reply, "-ERR [SYS/TEMP] server shutting down");
 }
 
-/// A fake POP3 backend answering every command `+OK`, and RETR with `retr`'s bytes, after which
-/// it closes. Serves any number of connections.
+/// CAPA of the fake backend: no PIPELINING, its own STLS, a channel-binding mechanism.
+const FAKE_CAPA: &[u8] = b"+OK\r\nUSER\r\nSTLS\r\nTOP\r\nSASL PLAIN SCRAM-SHA-256-PLUS\r\n.\r\n";
+
+/// A fake POP3 backend answering CAPA with [`FAKE_CAPA`], every other command `+OK`, and RETR
+/// with `retr`'s bytes, after which it closes. Serves any number of connections.
 fn fake_backend(retr: fn(&mut TcpStream)) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -225,7 +228,12 @@ fn fake_backend(retr: fn(&mut TcpStream)) -> String {
                         retr(&mut writer);
                         return;
                     }
-                    if writer.write_all(b"+OK\r\n").is_err() {
+                    let answer: &[u8] = if line == "CAPA" {
+                        FAKE_CAPA
+                    } else {
+                        b"+OK\r\n"
+                    };
+                    if writer.write_all(answer).is_err() {
                         return;
                     }
                 }
@@ -235,13 +243,14 @@ fn fake_backend(retr: fn(&mut TcpStream)) -> String {
     address
 }
 
-fn fake_proxy(address: &str, limits: &str) -> Proxy {
+/// portcullis (plaintext both sides) in front of a fake backend; the directory holds its
+/// certificate files and must outlive it.
+fn fake_proxy(address: &str, limits: &str) -> (Proxy, tempfile::TempDir) {
     let dummy_ca = support::certs::TestCa::new();
     let dir = tempfile::tempdir().unwrap();
     dummy_ca.write_to(dir.path());
     let proxy = Proxy::start(&config_text(&dummy_ca, "none", "none", address, limits));
-    std::mem::forget(dir);
-    proxy
+    (proxy, dir)
 }
 
 fn retr_through_fake(proxy: &Proxy) -> String {
@@ -260,7 +269,7 @@ fn endless_backend_response_is_cut_off() {
         let line = b"endless line of a message that never ends\r\n".repeat(100);
         while writer.write_all(&line).is_ok() {}
     });
-    let proxy = fake_proxy(&address, "max_backend_literal = 1048576");
+    let (proxy, _dir) = fake_proxy(&address, "max_backend_literal = 1048576");
     let rest = retr_through_fake(&proxy);
     assert!(rest.starts_with("-ERR [SYS/TEMP]"), "{rest:.200}");
     assert!(
@@ -275,11 +284,21 @@ fn backend_closing_mid_retr_closes_client_cleanly() {
     let address = fake_backend(|writer| {
         let _ = writer.write_all(b"+OK message follows\r\nSubject: half\r\n\r\nhalf a bo");
     });
-    let proxy = fake_proxy(&address, "");
+    let (proxy, _dir) = fake_proxy(&address, "");
     let rest = retr_through_fake(&proxy);
     assert_eq!(
         rest,
         "-ERR [SYS/TEMP] mail server closed the connection\r\n"
     );
     still_serving(proxy.port());
+}
+
+#[test]
+fn backend_capa_is_filtered_and_pipelining_not_invented() {
+    let address = fake_backend(|_| {});
+    let (proxy, _dir) = fake_proxy(&address, "");
+    let (mut client, _) = plain(proxy.port());
+    let (_, capa) = multiline(&mut client, "CAPA");
+    assert_eq!(capa, b"USER\r\nTOP\r\nSASL PLAIN\r\n.\r\n");
+    assert!(client.pop3("QUIT").starts_with("+OK"));
 }
