@@ -333,7 +333,12 @@ impl Session {
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
         let command = Command::parse(&line);
-        tracing::debug!(command = %Redacted::new(&line, command.is_secret()), "client command");
+        if command.is_secret() {
+            // `Redacted` keeps two words, which for `PASS secret` would be the password.
+            tracing::debug!(command = %command.name, "client command (arguments redacted)");
+        } else {
+            tracing::debug!(command = %Redacted::new(&line, false), "client command");
+        }
         if command.name == "STLS" {
             if self.policy().offer_stls && !self.authenticated {
                 self.halted = true;
