@@ -210,6 +210,29 @@ pub async fn write_backend(stream: &mut Stream, bytes: &[u8]) -> Result<(), Sess
     stream.flush().await.map_err(SessionError::BackendIo)
 }
 
+/// Most bytes read and discarded while closing after an error (see [`linger_close`]).
+const LINGER_BYTES: usize = 32 * 1024 * 1024;
+/// Longest time spent discarding while closing after an error.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Closes the client side after a final error message: shuts down our sending side, then reads
+/// and discards what the client is still sending for a bounded time and volume, so the kernel
+/// does not answer unread data with a reset that would destroy the error message in flight.
+pub async fn linger_close(stream: &mut Stream) {
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while total < LINGER_BYTES {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
 /// A protocol line for logs: commands that carry secrets show only their first two words.
 pub struct Redacted<'a> {
     line: &'a [u8],

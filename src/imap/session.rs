@@ -17,11 +17,13 @@ use tokio::time::Instant;
 use super::capability::{self, CapabilityPolicy};
 use super::codec::{Event, FrameError, Framer, Limits, Role};
 use super::command::{CommandHead, ImapDialect, Status};
+use super::fetch_response::fetch_seq;
+use super::scanning::{FetchContext, MailboxState};
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
-    read_backend, read_client, upgrade_client, write_backend, write_client, Redacted, SessionEnd,
-    SessionError, SessionStats,
+    linger_close, read_backend, read_client, upgrade_client, write_backend, write_client, Redacted,
+    SessionEnd, SessionError, SessionStats,
 };
 
 /// Most commands a client may have in flight at once.
@@ -33,18 +35,24 @@ const PRE_TLS_ALLOWED: &[&str] = &["CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTT
 
 /// What a forwarded command means for the session when it completes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Login(Option<String>),
     Authenticate,
     Idle,
     Logout,
+    /// SELECT/EXAMINE of this mailbox.
+    Select(Option<String>),
+    /// CLOSE/UNSELECT.
+    Close,
     Other,
 }
 
 #[derive(Debug)]
-struct Pending {
+pub(super) struct Pending {
     tag: String,
     kind: Kind,
+    /// Set for a FETCH that is being scanned.
+    pub(super) fetch: Option<Box<FetchContext>>,
 }
 
 /// How client lines are to be read right now.
@@ -75,16 +83,18 @@ pub async fn run(context: SessionContext, client: Stream) {
     stats.log_summary(&context, &end);
 }
 
-struct Session {
-    context: SessionContext,
-    client: Stream,
+pub(super) struct Session {
+    pub(super) context: SessionContext,
+    pub(super) client: Stream,
     backend: Stream,
     client_framer: Framer,
     backend_framer: Framer,
     /// Fragments of the backend response being assembled.
     response: Vec<Event>,
     response_size: u64,
-    pending: VecDeque<Pending>,
+    pub(super) pending: VecDeque<Pending>,
+    /// The selected mailbox (for scan cache keys and quarantine records).
+    pub(super) mailbox: MailboxState,
     mode: ClientMode,
     /// Tag of the client command whose fragments are still arriving.
     current_tag: Option<String>,
@@ -115,6 +125,7 @@ impl Session {
             response: Vec::new(),
             response_size: 0,
             pending: VecDeque::new(),
+            mailbox: MailboxState::default(),
             mode: ClientMode::Commands,
             current_tag: None,
             discard_current: false,
@@ -171,9 +182,17 @@ impl Session {
                     Ok(upgraded) => self = upgraded,
                     Err(error) => return SessionEnd::Error(error),
                 },
+                Ok(Flow::End(SessionEnd::BackendClosed)) => {
+                    let _ = self
+                        .reply("* BYE [UNAVAILABLE] mail server closed the connection\r\n")
+                        .await;
+                    return SessionEnd::BackendClosed;
+                }
                 Ok(Flow::End(end)) => return end,
                 Err(error) => {
-                    let _ = self.bye_for(&error).await;
+                    if self.bye_for(&error).await.is_ok() {
+                        linger_close(&mut self.client).await;
+                    }
                     return SessionEnd::Error(error);
                 }
             }
@@ -293,7 +312,7 @@ impl Session {
             } if self.mode == ClientMode::Commands => {
                 self.current_tag = None;
                 self.discard_current = false;
-                let flow = self.on_command(bytes, stats).await?;
+                let flow = self.on_command(bytes, literal.is_some(), stats).await?;
                 if literal.is_some_and(|l| l.synchronizing) && self.discard_current {
                     self.client_framer.cancel_literal();
                 }
@@ -344,6 +363,7 @@ impl Session {
     async fn on_command(
         &mut self,
         bytes: Bytes,
+        has_literal: bool,
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
         let Some(head) = CommandHead::parse(&bytes) else {
@@ -366,13 +386,33 @@ impl Session {
                 .await?;
             return Ok(Flow::StartTls);
         }
-        let kind = match head.name.as_str() {
-            "LOGIN" => Kind::Login(head.login_user()),
-            "AUTHENTICATE" => Kind::Authenticate,
-            "IDLE" => Kind::Idle,
-            "LOGOUT" => Kind::Logout,
-            _ => Kind::Other,
-        };
+        let mut forwarded = bytes.to_vec();
+        let mut fetch = None;
+        if matches!(head.name.as_str(), "FETCH" | "UID FETCH") {
+            let plan = match has_literal {
+                true => Err(format!(
+                    "{} BAD [CLIENTBUG] literals in FETCH are not supported by the proxy\r\n",
+                    head.tag
+                )),
+                false => {
+                    self.plan_fetch(&head.tag, &head.name, &head.args, stats)
+                        .await
+                }
+            };
+            match plan {
+                Ok(Some((context, line))) => {
+                    fetch = Some(Box::new(context));
+                    forwarded = line;
+                }
+                Ok(None) => {}
+                Err(refusal) => {
+                    self.discard_current = true;
+                    self.reply(&refusal).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        let kind = command_kind(&head);
         match kind {
             Kind::Authenticate => self.mode = ClientMode::Authenticate(head.tag.clone()),
             Kind::Idle => self.mode = ClientMode::Idle,
@@ -381,9 +421,10 @@ impl Session {
         self.pending.push_back(Pending {
             tag: head.tag,
             kind,
+            fetch,
         });
-        stats.bytes_up += bytes.len() as u64;
-        write_backend(&mut self.backend, &bytes).await?;
+        stats.bytes_up += forwarded.len() as u64;
+        write_backend(&mut self.backend, &forwarded).await?;
         Ok(Flow::Continue)
     }
 
@@ -467,14 +508,24 @@ impl Session {
         };
         let status = Status::parse(&first);
         let mut output = concat(&response);
-        if response.len() == 1 {
+        if fetch_seq(&first).is_some() {
+            match self.on_fetch_response(output, stats).await? {
+                Some(bytes) => output = bytes,
+                None => return Ok(Flow::Continue),
+            }
+        } else if response.len() == 1 {
+            self.observe_untagged(&first);
             if let Some(rewritten) = capability::rewrite_line(&first, self.policy()) {
                 output = rewritten;
             }
         }
         let mut flow = Flow::Continue;
         if let Some(status) = status.filter(|s| s.tag != "*" && s.tag != "+") {
-            flow = self.on_tagged(&status, stats);
+            let (next, replacement) = self.on_tagged(&status, stats);
+            flow = next;
+            if let Some(replacement) = replacement {
+                output = replacement;
+            }
         }
         stats.bytes_down += output.len() as u64;
         write_client(&mut self.client, &output).await?;
@@ -482,7 +533,7 @@ impl Session {
     }
 
     /// Bookkeeping for a tagged completion from the backend.
-    fn on_tagged(&mut self, status: &Status, stats: &mut SessionStats) -> Flow {
+    fn on_tagged(&mut self, status: &Status, stats: &mut SessionStats) -> (Flow, Option<Vec<u8>>) {
         if self.current_tag.as_deref() == Some(status.tag.as_str())
             && self.client_framer.in_literal()
         {
@@ -490,11 +541,24 @@ impl Session {
             self.client_framer.cancel_literal();
         }
         let Some(index) = self.pending.iter().position(|p| p.tag == status.tag) else {
-            return Flow::Continue;
+            return (Flow::Continue, None);
         };
         let Some(pending) = self.pending.remove(index) else {
-            return Flow::Continue;
+            return (Flow::Continue, None);
         };
+        let withheld = pending.fetch.as_ref().map_or(0, |f| f.withheld);
+        let replacement = (withheld > 0 && status.is_ok()).then(|| {
+            format!(
+                "{} NO [UNAVAILABLE] {withheld} message(s) could not be scanned now; try again later\r\n",
+                pending.tag
+            )
+            .into_bytes()
+        });
+        (self.complete(pending, status, stats), replacement)
+    }
+
+    /// Updates session state for a completed command.
+    fn complete(&mut self, pending: Pending, status: &Status, stats: &mut SessionStats) -> Flow {
         if self.mode == ClientMode::Authenticate(pending.tag.clone())
             || (pending.kind == Kind::Idle && self.mode == ClientMode::Idle)
         {
@@ -516,9 +580,30 @@ impl Session {
                 tracing::info!(condition = %status.condition, "login failed")
             }
             Kind::Logout => return Flow::End(SessionEnd::Logout),
+            Kind::Select(name) => {
+                let uidvalidity = self.mailbox.selecting_uidvalidity.take();
+                self.mailbox = MailboxState::default();
+                if status.is_ok() {
+                    self.mailbox.name = name;
+                    self.mailbox.uidvalidity = uidvalidity;
+                }
+            }
+            Kind::Close if status.is_ok() => self.mailbox = MailboxState::default(),
             _ => {}
         }
         Flow::Continue
+    }
+}
+
+fn command_kind(head: &CommandHead) -> Kind {
+    match head.name.as_str() {
+        "LOGIN" => Kind::Login(head.login_user()),
+        "AUTHENTICATE" => Kind::Authenticate,
+        "IDLE" => Kind::Idle,
+        "LOGOUT" => Kind::Logout,
+        "SELECT" | "EXAMINE" => Kind::Select(head.first_astring()),
+        "CLOSE" | "UNSELECT" => Kind::Close,
+        _ => Kind::Other,
     }
 }
 

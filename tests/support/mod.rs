@@ -14,9 +14,11 @@ pub mod clamd;
 pub mod corpus;
 pub mod dovecot;
 pub mod dovecot_config;
+pub mod fake;
 pub mod mime;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 
 #[allow(unused_imports)]

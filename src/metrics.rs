@@ -1,0 +1,439 @@
+//! Process-wide Prometheus metrics for portcullis and the HTTP endpoint that exposes them.
+//!
+//! Every metric family lives in one [`Metrics`] value reachable through [`metrics()`]; callers
+//! update it directly, e.g. `metrics().connections_accepted.with_label_values(&["imaps",
+//! "imap"]).inc()`. Names follow the Prometheus conventions (`portcullis_` prefix, `_total` for
+//! counters, base units such as `_seconds` and `_bytes`).
+//!
+//! **Label sets are bounded.** Every label value is either a configured name chosen by the
+//! administrator (listener, backend, rule) or one of the fixed values listed in [`labels`].
+//! User names, client addresses, mailbox names or free-form error text must never be used as
+//! label values: each distinct value creates a time series for the life of the process.
+//!
+//! The HTTP side (`/metrics`, `/healthz`, `/readyz`) is in [`http`] and re-exported here.
+
+pub mod http;
+pub mod labels;
+
+pub use http::{serve_http, serve_listener, ReadinessCheck, ReadinessProbe};
+pub use labels::*;
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Errors of the metrics module.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A metric family could not be created or registered (a programming error in this module).
+    #[error("metric registration failed: {0}")]
+    Register(#[from] prometheus::Error),
+    /// The HTTP listener could not be bound.
+    #[error("cannot bind metrics listener on {addr}: {source}")]
+    Bind {
+        /// The address that was requested.
+        addr: std::net::SocketAddr,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed while running.
+    #[error("metrics HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Histogram buckets (seconds) for establishing a backend connection (TCP + optional TLS).
+const CONNECT_BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+/// Histogram buckets (seconds) for scanning one message; clamd on large mail can take seconds.
+const SCAN_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// All metric families of the process, registered in one private [`Registry`].
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `portcullis_connections_accepted_total{listener,protocol}`.
+    pub connections_accepted: IntCounterVec,
+    /// `portcullis_connections_active{listener,protocol}` (gauge).
+    pub connections_active: IntGaugeVec,
+    /// `portcullis_tls_handshakes_total{listener,outcome,reason,version}`; see [`TLS_REASONS`].
+    pub tls_handshakes: IntCounterVec,
+    /// `portcullis_logins_total{listener,protocol,outcome}`; see [`LOGIN_OUTCOMES`].
+    pub logins: IntCounterVec,
+    /// `portcullis_backend_connect_seconds{backend}` histogram.
+    pub backend_connect_seconds: HistogramVec,
+    /// `portcullis_backend_errors_total{backend,side,kind}`; see [`BACKEND_ERROR_SIDES`].
+    pub backend_errors: IntCounterVec,
+    /// `portcullis_bytes_total{listener,direction}`; see [`BYTE_DIRECTIONS`].
+    pub bytes: IntCounterVec,
+    /// `portcullis_messages_scanned_total{protocol,verdict}`; see [`SCAN_VERDICTS`].
+    pub messages_scanned: IntCounterVec,
+    /// `portcullis_scan_seconds{engine}` histogram; see [`SCAN_ENGINES`].
+    pub scan_seconds: HistogramVec,
+    /// `portcullis_scan_cache_total{result}`; see [`CACHE_RESULTS`].
+    pub scan_cache: IntCounterVec,
+    /// `portcullis_quarantine_writes_total{outcome}`; see [`WRITE_OUTCOMES`].
+    pub quarantine_writes: IntCounterVec,
+    /// `portcullis_policy_actions_total{cause,action}`; see [`POLICY_CAUSES`], [`POLICY_ACTIONS`].
+    pub policy_actions: IntCounterVec,
+    /// `portcullis_rule_hits_total{rule}`; rule names come from admin-controlled rule files.
+    pub rule_hits: IntCounterVec,
+    /// `portcullis_keepalives_sent_total{protocol}`.
+    pub keepalives_sent: IntCounterVec,
+    /// `portcullis_limit_rejections_total{limit}`; see [`LIMITS`].
+    pub limit_rejections: IntCounterVec,
+    /// `portcullis_sessions_total{listener,protocol,end}`; see [`SESSION_ENDS`].
+    pub sessions: IntCounterVec,
+    /// `portcullis_build_info{version}`, always 1.
+    pub build_info: IntGaugeVec,
+    /// `portcullis_config_reloads_total{outcome}`; see [`WRITE_OUTCOMES`].
+    pub config_reloads: IntCounterVec,
+}
+
+/// An open client connection, counted in `connections_active` until dropped; see
+/// [`Metrics::track_connection`].
+#[derive(Debug)]
+pub struct ActiveConnection(IntGauge);
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    // The definitions below are compile-time constants; failing here is a bug in this module,
+    // caught by the unit tests, never a consequence of runtime data.
+    Metrics::new().expect("static metric definitions are valid")
+});
+
+/// The process-wide metrics, created and registered on first use.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Renders every metric of [`metrics()`] in the Prometheus text exposition format 0.0.4.
+pub fn render() -> String {
+    metrics().render()
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let vec = IntCounterVec::new(Opts::new(name, help).namespace("portcullis"), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+fn gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, MetricsError> {
+    let vec = IntGaugeVec::new(Opts::new(name, help).namespace("portcullis"), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> Result<HistogramVec, MetricsError> {
+    let opts = HistogramOpts::new(name, help)
+        .namespace("portcullis")
+        .buckets(buckets.to_vec());
+    let vec = HistogramVec::new(opts, labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+impl Metrics {
+    /// Creates every family in a fresh registry. Use [`metrics()`] in production code; this is
+    /// public so tests can work on an isolated instance.
+    pub fn new() -> Result<Self, MetricsError> {
+        let r = Registry::new();
+        let m = Metrics {
+            connections_accepted: counter(
+                &r,
+                "connections_accepted_total",
+                "Client connections accepted.",
+                &["listener", "protocol"],
+            )?,
+            connections_active: gauge(
+                &r,
+                "connections_active",
+                "Client connections currently open.",
+                &["listener", "protocol"],
+            )?,
+            tls_handshakes: counter(
+                &r,
+                "tls_handshakes_total",
+                "Client TLS handshakes by outcome, failure reason and negotiated version.",
+                &["listener", "outcome", "reason", "version"],
+            )?,
+            logins: counter(
+                &r,
+                "logins_total",
+                "Client login attempts relayed or refused.",
+                &["listener", "protocol", "outcome"],
+            )?,
+            backend_connect_seconds: histogram(
+                &r,
+                "backend_connect_seconds",
+                "Time to establish a backend connection, including TLS.",
+                &["backend"],
+                &CONNECT_BUCKETS,
+            )?,
+            backend_errors: counter(
+                &r,
+                "backend_errors_total",
+                "Backend failures by operation and kind.",
+                &["backend", "side", "kind"],
+            )?,
+            bytes: counter(
+                &r,
+                "bytes_total",
+                "Bytes relayed between clients and backends.",
+                &["listener", "direction"],
+            )?,
+            messages_scanned: counter(
+                &r,
+                "messages_scanned_total",
+                "Messages scanned, by verdict.",
+                &["protocol", "verdict"],
+            )?,
+            scan_seconds: histogram(
+                &r,
+                "scan_seconds",
+                "Time spent scanning one message, per engine.",
+                &["engine"],
+                &SCAN_BUCKETS,
+            )?,
+            scan_cache: counter(
+                &r,
+                "scan_cache_total",
+                "Verdict cache lookups.",
+                &["result"],
+            )?,
+            quarantine_writes: counter(
+                &r,
+                "quarantine_writes_total",
+                "Messages written to the quarantine.",
+                &["outcome"],
+            )?,
+            policy_actions: counter(
+                &r,
+                "policy_actions_total",
+                "Policy actions applied, by cause.",
+                &["cause", "action"],
+            )?,
+            rule_hits: counter(
+                &r,
+                "rule_hits_total",
+                "Content rule matches, by rule name.",
+                &["rule"],
+            )?,
+            keepalives_sent: counter(
+                &r,
+                "keepalives_sent_total",
+                "Keepalive responses sent to clients while a scan was running.",
+                &["protocol"],
+            )?,
+            limit_rejections: counter(
+                &r,
+                "limit_rejections_total",
+                "Connections or commands rejected by a limit.",
+                &["limit"],
+            )?,
+            sessions: counter(
+                &r,
+                "sessions_total",
+                "Finished client sessions, by how they ended.",
+                &["listener", "protocol", "end"],
+            )?,
+            build_info: gauge(
+                &r,
+                "build_info",
+                "Build information; the value is always 1.",
+                &["version"],
+            )?,
+            config_reloads: counter(
+                &r,
+                "config_reloads_total",
+                "Configuration reloads (SIGHUP).",
+                &["outcome"],
+            )?,
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m.prime_fixed_series();
+        Ok(m)
+    }
+
+    /// Creates the zero-valued series of every family whose labels are all fixed, so that
+    /// `rate()` and ratio alerts have data before the first event.
+    fn prime_fixed_series(&self) {
+        for protocol in PROTOCOLS {
+            self.keepalives_sent.with_label_values(&[protocol]);
+            for verdict in SCAN_VERDICTS {
+                self.messages_scanned
+                    .with_label_values(&[protocol, verdict]);
+            }
+        }
+        for engine in SCAN_ENGINES {
+            self.scan_seconds.with_label_values(&[engine]);
+        }
+        for result in CACHE_RESULTS {
+            self.scan_cache.with_label_values(&[result]);
+        }
+        for outcome in WRITE_OUTCOMES {
+            self.quarantine_writes.with_label_values(&[outcome]);
+            self.config_reloads.with_label_values(&[outcome]);
+        }
+        for cause in POLICY_CAUSES {
+            for action in POLICY_ACTIONS {
+                self.policy_actions.with_label_values(&[cause, action]);
+            }
+        }
+        for limit in LIMITS {
+            self.limit_rejections.with_label_values(&[limit]);
+        }
+    }
+
+    /// Creates the zero-valued per-listener series (call once per configured listener).
+    pub fn prime_listener(&self, listener: &str, protocol: &str) {
+        self.connections_accepted
+            .with_label_values(&[listener, protocol]);
+        self.connections_active
+            .with_label_values(&[listener, protocol]);
+        for outcome in LOGIN_OUTCOMES {
+            self.logins
+                .with_label_values(&[listener, protocol, outcome]);
+        }
+        for direction in BYTE_DIRECTIONS {
+            self.bytes.with_label_values(&[listener, direction]);
+        }
+        for end in SESSION_ENDS {
+            self.sessions.with_label_values(&[listener, protocol, end]);
+        }
+    }
+
+    /// Counts an accepted connection and keeps it in `connections_active` until the returned
+    /// guard is dropped (also on early returns and panics, so the gauge cannot drift).
+    pub fn track_connection(&self, listener: &str, protocol: &str) -> ActiveConnection {
+        self.connections_accepted
+            .with_label_values(&[listener, protocol])
+            .inc();
+        let gauge = self
+            .connections_active
+            .with_label_values(&[listener, protocol]);
+        gauge.inc();
+        ActiveConnection(gauge)
+    }
+
+    /// Creates the zero-valued per-backend series (call once per configured backend).
+    pub fn prime_backend(&self, backend: &str) {
+        self.backend_connect_seconds.with_label_values(&[backend]);
+    }
+
+    /// Renders this instance's registry in the Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        match TextEncoder::new().encode_to_string(&families) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode metrics");
+                String::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_contains_prefixed_families_and_build_info() {
+        let m = Metrics::new().unwrap();
+        m.connections_accepted
+            .with_label_values(&["imaps", "imap"])
+            .inc();
+        m.bytes
+            .with_label_values(&["imaps", "client_to_backend"])
+            .inc_by(42);
+        m.scan_seconds.with_label_values(&["clamd"]).observe(0.02);
+        let text = m.render();
+        assert!(text.contains("# TYPE portcullis_connections_accepted_total counter"));
+        assert!(text.contains(
+            "portcullis_connections_accepted_total{listener=\"imaps\",protocol=\"imap\"} 1"
+        ));
+        assert!(text.contains(
+            "portcullis_bytes_total{direction=\"client_to_backend\",listener=\"imaps\"} 42"
+        ));
+        assert!(text.contains("portcullis_scan_seconds_bucket{engine=\"clamd\",le=\"0.025\"} 1"));
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!("portcullis_build_info{{version=\"{version}\"}} 1")));
+    }
+
+    #[test]
+    fn fixed_series_exist_at_zero_before_any_event() {
+        let text = Metrics::new().unwrap().render();
+        assert!(text.contains("portcullis_scan_cache_total{result=\"miss\"} 0"));
+        assert!(
+            text.contains("portcullis_policy_actions_total{action=\"tempfail\",cause=\"error\"} 0")
+        );
+        assert!(text.contains("portcullis_limit_rejections_total{limit=\"scan_concurrency\"} 0"));
+        assert!(!text.contains("portcullis_connections_accepted_total{"));
+    }
+
+    #[test]
+    fn prime_listener_and_backend_create_zero_series() {
+        let m = Metrics::new().unwrap();
+        m.prime_listener("pop3s", "pop3");
+        m.prime_backend("legacy");
+        let text = m.render();
+        assert!(text.contains(
+            "portcullis_sessions_total{end=\"logout\",listener=\"pop3s\",protocol=\"pop3\"} 0"
+        ));
+        assert!(text.contains("portcullis_backend_connect_seconds_count{backend=\"legacy\"} 0"));
+    }
+
+    #[test]
+    fn connection_guard_counts_and_releases() {
+        let m = Metrics::new().unwrap();
+        let first = m.track_connection("imaps", "imap");
+        let second = m.track_connection("imaps", "imap");
+        let active = m.connections_active.with_label_values(&["imaps", "imap"]);
+        assert_eq!(active.get(), 2);
+        drop(first);
+        assert_eq!(active.get(), 1);
+        drop(second);
+        assert_eq!(active.get(), 0);
+        let accepted = m.connections_accepted.with_label_values(&["imaps", "imap"]);
+        assert_eq!(accepted.get(), 2);
+    }
+
+    #[test]
+    fn global_registry_is_shared_and_rendered() {
+        metrics()
+            .rule_hits
+            .with_label_values(&["unit-test-rule"])
+            .inc();
+        assert!(render().contains("portcullis_rule_hits_total{rule=\"unit-test-rule\"}"));
+        assert!(std::ptr::eq(metrics(), metrics()));
+    }
+}

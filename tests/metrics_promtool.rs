@@ -1,0 +1,125 @@
+//! Lints the rendered metrics with Prometheus' own checker: `promtool check metrics` reads the
+//! exposition text on stdin and reports naming-convention and format problems.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use portcullis::metrics::{self, metrics};
+
+const PROMTOOL: &str = "promtool";
+
+/// Increments every family, across every fixed label value, at least once.
+fn touch_every_family() {
+    let m = metrics();
+    for protocol in metrics::PROTOCOLS {
+        m.prime_listener("imaps", protocol);
+        m.connections_accepted
+            .with_label_values(&["imaps", protocol])
+            .inc();
+        m.connections_active
+            .with_label_values(&["imaps", protocol])
+            .inc();
+        m.keepalives_sent.with_label_values(&[protocol]).inc();
+        for outcome in metrics::LOGIN_OUTCOMES {
+            m.logins
+                .with_label_values(&["imaps", protocol, outcome])
+                .inc();
+        }
+        for end in metrics::SESSION_ENDS {
+            m.sessions
+                .with_label_values(&["imaps", protocol, end])
+                .inc();
+        }
+        for verdict in metrics::SCAN_VERDICTS {
+            m.messages_scanned
+                .with_label_values(&[protocol, verdict])
+                .inc();
+        }
+    }
+    for reason in metrics::TLS_REASONS {
+        let outcome = if reason == "ok" { "ok" } else { "error" };
+        for version in metrics::TLS_VERSIONS {
+            m.tls_handshakes
+                .with_label_values(&["imaps", outcome, reason, version])
+                .inc();
+        }
+    }
+    m.prime_backend("legacy");
+    m.backend_connect_seconds
+        .with_label_values(&["legacy"])
+        .observe(0.004);
+    for side in metrics::BACKEND_ERROR_SIDES {
+        for kind in metrics::BACKEND_ERROR_KINDS {
+            m.backend_errors
+                .with_label_values(&["legacy", side, kind])
+                .inc();
+        }
+    }
+    for direction in metrics::BYTE_DIRECTIONS {
+        m.bytes
+            .with_label_values(&["imaps", direction])
+            .inc_by(1024);
+    }
+    for engine in metrics::SCAN_ENGINES {
+        m.scan_seconds.with_label_values(&[engine]).observe(0.05);
+    }
+    for result in metrics::CACHE_RESULTS {
+        m.scan_cache.with_label_values(&[result]).inc();
+    }
+    for outcome in metrics::WRITE_OUTCOMES {
+        m.quarantine_writes.with_label_values(&[outcome]).inc();
+        m.config_reloads.with_label_values(&[outcome]).inc();
+    }
+    for cause in metrics::POLICY_CAUSES {
+        for action in metrics::POLICY_ACTIONS {
+            m.policy_actions.with_label_values(&[cause, action]).inc();
+        }
+    }
+    m.rule_hits.with_label_values(&["eicar-subject"]).inc();
+    for limit in metrics::LIMITS {
+        m.limit_rejections.with_label_values(&[limit]).inc();
+    }
+}
+
+#[test]
+fn rendered_metrics_pass_promtool_lint() {
+    touch_every_family();
+    let text = metrics::render();
+    let families = text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE portcullis_"))
+        .count();
+    assert_eq!(families, 18, "every family must be rendered:\n{text}");
+
+    let mut child = match Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => panic!(
+            "cannot run `{PROMTOOL}` ({e}); install the test tools with \
+             scripts/install-test-deps.sh (Debian package `prometheus`)"
+        ),
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool failed ({}):\n{report}",
+        output.status
+    );
+    assert!(
+        report.trim().is_empty(),
+        "promtool reported problems:\n{report}"
+    );
+}

@@ -1,0 +1,114 @@
+//! Runs portcullis in-process for a test: its own tokio runtime on a background thread, listeners
+//! on ephemeral loopback ports, configuration written as TOML like an administrator would.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use portcullis::config::Config;
+use tokio_util::sync::CancellationToken;
+
+use super::dovecot::Dovecot;
+
+/// Listener TLS modes, as spelled in the configuration.
+pub const LISTENER_MODES: [&str; 3] = ["implicit", "starttls", "none"];
+/// Backend TLS modes, as spelled in the configuration.
+pub const BACKEND_MODES: [&str; 3] = ["none", "starttls", "implicit"];
+
+/// A running proxy; dropping it shuts it down.
+pub struct TestProxy {
+    /// Bound listener addresses, in configuration order.
+    pub addrs: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestProxy {
+    /// Parses `toml` (which must validate) and starts serving it.
+    pub fn start(toml: &str) -> TestProxy {
+        let config =
+            Config::parse(toml).unwrap_or_else(|e| panic!("test config invalid: {e}\n{toml}"));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let server = portcullis::server::Server::bind(&config)
+                    .await
+                    .expect("bind");
+                sender
+                    .send((server.local_addrs(), server.shutdown_token()))
+                    .expect("send addrs");
+                server.run().await;
+            });
+        });
+        let (addrs, shutdown) = receiver.recv().expect("proxy started");
+        TestProxy {
+            addrs,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// Port of the `index`-th listener.
+    pub fn port(&self, index: usize) -> u16 {
+        self.addrs[index].port()
+    }
+
+    /// Starts graceful shutdown (as SIGTERM would).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `[tls]` using the test CA's leaf certificate (valid for `localhost` and 127.0.0.1).
+pub fn tls_section(dovecot: &Dovecot) -> String {
+    format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n\n",
+        dovecot.ca.cert_path().display().to_string(),
+        dovecot.ca.key_path().display().to_string()
+    )
+}
+
+/// A `[[listener]]` on an ephemeral loopback port.
+pub fn listener(name: &str, protocol: &str, tls: &str, backend: &str) -> String {
+    format!(
+        "[[listener]]\nname = {name:?}\nprotocol = {protocol:?}\nbind = \"127.0.0.1:0\"\ntls = {tls:?}\nbackend = {backend:?}\n\n"
+    )
+}
+
+/// A `[[backend]]` pointing at the right Dovecot port for `protocol` and `tls` mode.
+pub fn dovecot_backend(name: &str, dovecot: &Dovecot, protocol: &str, tls: &str) -> String {
+    let port = match (protocol, tls) {
+        ("imap", "implicit") => dovecot.imaps_port,
+        ("imap", _) => dovecot.imap_port,
+        ("pop3", "implicit") => dovecot.pop3s_port,
+        _ => dovecot.pop3_port,
+    };
+    backend_at(
+        name,
+        &format!("127.0.0.1:{port}"),
+        tls,
+        &dovecot.ca.ca_pem_path(),
+    )
+}
+
+/// A `[[backend]]` at `address` trusting `ca` for the name `localhost`.
+pub fn backend_at(name: &str, address: &str, tls: &str, ca: &Path) -> String {
+    format!(
+        "[[backend]]\nname = {name:?}\naddress = {address:?}\ntls = {tls:?}\nca = {:?}\nserver_name = \"localhost\"\nconnect_timeout = \"5s\"\n\n",
+        ca.display().to_string()
+    )
+}
