@@ -49,7 +49,7 @@ fn still_serving(port: u16) {
 fn stls_discards_pipelined_user() {
     let dovecot = Dovecot::start();
     let proxy = proxy_for(&dovecot, "starttls", "none", "");
-    let mut tcp = raw_tcp(proxy.port());
+    let mut tcp = raw_tcp(proxy.port(0));
     assert!(read_line_unbuffered(&mut tcp).starts_with("+OK"));
     let injected = format!("STLS\r\nUSER {}\r\n", dovecot.user());
     tcp.write_all(injected.as_bytes()).unwrap();
@@ -68,7 +68,7 @@ fn stls_discards_pipelined_user() {
 fn logins_before_tls_are_refused_and_never_forwarded() {
     let dovecot = Dovecot::start();
     let proxy = proxy_for(&dovecot, "starttls", "starttls", "");
-    let mut tcp = raw_tcp(proxy.port());
+    let mut tcp = raw_tcp(proxy.port(0));
     assert!(read_line_unbuffered(&mut tcp).starts_with("+OK"));
     tcp.write_all(b"CAPA\r\n").unwrap();
     let mut capa = Vec::new();
@@ -120,7 +120,7 @@ fn logins_before_tls_are_refused_and_never_forwarded() {
 fn megabyte_command_line_is_refused_and_closed() {
     let dovecot = Dovecot::start();
     let proxy = proxy_for(&dovecot, "none", "none", "");
-    let mut tcp = raw_tcp(proxy.port());
+    let mut tcp = raw_tcp(proxy.port(0));
     read_line_unbuffered(&mut tcp);
     let mut writer = tcp.try_clone().unwrap();
     let flood = std::thread::spawn(move || {
@@ -132,14 +132,14 @@ fn megabyte_command_line_is_refused_and_closed() {
     let text = String::from_utf8_lossy(&rest);
     assert!(text.is_empty() || text.starts_with("-ERR"), "{text}");
     flood.join().unwrap();
-    still_serving(proxy.port());
+    still_serving(proxy.port(0));
 }
 
 #[test]
 fn unknown_commands_are_answered_by_the_backend() {
     let dovecot = Dovecot::start();
     let proxy = proxy_for(&dovecot, "implicit", "none", "");
-    let (mut client, _) = connect_mode(proxy.port(), "implicit", &dovecot.ca);
+    let (mut client, _) = connect_mode(proxy.port(0), "implicit", &dovecot.ca);
     for command in ["XYZZY", "FOO bar baz"] {
         let reply = client.pop3(command);
         assert!(reply.starts_with("-ERR"), "{command}: {reply}");
@@ -150,14 +150,14 @@ fn unknown_commands_are_answered_by_the_backend() {
     assert!(client.pop3("NOOP").starts_with("+OK"));
     assert!(client.pop3("QUIT").starts_with("+OK"));
     // Dovecot gives up on a client after a few bad commands: its -ERR and close reach the client.
-    let (mut client, _) = connect_mode(proxy.port(), "implicit", &dovecot.ca);
+    let (mut client, _) = connect_mode(proxy.port(0), "implicit", &dovecot.ca);
     client.send_raw(b"XYZZY\r\n".repeat(10).as_slice());
     let rest = read_until_closed(client.get_mut()).expect("closed");
     let text = String::from_utf8_lossy(&rest);
     // Dovecot's own -ERR lines, or the proxy's if Dovecot reset the connection first.
     assert!(text.lines().all(|l| l.starts_with("-ERR")), "{text}");
     assert!(!text.is_empty());
-    let (mut client, greeting) = connect_mode(proxy.port(), "implicit", &dovecot.ca);
+    let (mut client, greeting) = connect_mode(proxy.port(0), "implicit", &dovecot.ca);
     assert!(greeting.starts_with("+OK"));
     assert!(client.pop3("QUIT").starts_with("+OK"));
 }
@@ -166,7 +166,7 @@ fn unknown_commands_are_answered_by_the_backend() {
 fn ten_thousand_pipelined_commands_in_bounded_memory() {
     let dovecot = Dovecot::start();
     let proxy = proxy_for(&dovecot, "none", "none", "max_pipeline = 16");
-    let mut client = support::raw::connect(proxy.port());
+    let mut client = support::raw::connect(proxy.port(0));
     client.read_line();
     login(&mut client, dovecot.user(), dovecot.password());
     let rss_before = rss_kib();
@@ -183,7 +183,7 @@ fn ten_thousand_pipelined_commands_in_bounded_memory() {
     assert!(client.pop3("QUIT").starts_with("+OK"));
     let grown = rss_kib().saturating_sub(rss_before);
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
-    still_serving(proxy.port());
+    still_serving(proxy.port(0));
 }
 
 #[test]
@@ -191,20 +191,20 @@ fn idle_client_before_login_is_timed_out() {
     let dovecot = Dovecot::start();
     let proxy = proxy_for(&dovecot, "none", "none", "prelogin_timeout = \"1s\"");
     let started = Instant::now();
-    let (mut client, _) = plain(proxy.port());
+    let (mut client, _) = plain(proxy.port(0));
     let reply = client.read_line();
     assert!(reply.starts_with("-ERR"), "{reply}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    still_serving(proxy.port());
+    still_serving(proxy.port(0));
 }
 
 #[test]
 fn shutdown_sends_notice_to_idle_session() {
     let dovecot = Dovecot::start();
     let proxy = proxy_for(&dovecot, "none", "none", "");
-    let (mut client, _) = plain(proxy.port());
+    let (mut client, _) = plain(proxy.port(0));
     login(&mut client, dovecot.user(), dovecot.password());
-    proxy.shutdown.cancel();
+    proxy.shutdown();
     let reply = client.read_line();
     assert_eq!(reply, "-ERR [SYS/TEMP] server shutting down");
 }
@@ -245,16 +245,16 @@ fn fake_backend(retr: fn(&mut TcpStream)) -> String {
 
 /// portcullis (plaintext both sides) in front of a fake backend; the directory holds its
 /// certificate files and must outlive it.
-fn fake_proxy(address: &str, limits: &str) -> (Proxy, tempfile::TempDir) {
+fn fake_proxy(address: &str, limits: &str) -> (TestProxy, tempfile::TempDir) {
     let dummy_ca = support::certs::TestCa::new();
     let dir = tempfile::tempdir().unwrap();
     dummy_ca.write_to(dir.path());
-    let proxy = Proxy::start(&config_text(&dummy_ca, "none", "none", address, limits));
+    let proxy = TestProxy::start(&config_text(&dummy_ca, "none", "none", address, limits));
     (proxy, dir)
 }
 
-fn retr_through_fake(proxy: &Proxy) -> String {
-    let (mut client, _) = plain(proxy.port());
+fn retr_through_fake(proxy: &TestProxy) -> String {
+    let (mut client, _) = plain(proxy.port(0));
     login(&mut client, "u", "p");
     client.send_line("RETR 1");
     let stream = client.get_mut();
@@ -276,7 +276,7 @@ fn endless_backend_response_is_cut_off() {
         !rest.contains("endless"),
         "no partial message reaches the client"
     );
-    still_serving(proxy.port());
+    still_serving(proxy.port(0));
 }
 
 #[test]
@@ -290,14 +290,14 @@ fn backend_closing_mid_retr_closes_client_cleanly() {
         rest,
         "-ERR [SYS/TEMP] mail server closed the connection\r\n"
     );
-    still_serving(proxy.port());
+    still_serving(proxy.port(0));
 }
 
 #[test]
 fn backend_capa_is_filtered_and_pipelining_not_invented() {
     let address = fake_backend(|_| {});
     let (proxy, _dir) = fake_proxy(&address, "");
-    let (mut client, _) = plain(proxy.port());
+    let (mut client, _) = plain(proxy.port(0));
     let (_, capa) = multiline(&mut client, "CAPA");
     assert_eq!(capa, b"USER\r\nTOP\r\nSASL PLAIN\r\n.\r\n");
     assert!(client.pop3("QUIT").starts_with("+OK"));

@@ -79,7 +79,7 @@ fn python_poplib_over_implicit_tls_and_stls() {
         run(Command::new("python3").args([
             "-c",
             POPLIB_SCRIPT,
-            &proxy.port().to_string(),
+            &proxy.port(0).to_string(),
             listener,
             dovecot.ca.ca_pem_path().to_str().unwrap(),
             dovecot.user(),
@@ -106,9 +106,9 @@ fn curl_pop3s_and_pop3_with_ssl_reqd() {
     for (index, message) in messages.iter().enumerate() {
         let n = index + 1;
         let (scheme, port) = if n % 2 == 0 {
-            ("pop3s", implicit.port())
+            ("pop3s", implicit.port(0))
         } else {
-            ("pop3", starttls.port())
+            ("pop3", starttls.port(0))
         };
         let url = format!("{scheme}://localhost:{port}/{n}");
         let output = Command::new("curl")
@@ -125,7 +125,7 @@ fn curl_pop3s_and_pop3_with_ssl_reqd() {
     }
     let listing = run(Command::new("curl")
         .args(["-sS", "--cacert", ca.to_str().unwrap(), "-u", &credentials])
-        .arg(format!("pop3s://localhost:{}/", implicit.port())));
+        .arg(format!("pop3s://localhost:{}/", implicit.port(0))));
     assert_eq!(listing.lines().count(), messages.len(), "{listing}");
 }
 
@@ -143,7 +143,7 @@ fn fetchmail_pulls_the_whole_mailbox() {
         &rc,
         format!(
             "poll localhost port {port} proto POP3 user \"{user}\" there password \"{password}\"\n",
-            port = proxy.port(),
+            port = proxy.port(0),
             user = dovecot.user(),
             password = dovecot.password(),
         ),

@@ -111,7 +111,7 @@ fn every_tls_mode_combination_relays_byte_exact() {
         for backend in BACKEND_MODES {
             let label = format!("{listener}/{backend}");
             let proxy = proxy_for(&dovecot, listener, backend, "");
-            let (mut client, greeting) = connect_mode(proxy.port(), listener, &dovecot.ca);
+            let (mut client, greeting) = connect_mode(proxy.port(0), listener, &dovecot.ca);
             assert!(greeting.starts_with("+OK"), "{label}: {greeting}");
             assert!(apop_timestamp(&greeting).is_some(), "{label}: {greeting}");
             let (_, capa) = multiline(&mut client, "CAPA");
@@ -142,7 +142,7 @@ fn dele_then_rset_keeps_and_dele_then_quit_deletes() {
     dovecot.seed_messages(dovecot.user(), &small_clean_messages(3));
     let proxy = proxy_for(&dovecot, "implicit", "starttls", "");
     let session = |expect_count: usize| {
-        let (mut client, _) = connect_mode(proxy.port(), "implicit", &dovecot.ca);
+        let (mut client, _) = connect_mode(proxy.port(0), "implicit", &dovecot.ca);
         login(&mut client, dovecot.user(), dovecot.password());
         let stat = client.pop3("STAT");
         assert!(stat.starts_with(&format!("+OK {expect_count} ")), "{stat}");
@@ -185,7 +185,7 @@ fn client_vanishing_mid_retr_deletes_nothing() {
     messages.push(big);
     dovecot.seed_messages(dovecot.user(), &messages);
     let proxy = proxy_for(&dovecot, "none", "none", "");
-    let (mut client, _) = plain(proxy.port());
+    let (mut client, _) = plain(proxy.port(0));
     login(&mut client, dovecot.user(), dovecot.password());
     assert!(client.pop3("DELE 1").starts_with("+OK"));
     let status = client.pop3("RETR 2");
@@ -193,7 +193,7 @@ fn client_vanishing_mid_retr_deletes_nothing() {
     client.read_raw_line();
     drop(client);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let (mut client, _) = plain(proxy.port());
+    let (mut client, _) = plain(proxy.port(0));
     login(&mut client, dovecot.user(), dovecot.password());
     assert!(client.pop3("STAT").starts_with("+OK 2 "));
     assert!(client.pop3("QUIT").starts_with("+OK"));
@@ -205,7 +205,7 @@ fn pipelining_batch_of_50_commands() {
     let messages = small_clean_messages(5);
     dovecot.seed_messages(dovecot.user(), &messages);
     let proxy = proxy_for(&dovecot, "implicit", "implicit", "");
-    let (mut client, _) = connect_mode(proxy.port(), "implicit", &dovecot.ca);
+    let (mut client, _) = connect_mode(proxy.port(0), "implicit", &dovecot.ca);
     let mut batch = format!("USER {}\r\nPASS {}\r\n", dovecot.user(), dovecot.password());
     let mut expected_multiline = Vec::new();
     for i in 0..48 {

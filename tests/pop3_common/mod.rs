@@ -3,21 +3,13 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-
-use portcullis::config::Config;
-use portcullis::server::Server;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::certs::TestCa;
 use crate::support::dovecot::Dovecot;
+use crate::support::proxy;
 use crate::support::raw::{connect, connect_tls, tls_over, LineClient};
-
-/// Listener modes, as written in the configuration.
-pub const LISTENER_MODES: [&str; 3] = ["implicit", "starttls", "none"];
-/// Backend modes, as written in the configuration.
-pub const BACKEND_MODES: [&str; 3] = ["none", "starttls", "implicit"];
 
 /// A stream that is plain TCP or TLS.
 pub trait Duplex: Read + Write + Send {}
@@ -26,51 +18,11 @@ impl<T: Read + Write + Send> Duplex for T {}
 /// A blocking POP3 client over either kind of stream.
 pub type Client = LineClient<Box<dyn Duplex>>;
 
-/// portcullis running on its own runtime; stops when dropped.
-pub struct Proxy {
-    runtime: Option<tokio::runtime::Runtime>,
-    /// Bound listener addresses in configuration order.
-    pub addrs: Vec<SocketAddr>,
-    /// Cancels the server.
-    pub shutdown: CancellationToken,
-}
+#[allow(unused_imports)]
+pub use crate::support::proxy::{TestProxy, BACKEND_MODES, LISTENER_MODES};
 
-impl Proxy {
-    /// Binds and runs `config_text` (TOML).
-    pub fn start(config_text: &str) -> Proxy {
-        let config = Config::parse(config_text).expect("valid config");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let server = runtime.block_on(Server::bind(&config)).expect("bind");
-        let addrs = server.local_addrs();
-        let shutdown = server.shutdown_token();
-        runtime.spawn(server.run());
-        Proxy {
-            runtime: Some(runtime),
-            addrs,
-            shutdown,
-        }
-    }
-
-    /// The port of the first listener.
-    pub fn port(&self) -> u16 {
-        self.addrs[0].port()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-        }
-    }
-}
-
-/// The `[tls]` section and a POP3 listener in `listener` mode relaying to `backend_address`.
+/// A configuration with the test CA's certificate, one POP3 listener in `listener` mode and the
+/// backend at `backend_address` in `backend` mode, plus `limits` lines for `[limits]`.
 pub fn config_text(
     ca: &TestCa,
     listener: &str,
@@ -79,16 +31,11 @@ pub fn config_text(
     limits: &str,
 ) -> String {
     format!(
-        "shutdown_grace = \"2s\"\n\
-         [tls]\ncert = {cert:?}\nkey = {key:?}\n\
-         [[listener]]\nname = \"pop3-{listener}\"\nprotocol = \"pop3\"\nbind = \"127.0.0.1:0\"\n\
-         tls = \"{listener}\"\nbackend = \"legacy\"\n\
-         [[backend]]\nname = \"legacy\"\naddress = \"{backend_address}\"\ntls = \"{backend}\"\n\
-         ca = {ca_path:?}\nserver_name = \"localhost\"\n\
-         [limits]\n{limits}\n",
+        "shutdown_grace = \"2s\"\n[tls]\ncert = {cert:?}\nkey = {key:?}\n\n{listener}{backend}[limits]\n{limits}\n",
         cert = ca.cert_path(),
         key = ca.key_path(),
-        ca_path = ca.ca_pem_path(),
+        listener = proxy::listener("pop3", "pop3", listener, "legacy"),
+        backend = proxy::backend_at("legacy", backend_address, backend, &ca.ca_pem_path()),
     )
 }
 
@@ -103,9 +50,9 @@ pub fn dovecot_address(dovecot: &Dovecot, backend: &str) -> String {
 }
 
 /// portcullis in `listener` mode in front of `dovecot` in `backend` mode.
-pub fn proxy_for(dovecot: &Dovecot, listener: &str, backend: &str, limits: &str) -> Proxy {
+pub fn proxy_for(dovecot: &Dovecot, listener: &str, backend: &str, limits: &str) -> TestProxy {
     let address = dovecot_address(dovecot, backend);
-    Proxy::start(&config_text(
+    TestProxy::start(&config_text(
         &dovecot.ca,
         listener,
         backend,
