@@ -74,15 +74,6 @@ pub fn rewrite_auth_list(response: &MultiLine) -> MultiLine {
     MultiLine::from_parts(response.status_line(), out.as_bytes())
 }
 
-/// Whether a CAPA reply (as read by the connector, raw lines) advertises `keyword`.
-pub fn advertises(reply: &[u8], keyword: &str) -> bool {
-    String::from_utf8_lossy(reply).lines().skip(1).any(|line| {
-        line.split_ascii_whitespace()
-            .next()
-            .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,11 +112,8 @@ mod tests {
     }
 
     #[test]
-    fn auth_list_and_advertises() {
+    fn auth_list_drops_channel_binding() {
         let list = MultiLine::from_parts(b"+OK\r\n", b"PLAIN\r\nSCRAM-SHA-1-PLUS\r\n");
         assert_eq!(rewrite_auth_list(&list).body(), b"PLAIN\r\n");
-        let reply = b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n";
-        assert!(advertises(reply, "pipelining"));
-        assert!(!advertises(reply, "STLS"));
     }
 }
