@@ -9,4 +9,5 @@ pub mod capa;
 pub mod codec;
 pub mod command;
 pub mod multiline;
+pub mod scanning;
 pub mod session;

@@ -7,7 +7,7 @@
 //!   and are never forwarded;
 //! * AUTH exchanges (RFC 5034) switch the client side to SASL lines, which are never parsed as
 //!   commands nor logged;
-//! * RETR/TOP responses are relayed as one complete unit through [`Session::on_message`];
+//! * RETR/TOP responses are scanned as one complete unit ([`super::scanning`]);
 //! * a client that goes away without QUIT never causes a QUIT upstream, so nothing is deleted.
 //!
 //! Commands answered by the proxy and forwarded commands share one FIFO, so every client sees
@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::capa::{self, CapaPolicy};
 use super::codec::{Event, Expect, FrameError, Framer, Limits, MultiLine, Reply, Role, Status};
 use super::command::{plain_authcid, Command, Pop3Dialect};
+use super::scanning::MessageRequest;
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
@@ -45,8 +46,8 @@ const TLS_REQUIRED: &[u8] = b"-ERR [AUTH] TLS required: use STLS first\r\n";
 enum Kind {
     Capa,
     AuthList,
-    /// RETR or TOP: a message (or its head) to hand to [`Session::on_message`].
-    Message,
+    /// RETR or TOP n m (m > 0, forwarded as RETR): a message to scan.
+    Message(MessageRequest),
     /// USER (does not log in by itself).
     User,
     /// PASS or APOP.
@@ -89,7 +90,7 @@ pub async fn run(context: SessionContext, client: Stream) {
 
 /// The state of one client connection and its backend connection.
 pub struct Session {
-    context: SessionContext,
+    pub(super) context: SessionContext,
     client: Stream,
     backend: Stream,
     client_framer: Framer,
@@ -354,8 +355,19 @@ impl Session {
             self.pending.push_back(Pending::Local(TLS_REQUIRED));
             return self.flush_local().await;
         }
+        let request = super::scanning::message_request(&command.name, &command.args);
+        let line = match request {
+            Some(MessageRequest::Top(..)) => Bytes::from(format!(
+                "RETR {}\r\n",
+                command.args.split(' ').next().unwrap_or("")
+            )),
+            _ => line,
+        };
         let expect = Expect::for_command(&line);
-        let kind = self.classify(&command, expect, stats);
+        let mut kind = self.classify(&command, expect, stats);
+        if let Some(request) = request {
+            kind = Kind::Message(request);
+        }
         self.backend_framer
             .expect(expect)
             .map_err(|e| client_violation(&e))?;
@@ -390,7 +402,6 @@ impl Session {
                 }
                 Kind::Auth
             }
-            "RETR" | "TOP" => Kind::Message,
             "USER" => Kind::User,
             "PASS" | "APOP" => Kind::Login,
             "QUIT" => {

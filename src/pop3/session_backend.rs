@@ -1,6 +1,6 @@
 //! The backend half of a POP3 [`Session`]: complete responses from the framer are matched with
 //! the command they answer (in order), rewritten where policy says so (CAPA, the AUTH mechanism
-//! list), handed to [`Session::on_message`] for RETR/TOP, and relayed to the client.
+//! list), scanned for RETR/TOP ([`super::scanning`]), and relayed to the client.
 
 use super::*;
 
@@ -75,23 +75,13 @@ impl Session {
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
         let output = match self.complete() {
-            Kind::Capa => capa::rewrite_capa(&response, self.policy()),
-            Kind::AuthList => capa::rewrite_auth_list(&response),
-            Kind::Message => self.on_message(response, stats).await?,
-            _ => response,
+            Kind::Capa => capa::rewrite_capa(&response, self.policy()).raw().clone(),
+            Kind::AuthList => capa::rewrite_auth_list(&response).raw().clone(),
+            Kind::Message(request) => self.scan_message(response, request, stats).await?,
+            _ => response.raw().clone(),
         };
-        self.relay(output.raw(), stats).await?;
+        self.relay(&output, stats).await?;
         self.flush_local().await
-    }
-
-    /// The hook for a complete RETR/TOP response, still dot-stuffed: returns what the client
-    /// gets. Today the message passes unchanged, byte for byte.
-    pub async fn on_message(
-        &mut self,
-        response: MultiLine,
-        _stats: &mut SessionStats,
-    ) -> Result<MultiLine, SessionError> {
-        Ok(response)
     }
 
     async fn relay(&mut self, bytes: &[u8], stats: &mut SessionStats) -> Result<(), SessionError> {

@@ -1,0 +1,158 @@
+//! RETR/TOP scanning (RFC 1939 §7; RFC 3206 `[SYS/TEMP]`): every message a POP3 client
+//! retrieves is scanned before any byte of it is relayed.
+//!
+//! * RETR: the whole message is scanned; a clean one is relayed byte for byte, a blocked one is
+//!   replaced (dot-stuffed anew), a temporary failure is answered `-ERR [SYS/TEMP]` instead.
+//! * `TOP n m` with m > 0 is forwarded as `RETR n`, so the verdict covers the whole message; the
+//!   client then gets the headers and first m body lines of the original or of the replacement.
+//!   `TOP n 0` carries no body and passes through.
+
+use bytes::Bytes;
+
+use super::codec::MultiLine;
+use super::session::Session;
+use crate::scan::{Disposition, MessageRef, Protocol};
+use crate::session::{SessionError, SessionStats};
+
+/// What a message-bearing command asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRequest {
+    /// `RETR n`.
+    Retr(Option<u32>),
+    /// `TOP n m` (m > 0), forwarded as `RETR n`.
+    Top(Option<u32>, u64),
+}
+
+/// Parses the arguments of RETR/TOP; `None` for `TOP n 0` or malformed TOP (passed through).
+pub fn message_request(name: &str, args: &str) -> Option<MessageRequest> {
+    let mut words = args.split_ascii_whitespace();
+    let number = words.next().and_then(|n| n.parse().ok());
+    match name {
+        "RETR" => Some(MessageRequest::Retr(number)),
+        "TOP" => match words.next().and_then(|m| m.parse::<u64>().ok()) {
+            Some(0) | None => None,
+            Some(lines) => Some(MessageRequest::Top(number, lines)),
+        },
+        _ => None,
+    }
+}
+
+impl Session {
+    /// The bytes the client gets for a complete RETR response answering `request`.
+    pub(super) async fn scan_message(
+        &mut self,
+        response: MultiLine,
+        request: MessageRequest,
+        stats: &mut SessionStats,
+    ) -> Result<Bytes, SessionError> {
+        let message = Bytes::from(response.body());
+        let msgno = match request {
+            MessageRequest::Retr(n) | MessageRequest::Top(n, _) => n,
+        };
+        let reference = MessageRef {
+            client_addr: self.context.peer,
+            user: stats.user.clone(),
+            protocol: Protocol::Pop3,
+            mailbox: None,
+            uidvalidity: None,
+            uid: None,
+            msgno,
+        };
+        let disposition = self
+            .context
+            .listener
+            .scanner
+            .process(message.clone(), &reference)
+            .await;
+        stats.scanned += 1;
+        let served = match &disposition {
+            Disposition::Deliver {
+                modified: false, ..
+            } => None,
+            Disposition::Deliver { bytes, .. } | Disposition::Replace { bytes, .. } => {
+                Some(bytes.clone())
+            }
+            Disposition::TempFail { reason } => {
+                stats.blocked += 1;
+                tracing::info!(%reason, "RETR withheld: message could not be scanned");
+                return Ok(Bytes::from_static(
+                    b"-ERR [SYS/TEMP] message could not be scanned now; try again later\r\n",
+                ));
+            }
+        };
+        if served.is_some() {
+            stats.blocked += 1;
+        }
+        Ok(match (request, served) {
+            (MessageRequest::Retr(_), None) => response.raw().clone(),
+            (MessageRequest::Retr(_), Some(bytes)) => {
+                let status = format!("+OK {} octets\r\n", bytes.len());
+                MultiLine::from_parts(status.as_bytes(), &bytes)
+                    .raw()
+                    .clone()
+            }
+            (MessageRequest::Top(_, lines), served) => {
+                let source = served.unwrap_or(message);
+                MultiLine::from_parts(b"+OK\r\n", &top(&source, lines))
+                    .raw()
+                    .clone()
+            }
+        })
+    }
+}
+
+/// The headers, the blank line and the first `lines` body lines of `message` (RFC 1939 TOP).
+pub fn top(message: &[u8], lines: u64) -> Vec<u8> {
+    let body_start = header_end(message);
+    let mut end = body_start;
+    let mut remaining = lines;
+    while remaining > 0 && end < message.len() {
+        end = match message[end..].iter().position(|&b| b == b'\n') {
+            Some(offset) => end + offset + 1,
+            None => message.len(),
+        };
+        remaining -= 1;
+    }
+    message[..end].to_vec()
+}
+
+/// Offset just after the blank line ending the header (or the whole message if none).
+fn header_end(message: &[u8]) -> usize {
+    let crlf = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    let lf = message.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => message.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests() {
+        assert_eq!(
+            message_request("RETR", "3"),
+            Some(MessageRequest::Retr(Some(3)))
+        );
+        assert_eq!(
+            message_request("TOP", "3 5"),
+            Some(MessageRequest::Top(Some(3), 5))
+        );
+        assert_eq!(message_request("TOP", "3 0"), None);
+        assert_eq!(message_request("TOP", "3"), None);
+    }
+
+    #[test]
+    fn top_takes_headers_and_lines() {
+        let message = b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\nl3\r\n";
+        assert_eq!(top(message, 2), b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n");
+        assert_eq!(top(message, 9), message);
+        assert_eq!(top(b"A: 1\r\n", 3), b"A: 1\r\n");
+    }
+}
