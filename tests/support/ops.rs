@@ -58,8 +58,20 @@ impl NamedCa {
     /// Signs a leaf for `names` and writes `<file>.pem` / `<file>.key`.
     pub fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        self.sign(file, CertificateParams::new(names).expect("leaf params"))
+    }
+
+    /// Like [`NamedCa::leaf`], but valid only during 2020.
+    pub fn expired_leaf(&self, file: &str, names: &[&str]) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        self.sign(file, params)
+    }
+
+    fn sign(&self, file: &str, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
-        let params = CertificateParams::new(names).expect("leaf params");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         let leaf = Leaf {
             cert: self.dir.path().join(format!("{file}.pem")),
