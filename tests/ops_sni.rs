@@ -41,6 +41,11 @@ fn default_named_and_wildcard_certificates_are_chosen_by_sni() {
         presented_leaf(port, "localhost", client.clone()),
         Ok(default.der.clone())
     );
+    let ok = portcullis::metrics::metrics()
+        .tls_handshakes
+        .with_label_values(&["imaps", "ok", "ok", "TLSv1_3"])
+        .get();
+    assert!(ok >= 3, "successful handshakes not counted: {ok}");
     // Not strict: an unknown name gets the default certificate (and so fails verification).
     let unknown = presented_leaf(port, "other.example.net", client);
     assert!(
@@ -77,7 +82,9 @@ fn strict_sni_refuses_unknown_names_but_serves_known_ones() {
     );
     let metrics = portcullis::metrics::render();
     assert!(
-        metrics.contains("portcullis_tls_handshakes_total{listener=\"imaps\",outcome=\"error\""),
+        metrics.contains(
+            "portcullis_tls_handshakes_total{listener=\"imaps\",outcome=\"error\",reason=\"certificate\",version=\"none\"}"
+        ),
         "refused handshake not counted"
     );
 }
