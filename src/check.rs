@@ -146,13 +146,13 @@ fn check_backends(config: &Config, report: &mut CheckReport) {
             }
         }
         report.lines.push(format!(
-            "backend {}: {} tls={:?} verify={} server_name={} forward_client_ip={:?}",
+            "backend {}: {} tls={:?} verify={} server_name={} forward_client_ip={}",
             b.name,
             b.address,
             b.tls,
             b.verify,
             b.tls_server_name(),
-            b.forward_client_ip
+            b.forward_client_ip.as_str()
         ));
     }
 }

@@ -134,6 +134,19 @@ pub enum ForwardClientIp {
     ProxyV2,
 }
 
+impl ForwardClientIp {
+    /// The spelling used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardClientIp::None => "none",
+            ForwardClientIp::Id => "id",
+            ForwardClientIp::Xclient => "xclient",
+            ForwardClientIp::ProxyV1 => "proxy-v1",
+            ForwardClientIp::ProxyV2 => "proxy-v2",
+        }
+    }
+}
+
 /// Application protocol spoken on a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -383,7 +396,7 @@ impl Config {
                     format!(
                         "backend {:?} has forward_client_ip = {:?}, which {} cannot use",
                         backend.name,
-                        backend.forward_client_ip,
+                        backend.forward_client_ip.as_str(),
                         listener.protocol.as_str()
                     ),
                 ));

@@ -54,7 +54,7 @@ fn sni_certificates_are_checked_with_expiry_and_name_warnings() {
         "{out}"
     );
     assert!(out.contains("0 rule(s) compiled"), "{out}");
-    assert!(out.contains("forward_client_ip=ProxyV2"), "{out}");
+    assert!(out.contains("forward_client_ip=proxy-v2"), "{out}");
 
     // An SNI key that does not match its certificate fails the check.
     let broken = config.replace(
