@@ -53,6 +53,9 @@ pub struct LimitsConfig {
     pub proxy_header_timeout: Duration,
 }
 
+/// Upper bound of `max_scans` (far below tokio's semaphore limit).
+const MAX_SCANS: usize = 1 << 20;
+
 /// Default for `max_scans`: four per available core.
 pub fn default_max_scans() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
@@ -97,6 +100,12 @@ impl LimitsConfig {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if self.max_scans > MAX_SCANS {
+            return Err(ConfigError::invalid(
+                "limits.max_scans",
+                format!("must be at most {MAX_SCANS}"),
+            ));
         }
         if self.max_line < 1024 {
             return Err(ConfigError::invalid(
