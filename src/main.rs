@@ -133,6 +133,10 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        // Installed before the listeners exist: a SIGHUP must never hit the default action
+        // (terminate) once clients can connect.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         let server = portcullis::server::Server::bind(&config).await?;
         for (listener, addr) in config.listeners.iter().zip(server.local_addrs()) {
             tracing::info!(listener = %listener.name, protocol = listener.protocol.as_str(), %addr, "listening");
@@ -150,6 +154,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             tracing::info!(%bind, "metrics on /metrics, health on /healthz and /readyz");
         }
         tokio::spawn(reload_on_hangup(
+            hangup,
             server.reload_handles(),
             config.clone(),
             path.to_path_buf(),
@@ -169,19 +174,12 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
 /// Re-reads `path` on every SIGHUP (systemd: `ExecReload=/bin/kill -HUP $MAINPID`). Settings
 /// that cannot change live are always compared with the configuration the process started with.
 async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
     handles: portcullis::reload::ReloadHandles,
     running: Config,
     path: PathBuf,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(error) => {
-            tracing::error!(%error, "cannot install SIGHUP handler: reload disabled");
-            return;
-        }
-    };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
