@@ -240,7 +240,8 @@ pub struct Redacted<'a> {
 }
 
 impl<'a> Redacted<'a> {
-    /// Wraps a line; `secret` hides everything after the command name.
+    /// Wraps a line; `secret` hides everything after the command name (and the whole line if
+    /// no known secret-bearing command is recognised).
     pub fn new(line: &'a [u8], secret: bool) -> Redacted<'a> {
         Redacted { line, secret }
     }
@@ -254,14 +255,22 @@ impl<'a> Redacted<'a> {
     }
 }
 
+/// Command names after which everything on the line is secret (IMAP and POP3).
+const SECRET_COMMANDS: &[&str] = &["LOGIN", "AUTHENTICATE", "PASS", "APOP", "AUTH"];
+
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = crate::backend::printable(self.line);
         if !self.secret {
             return f.write_str(&text);
         }
-        let visible: Vec<&str> = text.splitn(3, ' ').take(2).collect();
-        write!(f, "{} <redacted>", visible.join(" "))
+        // Show the words up to and including the secret-bearing command name, nothing after.
+        let words: Vec<&str> = text.split(' ').take(2).collect();
+        let visible = words
+            .iter()
+            .position(|w| SECRET_COMMANDS.iter().any(|c| w.eq_ignore_ascii_case(c)))
+            .map_or(0, |index| index + 1);
+        write!(f, "{} <redacted>", words[..visible].join(" "))
     }
 }
 
@@ -281,5 +290,13 @@ mod tests {
         assert_eq!(shown, "a1 LOGIN <redacted>");
         assert!(!format!("{:?}", Redacted::new(b"PASS hunter2\r\n", true)).contains("hunter2"));
         assert_eq!(Redacted::new(b"a2 NOOP\r\n", false).to_string(), "a2 NOOP");
+        assert_eq!(
+            Redacted::new(b"PASS hunter2\r\n", true).to_string(),
+            "PASS <redacted>"
+        );
+        assert_eq!(
+            Redacted::new(b"dGVzdA==\r\n", true).to_string(),
+            " <redacted>"
+        );
     }
 }
