@@ -6,6 +6,7 @@
 //! its positive reply in the same read is thrown away before the TLS handshake, and capabilities
 //! are asked again over TLS. No client byte — and so no credential — is sent before this succeeds.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::config::{BackendConfig, BackendTls};
+use crate::config::{BackendConfig, BackendTls, ForwardClientIp};
+use crate::metrics::metrics;
 use crate::net::{set_nodelay, LineError, LineReader, Stream};
+use crate::proxy_protocol;
 
 /// Longest greeting/handshake line accepted from a backend.
 const MAX_HANDSHAKE_LINE: usize = 8192;
@@ -81,6 +84,26 @@ impl BackendError {
             BackendError::Greeting { .. } => "greeting",
             BackendError::StarttlsRefused { .. } => "starttls",
             BackendError::Handshake { .. } => "handshake",
+        }
+    }
+
+    /// Value of the `kind` label of `backend_errors_total` (one of `BACKEND_ERROR_KINDS`).
+    pub fn metric_kind(&self) -> &'static str {
+        match self {
+            BackendError::Connect { source, .. } => match source.kind() {
+                std::io::ErrorKind::ConnectionRefused => "refused",
+                std::io::ErrorKind::TimedOut => "timeout",
+                _ if source.to_string().contains("lookup") => "dns",
+                _ => "io",
+            },
+            BackendError::Timeout(_) => "timeout",
+            BackendError::Tls { .. } => "tls",
+            BackendError::Greeting { .. } | BackendError::StarttlsRefused { .. } => "protocol",
+            BackendError::Handshake { source, .. } => match source {
+                LineError::Io(_) => "io",
+                LineError::Closed => "closed",
+                LineError::TooLong(_) => "protocol",
+            },
         }
     }
 
@@ -174,25 +197,57 @@ impl BackendTarget {
         })
     }
 
-    /// Connects and performs the configured handshake within `connect_timeout`.
+    /// Connects and performs the configured handshake within `connect_timeout`, without
+    /// telling the backend who the client is. Sessions use [`BackendTarget::connect_for`].
     pub async fn connect<D: Dialect>(&self) -> Result<BackendConn, BackendError> {
-        let started = Instant::now();
-        let name = self.config.name.clone();
-        let mut conn = tokio::time::timeout(self.config.connect_timeout, self.connect_inner::<D>())
-            .await
-            .map_err(|_| BackendError::Timeout(name))??;
-        conn.elapsed = started.elapsed();
-        Ok(conn)
+        self.connect_for::<D>(None).await
     }
 
-    async fn connect_inner<D: Dialect>(&self) -> Result<BackendConn, BackendError> {
-        let tcp = TcpStream::connect(&self.config.address)
+    /// Connects for a client: with `forward_client_ip = "proxy-v1"`/`"proxy-v2"` a PROXY header
+    /// announcing `client` = (client address, address it connected to) is the first thing
+    /// written on the TCP connection, before TLS. Latency and failures are counted in
+    /// `backend_connect_seconds` / `backend_errors_total{side="connect"}`.
+    pub async fn connect_for<D: Dialect>(
+        &self,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<BackendConn, BackendError> {
+        let started = Instant::now();
+        let name = self.config.name.clone();
+        let result =
+            tokio::time::timeout(self.config.connect_timeout, self.connect_inner::<D>(client))
+                .await
+                .map_err(|_| BackendError::Timeout(name))
+                .and_then(|inner| inner);
+        let m = metrics();
+        match result {
+            Ok(mut conn) => {
+                conn.elapsed = started.elapsed();
+                m.backend_connect_seconds
+                    .with_label_values(&[&self.config.name])
+                    .observe(conn.elapsed.as_secs_f64());
+                Ok(conn)
+            }
+            Err(error) => {
+                m.backend_errors
+                    .with_label_values(&[&self.config.name, "connect", error.metric_kind()])
+                    .inc();
+                Err(error)
+            }
+        }
+    }
+
+    async fn connect_inner<D: Dialect>(
+        &self,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<BackendConn, BackendError> {
+        let mut tcp = TcpStream::connect(&self.config.address)
             .await
             .map_err(|source| BackendError::Connect {
                 backend: self.config.name.clone(),
                 source,
             })?;
         set_nodelay(&tcp);
+        self.send_proxy_header(&mut tcp, client).await?;
         match self.config.tls {
             BackendTls::None => self.plain_greeting::<D>(Stream::Plain(tcp), true).await,
             BackendTls::Implicit => {
@@ -253,6 +308,34 @@ impl BackendTarget {
             leftover: reader.into_leftover(),
             elapsed: Duration::ZERO,
         })
+    }
+
+    async fn send_proxy_header(
+        &self,
+        tcp: &mut TcpStream,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<(), BackendError> {
+        let version = match self.config.forward_client_ip {
+            ForwardClientIp::ProxyV1 => proxy_protocol::Version::V1,
+            ForwardClientIp::ProxyV2 => proxy_protocol::Version::V2,
+            _ => return Ok(()),
+        };
+        // Without a client (readiness checks, tests) the header announces this connection
+        // itself, which a backend requiring PROXY headers still accepts.
+        let (source, destination) = match client {
+            Some(pair) => pair,
+            None => match (tcp.local_addr(), tcp.peer_addr()) {
+                (Ok(local), Ok(peer)) => (local, peer),
+                (Err(source), _) | (_, Err(source)) => {
+                    return Err(BackendError::Connect {
+                        backend: self.config.name.clone(),
+                        source,
+                    })
+                }
+            },
+        };
+        let header = proxy_protocol::encode(version, source, destination);
+        self.write(tcp, &header).await
     }
 
     fn check_greeting<D: Dialect>(

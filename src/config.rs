@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use crate::proxy_protocol::Cidr;
+pub use limits::LimitsConfig;
+
+mod limits;
+
 /// Errors while loading or validating a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,7 +79,7 @@ pub struct Config {
 }
 
 /// `[metrics]`: where `/metrics`, `/healthz` and `/readyz` are served.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address of the HTTP endpoint, e.g. `127.0.0.1:9925`.
@@ -82,13 +87,64 @@ pub struct MetricsConfig {
 }
 
 /// `[tls]`: the certificate presented to clients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM certificate chain, leaf first.
+    /// PEM certificate chain, leaf first: the default certificate.
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// Refuse the handshake when the client asks (SNI, RFC 6066 §3) for a name that neither a
+    /// `[[tls.sni]]` entry nor the default certificate covers. Clients sending no name get the
+    /// default certificate.
+    #[serde(default)]
+    pub strict_sni: bool,
+    /// Further certificates chosen by the name the client asks for (`[[tls.sni]]`).
+    #[serde(default)]
+    pub sni: Vec<SniConfig>,
+}
+
+/// `[[tls.sni]]`: a certificate served for some names.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniConfig {
+    /// DNS names (`mail.example.org`, or `*.example.org` for one label).
+    pub names: Vec<String>,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// How a backend learns the client's address (`forward_client_ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardClientIp {
+    /// Not at all: the backend sees portcullis's address.
+    #[default]
+    None,
+    /// IMAP `ID ("x-originating-ip" ...)` before login (RFC 2971; Dovecot honours it from
+    /// `login_trusted_networks`).
+    Id,
+    /// POP3 `XCLIENT ADDR=... PORT=...` before login.
+    Xclient,
+    /// A PROXY protocol v1 header as the first bytes of the backend connection.
+    ProxyV1,
+    /// A PROXY protocol v2 header as the first bytes of the backend connection.
+    ProxyV2,
+}
+
+impl ForwardClientIp {
+    /// The spelling used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardClientIp::None => "none",
+            ForwardClientIp::Id => "id",
+            ForwardClientIp::Xclient => "xclient",
+            ForwardClientIp::ProxyV1 => "proxy-v1",
+            ForwardClientIp::ProxyV2 => "proxy-v2",
+        }
+    }
 }
 
 /// Application protocol spoken on a listener.
@@ -136,7 +192,7 @@ pub enum BackendTls {
 }
 
 /// `[[listener]]`: one client-facing socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Unique name, used in logs and metrics.
@@ -151,6 +207,12 @@ pub struct ListenerConfig {
     pub require_tls: Option<bool>,
     /// Name of the `[[backend]]` to relay to.
     pub backend: String,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection, from `trusted_proxies`.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Addresses (CIDR blocks) allowed to send PROXY headers.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl ListenerConfig {
@@ -165,7 +227,7 @@ impl ListenerConfig {
 }
 
 /// `[[backend]]`: one legacy server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Unique name referenced by listeners.
@@ -184,6 +246,9 @@ pub struct BackendConfig {
     /// TCP connect plus TLS/STARTTLS setup deadline.
     #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// How the client's address is passed on: `none`, `id`, `xclient`, `proxy-v1`, `proxy-v2`.
+    #[serde(default)]
+    pub forward_client_ip: ForwardClientIp,
 }
 
 impl BackendConfig {
@@ -199,45 +264,6 @@ impl BackendConfig {
     /// The name to check in the backend certificate.
     pub fn tls_server_name(&self) -> &str {
         self.server_name.as_deref().unwrap_or_else(|| self.host())
-    }
-}
-
-/// `[limits]`: hard bounds on what a peer can make portcullis buffer or do.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Longest command or response line, in octets (without literals).
-    pub max_line: usize,
-    /// Largest literal a client may send (APPEND etc.); larger synchronizing literals get `NO [TOOBIG]`.
-    pub max_client_literal: u64,
-    /// Largest literal a backend may send (message bodies).
-    pub max_backend_literal: u64,
-    /// Deepest parenthesis nesting accepted in one command/response.
-    pub max_nesting: usize,
-    /// Longest a connection may stay unauthenticated.
-    #[serde(deserialize_with = "duration")]
-    pub prelogin_timeout: Duration,
-    /// Longest an authenticated connection may stay silent (IMAP IDLE needs ≥ 30 min, RFC 9051).
-    #[serde(deserialize_with = "duration")]
-    pub idle_timeout: Duration,
-    /// POP3 pipeline depth (commands awaiting responses).
-    pub max_pipeline: usize,
-    /// Slack over the 255-octet POP3 command limit of RFC 2449.
-    pub pop3_command_margin: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_line: 64 * 1024,
-            max_client_literal: 64 * 1024 * 1024,
-            max_backend_literal: 256 * 1024 * 1024,
-            max_nesting: 64,
-            prelogin_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(31 * 60),
-            max_pipeline: 128,
-            pop3_command_margin: 257,
-        }
     }
 }
 
@@ -332,6 +358,12 @@ impl Config {
                     format!("no [[backend]] named {:?}", listener.backend),
                 ));
             }
+            if listener.proxy_protocol && listener.trusted_proxies.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.trusted_proxies"),
+                    "proxy_protocol = true needs at least one trusted proxy address",
+                ));
+            }
             if listener.tls == ListenerTls::None && listener.require_tls == Some(true) {
                 return Err(ConfigError::invalid(
                     format!("{key}.require_tls"),
@@ -339,10 +371,59 @@ impl Config {
                 ));
             }
         }
+        self.validate_forwarding()?;
+        self.validate_sni()?;
         self.limits.validate()?;
         self.scan
             .validate()
             .map_err(|e| ConfigError::invalid(format!("scan.{}", e.key), e.problem))
+    }
+
+    /// `id` only makes sense for IMAP listeners and `xclient` only for POP3 ones.
+    fn validate_forwarding(&self) -> Result<(), ConfigError> {
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let Some(backend) = self.backend(&listener.backend) else {
+                continue;
+            };
+            let wrong = match backend.forward_client_ip {
+                ForwardClientIp::Id => listener.protocol != Protocol::Imap,
+                ForwardClientIp::Xclient => listener.protocol != Protocol::Pop3,
+                _ => false,
+            };
+            if wrong {
+                return Err(ConfigError::invalid(
+                    format!("listener[{i}].backend"),
+                    format!(
+                        "backend {:?} has forward_client_ip = {:?}, which {} cannot use",
+                        backend.name,
+                        backend.forward_client_ip.as_str(),
+                        listener.protocol.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_sni(&self) -> Result<(), ConfigError> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        for (i, sni) in tls.sni.iter().enumerate() {
+            if sni.names.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("tls.sni[{i}].names"),
+                    "at least one name is required",
+                ));
+            }
+            if let Some(bad) = sni.names.iter().find(|n| !valid_sni_name(n)) {
+                return Err(ConfigError::invalid(
+                    format!("tls.sni[{i}].names"),
+                    format!("{bad:?} is not a DNS name (a leading \"*.\" is allowed)"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The backend a listener relays to (validated to exist).
@@ -351,97 +432,18 @@ impl Config {
     }
 }
 
-impl LimitsConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_line < 1024 {
-            return Err(ConfigError::invalid(
-                "limits.max_line",
-                "must be at least 1024",
-            ));
-        }
-        if self.max_nesting == 0 {
-            return Err(ConfigError::invalid(
-                "limits.max_nesting",
-                "must be at least 1",
-            ));
-        }
-        if self.max_pipeline == 0 {
-            return Err(ConfigError::invalid(
-                "limits.max_pipeline",
-                "must be at least 1",
-            ));
-        }
-        Ok(())
-    }
+fn valid_sni_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-[[listener]]
-name = "imaps"
-protocol = "imap"
-bind = "127.0.0.1:993"
-tls = "implicit"
-backend = "legacy"
-
-[[listener]]
-name = "imap"
-protocol = "imap"
-bind = "127.0.0.1:143"
-tls = "starttls"
-backend = "legacy"
-
-[[backend]]
-name = "legacy"
-address = "mail.internal:143"
-tls = "starttls"
-"#;
-
-    #[test]
-    fn parses_the_documented_shape_with_defaults() {
-        let config = Config::parse(GOOD).unwrap();
-        assert_eq!(config.listeners.len(), 2);
-        assert!(config.listeners[1].requires_tls());
-        let backend = &config.backends[0];
-        assert!(backend.verify);
-        assert_eq!(backend.tls_server_name(), "mail.internal");
-        assert_eq!(backend.connect_timeout, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn unknown_backend_is_named() {
-        let text = GOOD.replace(
-            "backend = \"legacy\"\n\n[[listener]]",
-            "backend = \"nope\"\n\n[[listener]]",
-        );
-        let error = Config::parse(&text).unwrap_err().to_string();
-        assert!(error.starts_with("listener[0].backend:"), "{error}");
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let text = GOOD
-            .replace("tls = \"starttls\"\n\"", "")
-            .replace("verify", "x")
-            + "\nbogus = 1\n";
-        let error = Config::parse(&text).unwrap_err().to_string();
-        assert!(error.contains("bogus"), "{error}");
-    }
-
-    #[test]
-    fn require_tls_on_plain_listener_is_rejected() {
-        let text = GOOD.replace("tls = \"implicit\"", "tls = \"none\"\nrequire_tls = true");
-        let error = Config::parse(&text).unwrap_err().to_string();
-        assert!(error.starts_with("listener[0].require_tls"), "{error}");
-    }
-
-    #[test]
-    fn ipv6_host_is_unbracketed() {
-        let text = GOOD.replace("mail.internal:143", "[::1]:143");
-        let config = Config::parse(&text).unwrap();
-        assert_eq!(config.backends[0].host(), "::1");
-    }
-}
+mod tests;

@@ -5,13 +5,19 @@
 //! sessions share), the protocol relays [`imap`] and [`pop3`], and [`server`] (listeners, accept
 //! loop, shutdown).
 
+pub mod accept;
 pub mod backend;
+pub mod certinfo;
+pub mod check;
 pub mod config;
 pub mod health;
 pub mod imap;
+pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod pop3;
+pub mod proxy_protocol;
+pub mod reload;
 pub mod scan;
 pub mod server;
 pub mod session;

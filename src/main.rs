@@ -1,6 +1,6 @@
 //! The `portcullis` command line: `serve`, `check-config`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -80,7 +80,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -88,47 +88,20 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if let Err(error) = portcullis::tls::CertStore::from_config(config.tls.as_ref()) {
-        eprintln!("invalid configuration: tls: {error}");
+    let report = portcullis::check::check(&config);
+    for line in &report.lines {
+        println!("{line}");
+    }
+    for warning in &report.warnings {
+        println!("WARNING: {warning}");
+    }
+    for error in &report.errors {
+        eprintln!("invalid configuration: {error}");
+    }
+    if !report.ok() {
         return Ok(ExitCode::FAILURE);
     }
-    for backend in &config.backends {
-        for protocol in [
-            portcullis::config::Protocol::Imap,
-            portcullis::config::Protocol::Pop3,
-        ] {
-            if let Err(error) = portcullis::backend::BackendTarget::new(backend, protocol) {
-                eprintln!("invalid configuration: backend {}: {error}", backend.name);
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-    }
     println!("configuration OK: {}", path.display());
-    match &config.tls {
-        Some(tls) => println!("tls: cert {} key {}", tls.cert.display(), tls.key.display()),
-        None => println!("tls: none configured: a self-signed certificate will be generated"),
-    }
-    for l in &config.listeners {
-        println!(
-            "listener {}: {} on {} tls={:?} require_tls={} -> backend {}",
-            l.name,
-            l.protocol.as_str(),
-            l.bind,
-            l.tls,
-            l.requires_tls(),
-            l.backend
-        );
-    }
-    for b in &config.backends {
-        println!(
-            "backend {}: {} tls={:?} verify={} server_name={}",
-            b.name,
-            b.address,
-            b.tls,
-            b.verify,
-            b.tls_server_name()
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -153,13 +126,17 @@ fn scan(config: Option<&std::path::Path>, paths: &[PathBuf]) -> anyhow::Result<E
     }
 }
 
-fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        // Installed before the listeners exist: a SIGHUP must never hit the default action
+        // (terminate) once clients can connect.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         let server = portcullis::server::Server::bind(&config).await?;
         for (listener, addr) in config.listeners.iter().zip(server.local_addrs()) {
             tracing::info!(listener = %listener.name, protocol = listener.protocol.as_str(), %addr, "listening");
@@ -176,6 +153,13 @@ fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             });
             tracing::info!(%bind, "metrics on /metrics, health on /healthz and /readyz");
         }
+        tokio::spawn(reload_on_hangup(
+            hangup,
+            server.reload_handles(),
+            config.clone(),
+            path.to_path_buf(),
+            shutdown.clone(),
+        ));
         tokio::spawn(async move {
             wait_for_termination().await;
             tracing::info!("termination signal received");
@@ -187,6 +171,32 @@ fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Re-reads `path` on every SIGHUP (systemd: `ExecReload=/bin/kill -HUP $MAINPID`). Settings
+/// that cannot change live are always compared with the configuration the process started with.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    handles: portcullis::reload::ReloadHandles,
+    running: Config,
+    path: PathBuf,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = hangup.recv() => if received.is_none() { return },
+        }
+        tracing::info!(config = %path.display(), "SIGHUP: reloading configuration");
+        let (handles, running, path) = (handles.clone(), running.clone(), path.clone());
+        // Certificate and rule loading is blocking file I/O and CPU work.
+        let result = tokio::task::spawn_blocking(move || {
+            portcullis::reload::reload_file(&handles, &running, &path)
+        })
+        .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "configuration reload task failed");
+        }
+    }
+}
 async fn wait_for_termination() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {

@@ -15,8 +15,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::backend::BackendTarget;
-use crate::config::{Config, LimitsConfig, ListenerConfig, ListenerTls, Protocol};
+use tokio::sync::Semaphore;
+
+use crate::backend::{BackendConn, BackendError, BackendTarget, Dialect};
+use crate::config::{Config, ForwardClientIp, LimitsConfig, ListenerConfig, ListenerTls, Protocol};
+use crate::limits::{AuthPenalty, ConnectionLimiter, ConnectionPermit};
+use crate::metrics::{metrics, tls_version_label, ActiveConnection, BACKEND_ERROR_KINDS};
 use crate::net::{set_nodelay, Stream};
 use crate::scan::{ScanError, Scanner};
 use crate::tls::{server_config, CertStore, TlsError};
@@ -48,19 +52,53 @@ pub enum ServerError {
     UnknownBackend(String),
 }
 
+/// A listener's client-side TLS configuration (ALPN pinned, certificates from the reloadable
+/// [`CertStore`]) plus the listener name its handshakes are counted under.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The rustls configuration.
+    pub config: Arc<rustls::ServerConfig>,
+    /// Listener name (metric label).
+    pub listener: String,
+}
+
+/// Limits shared by every listener of the process.
+#[derive(Debug, Clone)]
+pub struct SharedLimits {
+    /// Open connections, in total and per client address.
+    pub connections: Arc<ConnectionLimiter>,
+    /// Failed-login delays per client address.
+    pub penalty: Arc<AuthPenalty>,
+    /// Concurrent scans (`max_scans`).
+    pub scan_permits: Arc<Semaphore>,
+}
+
+impl SharedLimits {
+    /// Builds the shared state from `[limits]`.
+    pub fn new(limits: &LimitsConfig) -> SharedLimits {
+        SharedLimits {
+            connections: ConnectionLimiter::new(limits),
+            penalty: AuthPenalty::new(limits),
+            scan_permits: Arc::new(Semaphore::new(limits.max_scans)),
+        }
+    }
+}
+
 /// What a session needs from its listener; shared by all its connections.
 #[derive(Debug)]
 pub struct ListenerRuntime {
     /// The `[[listener]]` section.
     pub config: ListenerConfig,
     /// TLS for this listener's protocol (ALPN pinned).
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: ClientTls,
     /// The backend to relay to.
     pub backend: BackendTarget,
     /// Protocol limits.
     pub limits: LimitsConfig,
     /// The scan pipeline shared by every listener.
     pub scanner: Arc<Scanner>,
+    /// Connection caps, auth penalty and scan permits shared by every listener.
+    pub shared: SharedLimits,
 }
 
 impl ListenerRuntime {
@@ -80,29 +118,119 @@ impl ListenerRuntime {
     }
 }
 
+/// Holds a connection's slot in the connection limits and in `connections_active`.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    _permit: ConnectionPermit,
+    _active: ActiveConnection,
+}
+
+impl ConnectionGuard {
+    pub(crate) fn new(permit: ConnectionPermit, active: ActiveConnection) -> ConnectionGuard {
+        ConnectionGuard {
+            _permit: permit,
+            _active: active,
+        }
+    }
+}
+
 /// Everything one client connection's session gets.
 #[derive(Debug, Clone)]
 pub struct SessionContext {
     /// The listener it arrived on.
     pub listener: Arc<ListenerRuntime>,
-    /// The client's address.
+    /// The client's address: from the PROXY header when the listener takes one, else the
+    /// socket's peer. Use it for logs, limits and forwarding.
     pub peer: SocketAddr,
+    /// The address the client connected to (PROXY header destination, else the socket's
+    /// local address): `x-connected-ip`/`x-connected-port` in IMAP `ID`.
+    pub local: SocketAddr,
+    /// The load balancer's address when the connection came with a PROXY header.
+    pub proxied_by: Option<SocketAddr>,
     /// Cancelled when the process shuts down.
     pub shutdown: CancellationToken,
+    /// Failed-login delays: `penalty.delay(ip)` before relaying a login, then
+    /// `penalty.failed(ip)` / `penalty.succeeded(ip)` on its outcome.
+    pub penalty: Arc<AuthPenalty>,
+    /// Acquire one permit per message scan (`max_scans`).
+    pub scan_permits: Arc<Semaphore>,
+    /// Releases the connection's limit slot when the last clone is dropped.
+    pub connection: Arc<ConnectionGuard>,
 }
 
-/// Upgrades a plaintext client connection to TLS (implicit TLS or after STARTTLS/STLS).
-pub async fn accept_tls(
-    config: &Arc<rustls::ServerConfig>,
-    tcp: TcpStream,
-) -> std::io::Result<Stream> {
-    let acceptor = TlsAcceptor::from(config.clone());
-    let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+impl SessionContext {
+    /// How this listener's backend wants the client address (`forward_client_ip`); `id` and
+    /// `xclient` are the sessions' job, the PROXY variants are done by [`Self::connect_backend`].
+    pub fn forward_client_ip(&self) -> ForwardClientIp {
+        self.listener.backend.config.forward_client_ip
+    }
+
+    /// Connects to the backend for this client (writes a PROXY header when configured).
+    pub async fn connect_backend<D: Dialect>(&self) -> Result<BackendConn, BackendError> {
+        self.listener
+            .backend
+            .connect_for::<D>(Some((self.peer, self.local)))
+            .await
+    }
+}
+
+/// Upgrades a plaintext client connection to TLS (implicit TLS or after STARTTLS/STLS); the
+/// outcome is counted in `tls_handshakes_total`.
+pub async fn accept_tls(tls: &ClientTls, tcp: TcpStream) -> std::io::Result<Stream> {
+    let acceptor = TlsAcceptor::from(tls.config.clone());
+    let result = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
-        })??;
-    Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))
+        .and_then(|inner| inner);
+    let handshakes = &metrics().tls_handshakes;
+    match result {
+        Ok(stream) => {
+            let version = tls_version_label(stream.get_ref().1.protocol_version());
+            handshakes
+                .with_label_values(&[&tls.listener, "ok", "ok", version])
+                .inc();
+            Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(
+                stream,
+            ))))
+        }
+        Err(error) => {
+            let reason = handshake_failure_reason(&error);
+            handshakes
+                .with_label_values(&[&tls.listener, "error", reason, "none"])
+                .inc();
+            Err(error)
+        }
+    }
+}
+
+/// Maps a failed handshake to the `reason` label (one of `TLS_REASONS`).
+fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::TimedOut => return "timeout",
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => return "eof",
+        _ => {}
+    }
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return "other";
+    };
+    match tls {
+        rustls::Error::NoApplicationProtocol => "alpn",
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            "certificate"
+        }
+        rustls::Error::General(text) if text.contains("certificate") => "certificate",
+        rustls::Error::PeerIncompatible(_)
+        | rustls::Error::PeerMisbehaved(_)
+        | rustls::Error::InvalidMessage(_)
+        | rustls::Error::InappropriateHandshakeMessage { .. }
+        | rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::AlertReceived(_) => "protocol",
+        _ => "other",
+    }
 }
 
 /// A bound, ready-to-run proxy.
@@ -125,6 +253,8 @@ impl Server {
             tracing::warn!("NO [tls] SECTION: serving an in-memory SELF-SIGNED certificate; clients cannot verify it. Configure [tls] cert/key for production.");
         }
         let scanner = Arc::new(Scanner::new(&config.scan).await?);
+        let shared = SharedLimits::new(&config.limits);
+        prime_metrics(config);
         let mut listeners = Vec::new();
         for listener in &config.listeners {
             let backend = config
@@ -132,10 +262,14 @@ impl Server {
                 .ok_or_else(|| ServerError::UnknownBackend(listener.name.clone()))?;
             let runtime = ListenerRuntime {
                 config: listener.clone(),
-                tls: server_config(certs.clone(), listener.protocol)?,
+                tls: ClientTls {
+                    config: server_config(certs.clone(), listener.protocol)?,
+                    listener: listener.name.clone(),
+                },
                 backend: BackendTarget::new(backend, listener.protocol)?,
                 limits: config.limits.clone(),
                 scanner: scanner.clone(),
+                shared: shared.clone(),
             };
             let socket =
                 TcpListener::bind(listener.bind)
@@ -155,6 +289,14 @@ impl Server {
             certs,
             scanner,
         })
+    }
+
+    /// What a configuration reload may swap live.
+    pub fn reload_handles(&self) -> crate::reload::ReloadHandles {
+        crate::reload::ReloadHandles {
+            certs: self.certs.clone(),
+            scanner: self.scanner.clone(),
+        }
     }
 
     /// The bound addresses, in configuration order (useful with port 0).
@@ -192,6 +334,27 @@ impl Server {
     }
 }
 
+/// Creates the zero-valued per-listener and per-backend series.
+fn prime_metrics(config: &Config) {
+    let m = metrics();
+    for listener in &config.listeners {
+        m.prime_listener(&listener.name, listener.protocol.as_str());
+        if listener.tls != ListenerTls::None {
+            m.tls_handshakes
+                .with_label_values(&[&listener.name, "ok", "ok", "TLSv1_3"]);
+        }
+    }
+    for backend in &config.backends {
+        m.prime_backend(&backend.name);
+        for kind in BACKEND_ERROR_KINDS {
+            m.backend_errors
+                .with_label_values(&[&backend.name, "connect", kind]);
+        }
+    }
+    m.limit_rejections
+        .with_label_values(&[crate::proxy_protocol::LIMIT_LABEL]);
+}
+
 async fn accept_loop(
     socket: TcpListener,
     runtime: Arc<ListenerRuntime>,
@@ -203,7 +366,7 @@ async fn accept_loop(
             _ = shutdown.cancelled() => return,
             accepted = socket.accept() => accepted,
         };
-        let (tcp, peer) = match accepted {
+        let (tcp, socket_peer) = match accepted {
             Ok(pair) => pair,
             Err(error) => {
                 tracing::warn!(listener = runtime.name(), %error, "accept failed");
@@ -212,29 +375,14 @@ async fn accept_loop(
             }
         };
         set_nodelay(&tcp);
-        let context = SessionContext {
-            listener: runtime.clone(),
-            peer,
-            shutdown: shutdown.clone(),
-        };
-        let span = tracing::info_span!("session", listener = runtime.name(), %peer, user = tracing::field::Empty);
-        tracker.spawn(handle_connection(context, tcp).instrument(span));
-    }
-}
-
-async fn handle_connection(context: SessionContext, tcp: TcpStream) {
-    let stream = match context.listener.config.tls {
-        ListenerTls::Implicit => match accept_tls(&context.listener.tls, tcp).await {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::info!(%error, "client TLS handshake failed");
-                return;
-            }
-        },
-        ListenerTls::Starttls | ListenerTls::None => Stream::Plain(tcp),
-    };
-    match context.listener.protocol() {
-        Protocol::Imap => crate::imap::session::run(context, stream).await,
-        Protocol::Pop3 => crate::pop3::session::run(context, stream).await,
+        let span = tracing::info_span!(
+            "session",
+            listener = runtime.name(),
+            peer = %socket_peer,
+            proxied_by = tracing::field::Empty,
+            user = tracing::field::Empty
+        );
+        let connection = crate::accept::handle_connection(runtime.clone(), shutdown.clone(), tcp);
+        tracker.spawn(connection.instrument(span));
     }
 }

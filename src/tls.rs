@@ -7,6 +7,7 @@
 //! * Backend side: certificate and name verification on by default, against a configured CA file
 //!   or the system's roots.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -108,38 +109,128 @@ pub fn self_signed() -> Result<Arc<CertifiedKey>, TlsError> {
     )))
 }
 
+/// The certificates of one configuration: the default, the `[[tls.sni]]` ones by name, and
+/// whether unknown names are refused.
+#[derive(Debug, Clone)]
+pub struct CertSet {
+    default: Arc<CertifiedKey>,
+    /// Exact names (lower-case) and `*.suffix` wildcards (stored as `*.suffix`).
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    /// Names the default certificate covers (used only with `strict_sni`).
+    default_names: Vec<String>,
+    strict: bool,
+}
+
+impl CertSet {
+    /// A set serving `key` for every name.
+    pub fn single(key: Arc<CertifiedKey>) -> CertSet {
+        CertSet {
+            default: key,
+            by_name: HashMap::new(),
+            default_names: Vec::new(),
+            strict: false,
+        }
+    }
+
+    /// Loads `[tls]` and its `[[tls.sni]]` entries, or a self-signed certificate when absent.
+    pub fn load(tls: Option<&TlsConfig>) -> Result<CertSet, TlsError> {
+        let Some(tls) = tls else {
+            return Ok(CertSet::single(self_signed()?));
+        };
+        let default = load_certified_key(&tls.cert, &tls.key)?;
+        let default_names = match default.cert.first().map(crate::certinfo::inspect) {
+            Some(Ok(info)) => info.dns_names,
+            Some(Err(reason)) => {
+                return Err(TlsError::Pem {
+                    path: tls.cert.display().to_string(),
+                    reason: format!("unparsable certificate: {reason}"),
+                })
+            }
+            None => Vec::new(),
+        };
+        let mut by_name = HashMap::new();
+        for sni in &tls.sni {
+            let key = load_certified_key(&sni.cert, &sni.key)?;
+            for name in &sni.names {
+                by_name.insert(name.to_ascii_lowercase(), key.clone());
+            }
+        }
+        Ok(CertSet {
+            default,
+            by_name,
+            default_names,
+            strict: tls.strict_sni,
+        })
+    }
+
+    /// The certificate for a requested server name; `None` refuses the handshake.
+    pub fn resolve(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = server_name else {
+            return Some(self.default.clone());
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let wildcard = name.split_once('.').map(|(_, rest)| format!("*.{rest}"));
+        let found = self
+            .by_name
+            .get(&name)
+            .or_else(|| wildcard.as_ref().and_then(|w| self.by_name.get(w)));
+        if let Some(key) = found {
+            return Some(key.clone());
+        }
+        let covered_by_default = self
+            .default_names
+            .iter()
+            .any(|n| *n == name || Some(n) == wildcard.as_ref());
+        if self.strict && !covered_by_default {
+            tracing::info!(server_name = %name, "strict_sni: refusing unknown server name");
+            return None;
+        }
+        Some(self.default.clone())
+    }
+}
+
 /// The certificates presented to clients; swapped atomically on reload.
 #[derive(Debug)]
 pub struct CertStore {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Arc<CertSet>>,
 }
 
 impl CertStore {
-    /// A store serving `key`.
+    /// A store serving `key` for every name.
     pub fn new(key: Arc<CertifiedKey>) -> Arc<CertStore> {
+        CertStore::with_set(CertSet::single(key))
+    }
+
+    /// A store serving `set`.
+    pub fn with_set(set: CertSet) -> Arc<CertStore> {
         Arc::new(CertStore {
-            current: RwLock::new(key),
+            current: RwLock::new(Arc::new(set)),
         })
     }
 
     /// Builds the store from `[tls]`, or a self-signed certificate when it is absent.
     pub fn from_config(tls: Option<&TlsConfig>) -> Result<Arc<CertStore>, TlsError> {
-        let key = match tls {
-            Some(tls) => load_certified_key(&tls.cert, &tls.key)?,
-            None => self_signed()?,
-        };
-        Ok(CertStore::new(key))
+        Ok(CertStore::with_set(CertSet::load(tls)?))
     }
 
-    /// Replaces the served certificate; handshakes already done are unaffected.
+    /// Replaces only the default certificate (SNI entries stay); handshakes already done are
+    /// unaffected.
     pub fn replace(&self, key: Arc<CertifiedKey>) {
+        let mut set = (*self.get()).clone();
+        set.default = key;
+        self.replace_set(set);
+    }
+
+    /// Replaces every certificate and the strict-SNI setting at once (reload).
+    pub fn replace_set(&self, set: CertSet) {
+        let set = Arc::new(set);
         match self.current.write() {
-            Ok(mut guard) => *guard = key,
-            Err(poisoned) => *poisoned.into_inner() = key,
+            Ok(mut guard) => *guard = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
         }
     }
 
-    fn get(&self) -> Arc<CertifiedKey> {
+    fn get(&self) -> Arc<CertSet> {
         match self.current.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -148,8 +239,8 @@ impl CertStore {
 }
 
 impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.get())
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.get().resolve(client_hello.server_name())
     }
 }
 
@@ -274,6 +365,55 @@ mod tests {
         let store = CertStore::new(self_signed().unwrap());
         let config = server_config(store, Protocol::Imap).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"imap".to_vec()]);
+    }
+
+    fn key_for(names: &[&str]) -> Arc<CertifiedKey> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let generated = rcgen::generate_simple_self_signed(names).unwrap();
+        let der = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+        let signing = provider().key_provider.load_private_key(der).unwrap();
+        Arc::new(CertifiedKey::new(
+            vec![generated.cert.der().clone()],
+            signing,
+        ))
+    }
+
+    #[test]
+    fn sni_picks_exact_wildcard_and_default_and_strict_refuses() {
+        let default = key_for(&["default.example.net"]);
+        let named = key_for(&["mail.example.org"]);
+        let wild = key_for(&["*.example.com"]);
+        let mut set = CertSet {
+            default: default.clone(),
+            by_name: HashMap::from([
+                ("mail.example.org".to_string(), named.clone()),
+                ("*.example.com".to_string(), wild.clone()),
+            ]),
+            default_names: vec!["default.example.net".into()],
+            strict: false,
+        };
+        let pick = |set: &CertSet, name: Option<&str>| set.resolve(name).map(|k| k.cert.clone());
+        assert_eq!(
+            pick(&set, Some("MAIL.example.org.")),
+            Some(named.cert.clone())
+        );
+        assert_eq!(
+            pick(&set, Some("imap.example.com")),
+            Some(wild.cert.clone())
+        );
+        assert_eq!(
+            pick(&set, Some("a.b.example.com")),
+            Some(default.cert.clone())
+        );
+        assert_eq!(pick(&set, Some("other.test")), Some(default.cert.clone()));
+        assert_eq!(pick(&set, None), Some(default.cert.clone()));
+        set.strict = true;
+        assert_eq!(pick(&set, Some("other.test")), None);
+        assert_eq!(
+            pick(&set, Some("default.example.net")),
+            Some(default.cert.clone())
+        );
+        assert_eq!(pick(&set, None), Some(default.cert.clone()));
     }
 
     #[test]

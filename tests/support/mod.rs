@@ -16,6 +16,7 @@ pub mod dovecot;
 pub mod dovecot_config;
 pub mod fake;
 pub mod mime;
+pub mod ops;
 pub mod ports;
 pub mod process;
 pub mod proxy;

@@ -1,0 +1,158 @@
+//! `portcullis check-config`: everything that can be verified without binding sockets —
+//! the file itself, every certificate and key (default and `[[tls.sni]]`, with expiry
+//! warnings), the rule files, backend TLS material and the trusted-proxy CIDRs.
+
+use std::path::Path;
+
+use crate::certinfo::{inspect, CertInfo};
+use crate::config::{Config, Protocol};
+use crate::tls::{load_certified_key, TlsError};
+
+/// The outcome of a check: informational lines, warnings and errors (any error fails it).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// What was checked and found fine.
+    pub lines: Vec<String>,
+    /// Problems that do not stop the proxy (e.g. a certificate expiring within 30 days).
+    pub warnings: Vec<String>,
+    /// Problems that would stop the proxy from starting or reloading.
+    pub errors: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether the configuration is usable.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Checks a parsed (and therefore already validated) configuration's external material.
+pub fn check(config: &Config) -> CheckReport {
+    let mut report = CheckReport::default();
+    check_tls(config, &mut report);
+    check_rules(&config.scan.rules_dir, &mut report);
+    check_backends(config, &mut report);
+    for l in &config.listeners {
+        report.lines.push(format!(
+            "listener {}: {} on {} tls={:?} require_tls={} -> backend {}",
+            l.name,
+            l.protocol.as_str(),
+            l.bind,
+            l.tls,
+            l.requires_tls(),
+            l.backend
+        ));
+        if l.proxy_protocol {
+            let nets: Vec<String> = l.trusted_proxies.iter().map(ToString::to_string).collect();
+            report.lines.push(format!(
+                "listener {}: PROXY protocol required from {}",
+                l.name,
+                nets.join(", ")
+            ));
+        }
+    }
+    report
+}
+
+fn check_tls(config: &Config, report: &mut CheckReport) {
+    let Some(tls) = &config.tls else {
+        report
+            .warnings
+            .push("tls: none configured: a self-signed certificate will be generated".into());
+        return;
+    };
+    check_cert("tls default", &tls.cert, &tls.key, report);
+    for (i, sni) in tls.sni.iter().enumerate() {
+        let label = format!("tls.sni[{i}] ({})", sni.names.join(", "));
+        if let Some(info) = check_cert(&label, &sni.cert, &sni.key, report) {
+            for name in &sni.names {
+                if !covers(&info, name) {
+                    report.warnings.push(format!(
+                        "{label}: certificate {} does not cover {name:?}",
+                        sni.cert.display()
+                    ));
+                }
+            }
+        }
+    }
+    if tls.strict_sni {
+        report
+            .lines
+            .push("tls: strict_sni: unknown server names are refused".into());
+    }
+}
+
+fn covers(info: &CertInfo, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let wildcard = name.split_once('.').map(|(_, rest)| format!("*.{rest}"));
+    info.dns_names
+        .iter()
+        .any(|n| *n == name || Some(n) == wildcard.as_ref())
+}
+
+fn check_cert(label: &str, cert: &Path, key: &Path, report: &mut CheckReport) -> Option<CertInfo> {
+    let certified = match load_certified_key(cert, key) {
+        Ok(certified) => certified,
+        Err(error) => {
+            report.errors.push(format!("{label}: {error}"));
+            return None;
+        }
+    };
+    let leaf = certified.cert.first()?;
+    match inspect(leaf) {
+        Ok(info) => {
+            report.lines.push(format!(
+                "{label}: {} names [{}] valid until {} ({} days)",
+                cert.display(),
+                info.dns_names.join(", "),
+                info.not_after,
+                info.days_left
+            ));
+            if let Some(warning) = info.expiry_warning() {
+                report
+                    .warnings
+                    .push(format!("{label}: {}: {warning}", cert.display()));
+            }
+            Some(info)
+        }
+        Err(reason) => {
+            let error = TlsError::Pem {
+                path: cert.display().to_string(),
+                reason: format!("unparsable certificate: {reason}"),
+            };
+            report.errors.push(format!("{label}: {error}"));
+            None
+        }
+    }
+}
+
+fn check_rules(dir: &Path, report: &mut CheckReport) {
+    match crate::scan::rules::RuleSet::load_dir(dir) {
+        Ok(rules) => report.lines.push(format!(
+            "scan rules: {} rule(s) compiled from {}",
+            rules.len(),
+            dir.display()
+        )),
+        Err(error) => report.errors.push(format!("scan rules: {error}")),
+    }
+}
+
+fn check_backends(config: &Config, report: &mut CheckReport) {
+    for b in &config.backends {
+        for protocol in [Protocol::Imap, Protocol::Pop3] {
+            if let Err(error) = crate::backend::BackendTarget::new(b, protocol) {
+                report.errors.push(format!("backend {}: {error}", b.name));
+                break;
+            }
+        }
+        report.lines.push(format!(
+            "backend {}: {} tls={:?} verify={} server_name={} forward_client_ip={}",
+            b.name,
+            b.address,
+            b.tls,
+            b.verify,
+            b.tls_server_name(),
+            b.forward_client_ip.as_str()
+        ));
+    }
+}

@@ -1,0 +1,131 @@
+//! Live configuration reload (SIGHUP): certificates and the SNI set are swapped, rules are
+//! recompiled, and whatever cannot change in a running process is reported as needing a
+//! restart. Sessions in progress keep the TLS session and rules snapshot they started with.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::metrics::metrics;
+use crate::scan::Scanner;
+use crate::tls::{CertSet, CertStore, TlsError};
+
+/// Why a new configuration was rejected; the old one stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file did not load, parse or validate.
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// A certificate or key (default or SNI) is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The rules did not compile.
+    #[error("scan rules: {0}")]
+    Rules(crate::scan::ScanError),
+}
+
+/// The parts of a running server a reload can change.
+#[derive(Debug, Clone)]
+pub struct ReloadHandles {
+    /// Client-facing certificates.
+    pub certs: Arc<CertStore>,
+    /// The scan pipeline (rules).
+    pub scanner: Arc<Scanner>,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Number of SNI certificate entries now served.
+    pub sni_entries: usize,
+    /// Changed settings that only take effect after a restart (dotted keys).
+    pub needs_restart: Vec<String>,
+}
+
+/// Applies `new` to a server started with `running`: everything is validated and prepared
+/// first, then swapped, so a failure changes nothing. Counted in `config_reloads_total`.
+pub fn apply(
+    handles: &ReloadHandles,
+    running: &Config,
+    new: &Config,
+) -> Result<ReloadReport, ReloadError> {
+    let result = prepare_and_swap(handles, running, new);
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics().config_reloads.with_label_values(&[outcome]).inc();
+    match &result {
+        Ok(report) if report.needs_restart.is_empty() => {
+            tracing::info!(sni = report.sni_entries, "configuration reloaded")
+        }
+        Ok(report) => tracing::warn!(
+            sni = report.sni_entries,
+            needs_restart = ?report.needs_restart,
+            "configuration reloaded; some changes need a restart"
+        ),
+        Err(error) => {
+            tracing::error!(%error, "configuration reload REJECTED; the old configuration stays in force")
+        }
+    }
+    result
+}
+
+/// Loads `path` and [`apply`]s it; a file that does not load is counted as a failed reload.
+pub fn reload_file(
+    handles: &ReloadHandles,
+    running: &Config,
+    path: &std::path::Path,
+) -> Result<ReloadReport, ReloadError> {
+    match Config::load(path) {
+        Ok(new) => apply(handles, running, &new),
+        Err(error) => {
+            let error = ReloadError::Config(error);
+            metrics().config_reloads.with_label_values(&["error"]).inc();
+            tracing::error!(%error, "configuration reload REJECTED; the old configuration stays in force");
+            Err(error)
+        }
+    }
+}
+
+fn prepare_and_swap(
+    handles: &ReloadHandles,
+    running: &Config,
+    new: &Config,
+) -> Result<ReloadReport, ReloadError> {
+    new.validate()?;
+    let certs = CertSet::load(new.tls.as_ref())?;
+    // Compiles and swaps atomically; on error the old rules stay. Done after the certificates
+    // loaded and before they are swapped, so either both change or neither does.
+    handles
+        .scanner
+        .reload_rules(&new.scan.rules_dir)
+        .map_err(ReloadError::Rules)?;
+    handles.certs.replace_set(certs);
+    Ok(ReloadReport {
+        sni_entries: new.tls.as_ref().map_or(0, |tls| tls.sni.len()),
+        needs_restart: needs_restart(running, new),
+    })
+}
+
+/// Settings that differ between `running` and `new` but cannot change live.
+pub fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    if running.listeners != new.listeners {
+        changed.push("listener".to_string());
+    }
+    if running.backends != new.backends {
+        changed.push("backend".to_string());
+    }
+    if running.limits != new.limits {
+        changed.push("limits".to_string());
+    }
+    if running.metrics != new.metrics {
+        changed.push("metrics".to_string());
+    }
+    if running.shutdown_grace != new.shutdown_grace {
+        changed.push("shutdown_grace".to_string());
+    }
+    let mut old_scan = running.scan.clone();
+    old_scan.rules_dir = new.scan.rules_dir.clone();
+    if format!("{old_scan:?}") != format!("{:?}", new.scan) {
+        changed.push("scan (other than rules)".to_string());
+    }
+    changed
+}
