@@ -153,6 +153,15 @@ pub trait Dialect {
     fn capability_command() -> &'static [u8];
     /// Classifies a line of the capability reply.
     fn capability_reply(line: &[u8]) -> HandshakeLine;
+    /// The command announcing the client's address (IMAP `ID`, POP3 `XCLIENT`) for `mode`, or
+    /// `None` when this dialect has no such command for it.
+    fn client_address_command(
+        mode: ForwardClientIp,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<Vec<u8>>;
+    /// Classifies a line of the reply to that command.
+    fn client_address_reply(line: &[u8]) -> HandshakeLine;
 }
 
 /// A ready backend connection: TLS done where configured, greeting read.
@@ -249,12 +258,15 @@ impl BackendTarget {
         set_nodelay(&tcp);
         self.send_proxy_header(&mut tcp, client).await?;
         match self.config.tls {
-            BackendTls::None => self.plain_greeting::<D>(Stream::Plain(tcp), true).await,
+            BackendTls::None => {
+                self.plain_greeting::<D>(Stream::Plain(tcp), true, client)
+                    .await
+            }
             BackendTls::Implicit => {
                 let tls = self.handshake(tcp).await?;
-                self.plain_greeting::<D>(tls, true).await
+                self.plain_greeting::<D>(tls, true, client).await
             }
-            BackendTls::Starttls => self.starttls::<D>(tcp).await,
+            BackendTls::Starttls => self.starttls::<D>(tcp, client).await,
         }
     }
 
@@ -262,10 +274,13 @@ impl BackendTarget {
         &self,
         mut stream: Stream,
         allow_preauth: bool,
+        client: Option<(SocketAddr, SocketAddr)>,
     ) -> Result<BackendConn, BackendError> {
         let mut reader = LineReader::new(MAX_HANDSHAKE_LINE);
         let greeting = self.read_line(&mut reader, &mut stream).await?;
         self.check_greeting::<D>(&greeting, allow_preauth)?;
+        self.forward_client_address::<D>(&mut reader, &mut stream, client)
+            .await?;
         Ok(BackendConn {
             stream,
             greeting,
@@ -275,7 +290,11 @@ impl BackendTarget {
         })
     }
 
-    async fn starttls<D: Dialect>(&self, tcp: TcpStream) -> Result<BackendConn, BackendError> {
+    async fn starttls<D: Dialect>(
+        &self,
+        tcp: TcpStream,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<BackendConn, BackendError> {
         let mut plain = tcp;
         let mut reader = LineReader::new(MAX_HANDSHAKE_LINE);
         let greeting = self.read_line(&mut reader, &mut plain).await?;
@@ -301,6 +320,8 @@ impl BackendTarget {
                 }
             })
             .await?;
+        self.forward_client_address::<D>(&mut reader, &mut tls, client)
+            .await?;
         Ok(BackendConn {
             stream: tls,
             greeting,
@@ -308,6 +329,42 @@ impl BackendTarget {
             leftover: reader.into_leftover(),
             elapsed: Duration::ZERO,
         })
+    }
+
+    /// Sends IMAP `ID` / POP3 `XCLIENT` with the client's address when configured, before any
+    /// client byte. A backend that refuses it is logged, not fatal: it then sees our address.
+    async fn forward_client_address<D: Dialect>(
+        &self,
+        reader: &mut LineReader,
+        stream: &mut Stream,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<(), BackendError> {
+        let Some((peer, local)) = client else {
+            return Ok(());
+        };
+        let Some(command) = D::client_address_command(self.config.forward_client_ip, peer, local)
+        else {
+            return Ok(());
+        };
+        self.write(stream, &command).await?;
+        let refused = |detail: String| BackendError::Greeting {
+            backend: self.config.name.clone(),
+            detail,
+        };
+        if let Err(error) = self
+            .read_reply(reader, stream, D::client_address_reply, refused)
+            .await
+        {
+            match error {
+                BackendError::Greeting { detail, .. } => tracing::warn!(
+                    backend = %self.config.name,
+                    reply = %detail,
+                    "backend refused the forwarded client address"
+                ),
+                other => return Err(other),
+            }
+        }
+        Ok(())
     }
 
     async fn send_proxy_header(

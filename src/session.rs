@@ -193,6 +193,32 @@ pub fn count_login(context: &SessionContext, outcome: &str) {
         .inc();
 }
 
+/// Records the outcome of a login the backend answered: the metric, and the per-address
+/// auth-failure penalty (doubling delays for repeated failures, cleared on success).
+pub fn record_auth(context: &SessionContext, ok: bool) {
+    count_login(context, if ok { "ok" } else { "fail" });
+    let penalty = context.penalty.clone();
+    let ip = context.peer.ip();
+    tokio::spawn(async move {
+        if ok {
+            penalty.succeeded(ip).await;
+        } else {
+            penalty.failed(ip).await;
+        }
+    });
+}
+
+/// Scans a message through the shared pipeline, waiting for one of the `max_scans` permits
+/// first (back-pressure instead of an unbounded queue of scans).
+pub async fn scan_with_permit(
+    context: &SessionContext,
+    message: bytes::Bytes,
+    reference: &crate::scan::MessageRef,
+) -> crate::scan::Disposition {
+    let _permit = context.scan_permits.acquire().await;
+    context.listener.scanner.process(message, reference).await
+}
+
 /// Counts a protocol limit that was hit (`line_length`, `literal_size`, ...).
 pub fn count_limit(limit: &str) {
     crate::metrics::metrics()

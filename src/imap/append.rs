@@ -137,7 +137,10 @@ impl Session {
             let Event::Literal(message) = fragment else {
                 continue;
             };
-            let verdict = scanner.verdict(message).await;
+            let verdict = {
+                let _permit = self.context.scan_permits.acquire().await;
+                scanner.verdict(message).await
+            };
             let refusal = match &verdict {
                 Verdict::Clean
                 | Verdict::Rule {

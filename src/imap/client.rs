@@ -132,6 +132,9 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let kind = command_kind(&head);
+        if matches!(kind, Kind::Login(_) | Kind::Authenticate) {
+            self.context.penalty.delay(self.context.peer.ip()).await;
+        }
         match kind {
             Kind::Authenticate => self.mode = ClientMode::Authenticate(head.tag.clone()),
             Kind::Idle => self.mode = ClientMode::Idle,

@@ -1,7 +1,10 @@
 //! Just enough IMAP command and response parsing for policy: tags, command names, the LOGIN user
 //! name, tagged status, and the backend [`Dialect`] used by the shared connector.
 
+use std::net::SocketAddr;
+
 use crate::backend::{Dialect, GreetingKind, HandshakeLine};
+use crate::config::ForwardClientIp;
 
 /// The start of a client command line (RFC 9051 §2.2.1): `tag SP command [SP args]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +136,29 @@ impl Dialect for ImapDialect {
     }
 
     fn capability_reply(line: &[u8]) -> HandshakeLine {
+        tagged_reply(line)
+    }
+
+    /// RFC 2971 ID with the `x-originating-*` / `x-connected-*` fields Dovecot honours from
+    /// `login_trusted_networks`.
+    fn client_address_command(
+        mode: ForwardClientIp,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        (mode == ForwardClientIp::Id).then(|| {
+            format!(
+                "{PROXY_TAG} ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-connected-ip\" \"{}\" \"x-connected-port\" \"{}\")\r\n",
+                client.ip(),
+                client.port(),
+                local.ip(),
+                local.port()
+            )
+            .into_bytes()
+        })
+    }
+
+    fn client_address_reply(line: &[u8]) -> HandshakeLine {
         tagged_reply(line)
     }
 }

@@ -247,8 +247,8 @@ impl Session {
         message: Bytes,
         reference: MessageRef,
     ) -> Result<Disposition, SessionError> {
-        let scanner = self.context.listener.scanner.clone();
-        let scan = scanner.process(message, &reference);
+        let context = self.context.clone();
+        let scan = crate::session::scan_with_permit(&context, message, &reference);
         tokio::pin!(scan);
         let start = tokio::time::Instant::now() + KEEPALIVE_INTERVAL;
         let mut ticker = tokio::time::interval_at(start, KEEPALIVE_INTERVAL);

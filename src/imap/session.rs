@@ -22,7 +22,7 @@ use super::scanning::{FetchContext, MailboxState};
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
-    count_limit, count_login, linger_close, read_backend, read_client, upgrade_client,
+    count_limit, linger_close, read_backend, read_client, record_auth, upgrade_client,
     write_client, SessionEnd, SessionError, SessionStats,
 };
 
@@ -106,12 +106,14 @@ pub(super) struct Session {
     pub(super) discard_current: bool,
     pub(super) authenticated: bool,
     pub(super) draining: bool,
+    /// Protocol errors so far (BAD answers); `max_errors` ends the session.
+    pub(super) errors: u32,
     pub(super) last_activity: Instant,
 }
 
 impl Session {
     async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
-        let backend = match context.listener.backend.connect::<ImapDialect>().await {
+        let backend = match context.connect_backend::<ImapDialect>().await {
             Ok(backend) => backend,
             Err(error) => {
                 tracing::warn!(%error, side = "backend", "backend connection failed");
@@ -137,6 +139,7 @@ impl Session {
             discard_current: false,
             authenticated: false,
             draining: false,
+            errors: 0,
             last_activity: Instant::now(),
         };
         let greeting_status = Status::parse(&backend.greeting);
@@ -205,6 +208,14 @@ impl Session {
                     }
                     return SessionEnd::Error(error);
                 }
+            }
+            if self.errors >= self.context.listener.limits.max_errors {
+                count_limit("max_errors");
+                let _ = write_client(&mut self.client, b"* BYE Too many protocol errors\r\n").await;
+                linger_close(&mut self.client).await;
+                return SessionEnd::Error(SessionError::ClientProtocol(
+                    "too many protocol errors".into(),
+                ));
             }
             if self.draining && self.is_idle() {
                 let _ = write_client(
@@ -311,6 +322,9 @@ impl Session {
     }
 
     pub(super) async fn reply(&mut self, text: &str) -> Result<(), SessionError> {
+        if text.split(' ').nth(1) == Some("BAD") {
+            self.errors += 1;
+        }
         write_client(&mut self.client, text.as_bytes()).await
     }
 
@@ -416,6 +430,9 @@ impl Session {
         let Some(pending) = self.pending.remove(index) else {
             return (Flow::Continue, None);
         };
+        if status.condition == "BAD" {
+            self.errors += 1;
+        }
         let withheld = pending.fetch.as_ref().map_or(0, |f| f.withheld);
         let replacement = (withheld > 0 && status.is_ok()).then(|| {
             format!(
@@ -440,16 +457,16 @@ impl Session {
                 if let Some(user) = user {
                     stats.set_user(user);
                 }
-                count_login(&self.context, "ok");
+                record_auth(&self.context, true);
                 tracing::info!("login ok");
             }
             Kind::Authenticate if status.is_ok() => {
                 self.authenticated = true;
-                count_login(&self.context, "ok");
+                record_auth(&self.context, true);
                 tracing::info!("authenticate ok");
             }
             Kind::Login(_) | Kind::Authenticate => {
-                count_login(&self.context, "fail");
+                record_auth(&self.context, false);
                 tracing::info!(condition = %status.condition, "login failed")
             }
             Kind::Logout => return Flow::End(SessionEnd::Logout),

@@ -1,7 +1,10 @@
 //! Just enough POP3 command parsing for policy (RFC 1939 §5–§7, RFC 5034): the command name,
 //! the user names a login reveals, and the backend [`Dialect`] used by the shared connector.
 
+use std::net::SocketAddr;
+
 use crate::backend::{Dialect, GreetingKind, HandshakeLine};
+use crate::config::ForwardClientIp;
 
 use super::codec::Status;
 
@@ -137,6 +140,24 @@ impl Dialect for Pop3Dialect {
             HandshakeLine::Done
         } else {
             HandshakeLine::More
+        }
+    }
+
+    /// XCLIENT (as Dovecot and Postfix speak it) with the client's address and port.
+    fn client_address_command(
+        mode: ForwardClientIp,
+        client: SocketAddr,
+        _local: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        (mode == ForwardClientIp::Xclient).then(|| {
+            format!("XCLIENT ADDR={} PORT={}\r\n", client.ip(), client.port()).into_bytes()
+        })
+    }
+
+    fn client_address_reply(line: &[u8]) -> HandshakeLine {
+        match Status::of(line) {
+            Some(Status::Ok) => HandshakeLine::Done,
+            _ => HandshakeLine::Refused,
         }
     }
 }

@@ -58,12 +58,8 @@ impl Session {
             uid: None,
             msgno,
         };
-        let disposition = self
-            .context
-            .listener
-            .scanner
-            .process(message.clone(), &reference)
-            .await;
+        let disposition =
+            crate::session::scan_with_permit(&self.context, message.clone(), &reference).await;
         stats.scanned += 1;
         let served = match &disposition {
             Disposition::Deliver {

@@ -109,7 +109,7 @@ pub struct Session {
 
 impl Session {
     async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
-        let backend = match context.listener.backend.connect::<Pop3Dialect>().await {
+        let backend = match context.connect_backend::<Pop3Dialect>().await {
             Ok(backend) => backend,
             Err(error) => {
                 tracing::warn!(%error, side = "backend", "backend connection failed");
@@ -354,6 +354,9 @@ impl Session {
             tracing::info!(command = %command.name, "login before TLS refused");
             self.pending.push_back(Pending::Local(TLS_REQUIRED));
             return self.flush_local().await;
+        }
+        if command.is_login() && command.name != "USER" {
+            self.context.penalty.delay(self.context.peer.ip()).await;
         }
         let request = super::scanning::message_request(&command.name, &command.args);
         let line = match request {

@@ -52,9 +52,13 @@ impl Session {
         match kind {
             Kind::Login | Kind::Auth if ok => {
                 self.authenticated = true;
+                crate::session::record_auth(&self.context, true);
                 tracing::info!("login ok");
             }
-            Kind::Login | Kind::Auth => tracing::info!("login failed"),
+            Kind::Login | Kind::Auth => {
+                crate::session::record_auth(&self.context, false);
+                tracing::info!("login failed");
+            }
             _ => {}
         }
         if kind == Kind::Auth {
