@@ -65,14 +65,14 @@ wait_for_port() {
 }
 
 ensure_cargo() {
-    [[ -f "$HOME/.cargo/env" ]] && source "$HOME/.cargo/env"
+    [[ -f "${HOME:-/root}/.cargo/env" ]] && source "${HOME:-/root}/.cargo/env"
     if ! command -v cargo >/dev/null 2>&1; then
         command -v cc >/dev/null 2>&1 || {
             apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends build-essential ca-certificates curl
         }
         log "installing the Rust toolchain (rustup, stable, minimal)"
         curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-        source "$HOME/.cargo/env"
+        source "${HOME:-/root}/.cargo/env"
     fi
 }
 

@@ -40,16 +40,16 @@ ensure_build_tools() {
 }
 
 ensure_rust() {
-    if [[ -f "$HOME/.cargo/env" ]]; then
+    if [[ -f "${HOME:-/root}/.cargo/env" ]]; then
         # shellcheck source=/dev/null
-        source "$HOME/.cargo/env"
+        source "${HOME:-/root}/.cargo/env"
     fi
     if ! command -v cargo >/dev/null 2>&1; then
         log "installing the Rust toolchain (rustup, stable, minimal + rustfmt + clippy)"
         curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
             sh -s -- -y --profile minimal --default-toolchain stable -c rustfmt -c clippy
         # shellcheck source=/dev/null
-        source "$HOME/.cargo/env"
+        source "${HOME:-/root}/.cargo/env"
     fi
     if command -v rustup >/dev/null 2>&1; then
         cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
@@ -69,7 +69,7 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-log "cargo test (lib, bins, tests, doc tests)"
-cargo test
+log "cargo test --no-fail-fast (lib, bins, tests, doc tests)"
+cargo test --no-fail-fast
 
 log "all checks passed in ${SECONDS}s"
