@@ -15,6 +15,7 @@
 # Must run as root (Dovecot switches to the mail user). Environment: DEMO_KEEP=1 keeps the
 # temporary directory after exit.
 set -euo pipefail
+export HOME="${HOME:-/root}"
 
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"

@@ -13,6 +13,7 @@
 #   3. cargo fmt --check, cargo clippy (all targets, warnings are errors), cargo test (lib,
 #      bins, integration tests, doc tests; the benchmarks are built by clippy but not run).
 set -euo pipefail
+export HOME="${HOME:-/root}"
 
 cd "$(dirname "$0")/.."
 
