@@ -7,11 +7,16 @@
 # - creates the system user that owns the test maildirs (`portcullis-mail`).
 #
 # Must run as root (or through sudo). Safe to run repeatedly.
+# `install-test-deps.sh --check` only lists missing packages (exit 1 if any), changing nothing.
 set -euo pipefail
 
 MAIL_USER="portcullis-mail"
+CHECK_ONLY=0
+if [[ "${1:-}" == "--check" ]]; then
+    CHECK_ONLY=1
+fi
 
-if [[ "$(id -u)" -ne 0 ]]; then
+if [[ "$CHECK_ONLY" -eq 0 && "$(id -u)" -ne 0 ]]; then
     if command -v sudo >/dev/null 2>&1; then
         exec sudo -E "$0" "$@"
     fi
@@ -72,7 +77,7 @@ install_missing() {
     fi
     echo "install-test-deps: installing ${packages[*]}"
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
 }
 
 # Package scripts may start the system daemons on 110/143/993/995/3310; tests must never use them.
@@ -97,6 +102,16 @@ create_mail_user() {
     useradd --system --no-create-home --user-group --shell /usr/sbin/nologin "$MAIL_USER"
     echo "install-test-deps: created user $MAIL_USER"
 }
+
+if [[ "$CHECK_ONLY" -eq 1 ]]; then
+    missing="$(missing_packages)"
+    if [[ -n "$missing" ]]; then
+        echo "install-test-deps: missing packages:" $missing
+        exit 1
+    fi
+    echo "install-test-deps: nothing missing"
+    exit 0
+fi
 
 install_missing
 stop_system_services

@@ -63,9 +63,22 @@ pub struct Config {
     /// Protocol and resource limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The scan pipeline (`[scan]`); absent means rules plus the built-in EICAR check.
+    #[serde(default)]
+    pub scan: crate::scan::ScanConfig,
+    /// Metrics and health endpoints (`[metrics]`); absent means none.
+    pub metrics: Option<MetricsConfig>,
     /// Graceful shutdown deadline for in-flight commands.
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+}
+
+/// `[metrics]`: where `/metrics`, `/healthz` and `/readyz` are served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP endpoint, e.g. `127.0.0.1:9925`.
+    pub bind: SocketAddr,
 }
 
 /// `[tls]`: the certificate presented to clients.
@@ -326,7 +339,10 @@ impl Config {
                 ));
             }
         }
-        self.limits.validate()
+        self.limits.validate()?;
+        self.scan
+            .validate()
+            .map_err(|e| ConfigError::invalid(format!("scan.{}", e.key), e.problem))
     }
 
     /// The backend a listener relays to (validated to exist).

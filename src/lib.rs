@@ -7,10 +7,12 @@
 
 pub mod backend;
 pub mod config;
+pub mod health;
 pub mod imap;
 pub mod metrics;
 pub mod net;
 pub mod pop3;
+pub mod scan;
 pub mod server;
 pub mod session;
 pub mod tls;

@@ -32,6 +32,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Scan .eml files, mbox files or Maildir folders with the configured pipeline.
+    ///
+    /// Exit status: 0 all clean, 1 something found, 2 error.
+    Scan {
+        /// Configuration file (its `[scan]` section is used); default: built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Files or Maildir folders to scan.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Validate a configuration file and print a summary.
     CheckConfig {
         /// Configuration file (TOML).
@@ -46,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Scan { config, paths } => scan(config.as_deref(), &paths),
     };
     match result {
         Ok(code) => code,
@@ -68,7 +80,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(path: &PathBuf) -> anyhow::Result<ExitCode> {
+fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -120,7 +132,28 @@ fn check_config(path: &PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(path: &PathBuf) -> anyhow::Result<ExitCode> {
+fn scan(config: Option<&std::path::Path>, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let scan_config = match config {
+        Some(path) => Config::load(path)?.scan,
+        None => portcullis::scan::ScanConfig::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let code = runtime.block_on(async {
+        let mut out = std::io::stdout().lock();
+        portcullis::scan::cli::run_scan_command(&scan_config, paths, &mut out).await
+    });
+    match code {
+        Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(2))),
+        Err(error) => {
+            eprintln!("portcullis scan: {error}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,6 +165,17 @@ fn serve(path: &PathBuf) -> anyhow::Result<ExitCode> {
             tracing::info!(listener = %listener.name, protocol = listener.protocol.as_str(), %addr, "listening");
         }
         let shutdown = server.shutdown_token();
+        if let Some(metrics) = &config.metrics {
+            let readiness = std::sync::Arc::new(portcullis::health::Readiness::new(&config, server.scanner.clone()));
+            let stop = shutdown.clone();
+            let bind = metrics.bind;
+            tokio::spawn(async move {
+                if let Err(error) = portcullis::metrics::serve_http(bind, readiness, async move { stop.cancelled().await }).await {
+                    tracing::error!(%error, "metrics endpoint failed");
+                }
+            });
+            tracing::info!(%bind, "metrics on /metrics, health on /healthz and /readyz");
+        }
         tokio::spawn(async move {
             wait_for_termination().await;
             tracing::info!("termination signal received");

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::backend::BackendTarget;
 use crate::config::{Config, LimitsConfig, ListenerConfig, ListenerTls, Protocol};
 use crate::net::{set_nodelay, Stream};
+use crate::scan::{ScanError, Scanner};
 use crate::tls::{server_config, CertStore, TlsError};
 
 /// Longest a client may take to complete a TLS handshake.
@@ -39,6 +40,9 @@ pub enum ServerError {
         /// Socket error.
         source: std::io::Error,
     },
+    /// The scan pipeline could not start (bad rules, unusable quarantine, ...).
+    #[error("scan: {0}")]
+    Scan(#[from] ScanError),
     /// A listener refers to a backend that does not exist.
     #[error("listener {0}: unknown backend")]
     UnknownBackend(String),
@@ -55,6 +59,8 @@ pub struct ListenerRuntime {
     pub backend: BackendTarget,
     /// Protocol limits.
     pub limits: LimitsConfig,
+    /// The scan pipeline shared by every listener.
+    pub scanner: Arc<Scanner>,
 }
 
 impl ListenerRuntime {
@@ -107,6 +113,8 @@ pub struct Server {
     grace: Duration,
     /// The certificate store, for reloads.
     pub certs: Arc<CertStore>,
+    /// The scan pipeline, for reloads and readiness.
+    pub scanner: Arc<Scanner>,
 }
 
 impl Server {
@@ -116,6 +124,7 @@ impl Server {
         if config.tls.is_none() {
             tracing::warn!("NO [tls] SECTION: serving an in-memory SELF-SIGNED certificate; clients cannot verify it. Configure [tls] cert/key for production.");
         }
+        let scanner = Arc::new(Scanner::new(&config.scan).await?);
         let mut listeners = Vec::new();
         for listener in &config.listeners {
             let backend = config
@@ -126,6 +135,7 @@ impl Server {
                 tls: server_config(certs.clone(), listener.protocol)?,
                 backend: BackendTarget::new(backend, listener.protocol)?,
                 limits: config.limits.clone(),
+                scanner: scanner.clone(),
             };
             let socket =
                 TcpListener::bind(listener.bind)
@@ -143,6 +153,7 @@ impl Server {
             tracker: TaskTracker::new(),
             grace: config.shutdown_grace,
             certs,
+            scanner,
         })
     }
 

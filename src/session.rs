@@ -146,11 +146,25 @@ impl SessionStats {
         self.user = Some(user);
     }
 
-    /// Logs the one summary line of a finished session.
+    /// Logs the one summary line of a finished session and counts it in the metrics.
     pub fn log_summary(&self, context: &SessionContext, end: &SessionEnd) {
         let duration: Duration = self.started.elapsed();
         let user = self.user.as_deref().unwrap_or("-");
         let protocol = context.listener.protocol().as_str();
+        let metrics = crate::metrics::metrics();
+        let listener = context.listener.name();
+        metrics
+            .bytes
+            .with_label_values(&[listener, "client_to_backend"])
+            .inc_by(self.bytes_up);
+        metrics
+            .bytes
+            .with_label_values(&[listener, "backend_to_client"])
+            .inc_by(self.bytes_down);
+        metrics
+            .sessions
+            .with_label_values(&[listener, protocol, end.label()])
+            .inc();
         match end {
             SessionEnd::Error(error) => tracing::info!(
                 peer = %context.peer, listener = context.listener.name(), protocol, user,
@@ -165,6 +179,26 @@ impl SessionStats {
             ),
         }
     }
+}
+
+/// Counts a login attempt: `ok`, `fail` (backend said no) or `refused` (policy, not forwarded).
+pub fn count_login(context: &SessionContext, outcome: &str) {
+    crate::metrics::metrics()
+        .logins
+        .with_label_values(&[
+            context.listener.name(),
+            context.listener.protocol().as_str(),
+            outcome,
+        ])
+        .inc();
+}
+
+/// Counts a protocol limit that was hit (`line_length`, `literal_size`, ...).
+pub fn count_limit(limit: &str) {
+    crate::metrics::metrics()
+        .limit_rejections
+        .with_label_values(&[limit])
+        .inc();
 }
 
 /// Upgrades a plaintext client stream after STARTTLS/STLS (RFC 2595 §3.1/§4). The caller has
@@ -210,6 +244,29 @@ pub async fn write_backend(stream: &mut Stream, bytes: &[u8]) -> Result<(), Sess
     stream.flush().await.map_err(SessionError::BackendIo)
 }
 
+/// Most bytes read and discarded while closing after an error (see [`linger_close`]).
+const LINGER_BYTES: usize = 32 * 1024 * 1024;
+/// Longest time spent discarding while closing after an error.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Closes the client side after a final error message: shuts down our sending side, then reads
+/// and discards what the client is still sending for a bounded time and volume, so the kernel
+/// does not answer unread data with a reset that would destroy the error message in flight.
+pub async fn linger_close(stream: &mut Stream) {
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while total < LINGER_BYTES {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
 /// A protocol line for logs: commands that carry secrets show only their first two words.
 pub struct Redacted<'a> {
     line: &'a [u8],
@@ -217,7 +274,8 @@ pub struct Redacted<'a> {
 }
 
 impl<'a> Redacted<'a> {
-    /// Wraps a line; `secret` hides everything after the command name.
+    /// Wraps a line; `secret` hides everything after the command name (and the whole line if
+    /// no known secret-bearing command is recognised).
     pub fn new(line: &'a [u8], secret: bool) -> Redacted<'a> {
         Redacted { line, secret }
     }
@@ -231,14 +289,22 @@ impl<'a> Redacted<'a> {
     }
 }
 
+/// Command names after which everything on the line is secret (IMAP and POP3).
+const SECRET_COMMANDS: &[&str] = &["LOGIN", "AUTHENTICATE", "PASS", "APOP", "AUTH"];
+
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = crate::backend::printable(self.line);
         if !self.secret {
             return f.write_str(&text);
         }
-        let visible: Vec<&str> = text.splitn(3, ' ').take(2).collect();
-        write!(f, "{} <redacted>", visible.join(" "))
+        // Show the words up to and including the secret-bearing command name, nothing after.
+        let words: Vec<&str> = text.split(' ').take(2).collect();
+        let visible = words
+            .iter()
+            .position(|w| SECRET_COMMANDS.iter().any(|c| w.eq_ignore_ascii_case(c)))
+            .map_or(0, |index| index + 1);
+        write!(f, "{} <redacted>", words[..visible].join(" "))
     }
 }
 
@@ -258,5 +324,13 @@ mod tests {
         assert_eq!(shown, "a1 LOGIN <redacted>");
         assert!(!format!("{:?}", Redacted::new(b"PASS hunter2\r\n", true)).contains("hunter2"));
         assert_eq!(Redacted::new(b"a2 NOOP\r\n", false).to_string(), "a2 NOOP");
+        assert_eq!(
+            Redacted::new(b"PASS hunter2\r\n", true).to_string(),
+            "PASS <redacted>"
+        );
+        assert_eq!(
+            Redacted::new(b"dGVzdA==\r\n", true).to_string(),
+            " <redacted>"
+        );
     }
 }

@@ -6,16 +6,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::clamd::{Clamd, ClamdOptions};
-use support::corpus::{clean_messages, infected_messages, recursion_limit_message, EICAR};
+use support::corpus::{
+    clean_messages, infected_messages, recursion_limit_message, small_clean_messages, EICAR,
+};
 use support::dovecot::{Dovecot, DovecotOptions};
 use support::raw::{connect, connect_tls, tls_over};
 
 fn three_messages() -> Vec<Vec<u8>> {
-    clean_messages()
-        .into_iter()
-        .take(3)
-        .map(|(_, bytes)| bytes)
-        .collect()
+    small_clean_messages(3)
 }
 
 #[test]
@@ -23,7 +21,7 @@ fn dovecot_imap_plain_serves_seeded_messages_byte_exact() {
     let started = Instant::now();
     let dovecot = Dovecot::start();
     eprintln!("dovecot startup took {:?}", started.elapsed());
-    let seeded = three_messages();
+    let seeded: Vec<Vec<u8>> = clean_messages().into_iter().map(|(_, m)| m).collect();
     dovecot.seed_messages(dovecot.user(), &seeded);
 
     let mut imap = connect(dovecot.imap_port);
@@ -33,12 +31,17 @@ fn dovecot_imap_plain_serves_seeded_messages_byte_exact() {
     assert!(status.starts_with("a1 OK"), "{status}");
     let (untagged, status) = imap.imap("a2", "SELECT INBOX");
     assert!(status.starts_with("a2 OK"), "{status}");
-    assert!(untagged.iter().any(|r| r.text() == "* 3 EXISTS\r\n"));
+    let exists = format!("* {} EXISTS\r\n", seeded.len());
+    assert!(untagged.iter().any(|r| r.text() == exists));
     for (index, expected) in seeded.iter().enumerate() {
         let (untagged, status) = imap.imap("a3", &format!("FETCH {} BODY.PEEK[]", index + 1));
         assert!(status.starts_with("a3 OK"), "{status}");
         assert_eq!(untagged.len(), 1);
-        assert_eq!(&untagged[0].literals[0], expected, "message {}", index + 1);
+        assert!(
+            untagged[0].literals[0] == *expected,
+            "message {}",
+            index + 1
+        );
     }
     let (_, status) = imap.imap("a4", "LOGOUT");
     assert!(status.starts_with("a4 OK"));
@@ -47,7 +50,10 @@ fn dovecot_imap_plain_serves_seeded_messages_byte_exact() {
 
 #[test]
 fn dovecot_imaps_and_starttls_verify_against_test_ca() {
-    let dovecot = Dovecot::start();
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        users: vec![("carol".into(), "carol-pass".into())],
+        ..DovecotOptions::default()
+    });
     dovecot.add_user("bob", "bob-pass");
     dovecot.seed_messages("bob", &three_messages()[..1]);
 
@@ -66,10 +72,25 @@ fn dovecot_imaps_and_starttls_verify_against_test_ca() {
     let mut tls = support::raw::LineClient::new(tls_over(plain.into_inner(), &dovecot.ca));
     let (_, status) = tls.imap("s2", "LOGIN bob bob-pass");
     assert!(status.starts_with("s2 OK"), "{status}");
+
+    dovecot.add_user("bob", "new-pass");
+    let mut again = connect(dovecot.imap_port);
+    again.read_line();
+    let (_, status) = again.imap("r1", "LOGIN bob bob-pass");
+    assert!(
+        status.starts_with("r1 NO"),
+        "old password accepted: {status}"
+    );
+    let (_, status) = again.imap("r2", "LOGIN bob new-pass");
+    assert!(status.starts_with("r2 OK"), "{status}");
+    let mut carol = connect(dovecot.imap_port);
+    carol.read_line();
+    let (_, status) = carol.imap("c1", "LOGIN carol carol-pass");
+    assert!(status.starts_with("c1 OK"), "{status}");
 }
 
 #[test]
-fn dovecot_pop3_greeting_has_apop_timestamp_and_retr_works() {
+fn dovecot_pop3_greeting_has_apop_timestamp_retr_works_and_stop_closes() {
     let dovecot = Dovecot::start_with(DovecotOptions {
         login_trusted_networks: Some("127.0.0.0/8".into()),
         haproxy: true,
@@ -99,7 +120,31 @@ fn dovecot_pop3_greeting_has_apop_timestamp_and_retr_works() {
 
     let mut pop3s = connect_tls(dovecot.pop3s_port, &dovecot.ca);
     assert!(pop3s.read_line().starts_with("+OK"));
-    assert!(dovecot.imap_haproxy_port.is_some() && dovecot.pop3_haproxy_port.is_some());
+
+    let login = format!("LOGIN {} {}", dovecot.user(), dovecot.password());
+    let proxied_port = dovecot.imap_haproxy_port.expect("haproxy listener");
+    let mut proxied = connect(proxied_port);
+    proxied.send_raw(format!("PROXY TCP4 192.0.2.7 127.0.0.1 40000 {proxied_port}\r\n").as_bytes());
+    assert!(proxied.read_line().starts_with("* OK"));
+    assert!(proxied.imap("p1", &login).1.starts_with("p1 OK"));
+    let mut forwarded = connect(dovecot.imap_port);
+    forwarded.read_line();
+    let id = r#"ID ("x-originating-ip" "198.51.100.9" "x-originating-port" "5555")"#;
+    assert!(forwarded.imap("f1", id).1.starts_with("f1 OK"));
+    assert!(forwarded.imap("f2", &login).1.starts_with("f2 OK"));
+    let log = dovecot.log_contents();
+    assert!(
+        log.contains("rip=192.0.2.7"),
+        "PROXY header ignored:\n{log}"
+    );
+    assert!(
+        log.contains("rip=198.51.100.9"),
+        "ID x-originating-ip ignored:\n{log}"
+    );
+
+    let mut dovecot = dovecot;
+    dovecot.stop();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", dovecot.pop3_port)).is_err());
 }
 
 async fn scan(clamd: &Clamd, data: &[u8]) -> String {
@@ -167,8 +212,9 @@ async fn clamd_restart_keeps_port_and_socket() {
         ..ClamdOptions::default()
     });
     let (port, socket) = (clamd.port, clamd.unix_path());
-    let over_limit = scan(&clamd, &vec![b'a'; 2 * 1024 * 1024]).await;
-    assert!(over_limit.contains("size limit exceeded"), "{over_limit}");
+    let over_limit = clamd.scan_raw(&vec![b'a'; 2 * 1024 * 1024]);
+    assert_eq!(over_limit, "INSTREAM size limit exceeded. ERROR");
+    assert_eq!(clamd.scan_raw(EICAR), "stream: Test.EICAR.UNOFFICIAL FOUND");
     clamd.stop();
     assert!(!clamd.ping());
     let started = Instant::now();

@@ -49,6 +49,11 @@ impl CommandHead {
         }
         first_astring(&self.args)
     }
+
+    /// The first argument when it is an atom or quoted string (e.g. a SELECT mailbox).
+    pub fn first_astring(&self) -> Option<String> {
+        first_astring(&self.args)
+    }
 }
 
 /// Tag characters: ASTRING-CHAR except `+` (RFC 9051 §9 `tag`).

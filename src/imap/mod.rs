@@ -1,7 +1,13 @@
-//! IMAP4rev1/IMAP4rev2 relay (RFC 3501 / RFC 9051): framing, capability rewriting and the
-//! session state machine.
+//! IMAP4rev1/IMAP4rev2 relay (RFC 3501 / RFC 9051): framing, capability rewriting, FETCH
+//! interception for scanning, and the session state machine.
 
+pub mod append;
 pub mod capability;
+mod client;
 pub mod codec;
 pub mod command;
+pub mod fetch;
+pub mod fetch_response;
+pub mod scanning;
+pub mod section;
 pub mod session;

@@ -11,45 +11,53 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::append::HeldAppend;
 use super::capability::{self, CapabilityPolicy};
 use super::codec::{Event, FrameError, Framer, Limits, Role};
-use super::command::{CommandHead, ImapDialect, Status};
+use super::command::{ImapDialect, Status};
+use super::fetch_response::fetch_seq;
+use super::scanning::{FetchContext, MailboxState};
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
-    read_backend, read_client, upgrade_client, write_backend, write_client, Redacted, SessionEnd,
-    SessionError, SessionStats,
+    count_limit, count_login, linger_close, read_backend, read_client, upgrade_client,
+    write_client, SessionEnd, SessionError, SessionStats,
 };
 
 /// Most commands a client may have in flight at once.
-const MAX_PENDING: usize = 1024;
+pub(super) const MAX_PENDING: usize = 1024;
 /// Read buffer size per direction.
 const READ_BUFFER: usize = 64 * 1024;
 /// Commands allowed before TLS on a listener that requires it.
-const PRE_TLS_ALLOWED: &[&str] = &["CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS"];
+pub(super) const PRE_TLS_ALLOWED: &[&str] = &["CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS"];
 
 /// What a forwarded command means for the session when it completes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Login(Option<String>),
     Authenticate,
     Idle,
     Logout,
+    /// SELECT/EXAMINE of this mailbox.
+    Select(Option<String>),
+    /// CLOSE/UNSELECT.
+    Close,
     Other,
 }
 
 #[derive(Debug)]
-struct Pending {
-    tag: String,
-    kind: Kind,
+pub(super) struct Pending {
+    pub(super) tag: String,
+    pub(super) kind: Kind,
+    /// Set for a FETCH that is being scanned.
+    pub(super) fetch: Option<Box<FetchContext>>,
 }
 
 /// How client lines are to be read right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ClientMode {
+pub(super) enum ClientMode {
     /// Lines are commands.
     Commands,
     /// Lines are SASL responses for this tag (never parsed, never logged).
@@ -59,7 +67,7 @@ enum ClientMode {
 }
 
 /// What the relay loop does next.
-enum Flow {
+pub(super) enum Flow {
     Continue,
     StartTls,
     End(SessionEnd),
@@ -75,24 +83,30 @@ pub async fn run(context: SessionContext, client: Stream) {
     stats.log_summary(&context, &end);
 }
 
-struct Session {
-    context: SessionContext,
-    client: Stream,
-    backend: Stream,
-    client_framer: Framer,
-    backend_framer: Framer,
+pub(super) struct Session {
+    pub(super) context: SessionContext,
+    pub(super) client: Stream,
+    pub(super) backend: Stream,
+    pub(super) client_framer: Framer,
+    pub(super) backend_framer: Framer,
+    /// An APPEND held for scanning (`scan_append`).
+    pub(super) held: Option<HeldAppend>,
+    /// The backend advertised LITERAL+ (RFC 7888).
+    pub(super) backend_literal_plus: bool,
     /// Fragments of the backend response being assembled.
-    response: Vec<Event>,
-    response_size: u64,
-    pending: VecDeque<Pending>,
-    mode: ClientMode,
+    pub(super) response: Vec<Event>,
+    pub(super) response_size: u64,
+    pub(super) pending: VecDeque<Pending>,
+    /// The selected mailbox (for scan cache keys and quarantine records).
+    pub(super) mailbox: MailboxState,
+    pub(super) mode: ClientMode,
     /// Tag of the client command whose fragments are still arriving.
-    current_tag: Option<String>,
+    pub(super) current_tag: Option<String>,
     /// Drop the rest of the current client command (it was answered by the proxy).
-    discard_current: bool,
-    authenticated: bool,
-    draining: bool,
-    last_activity: Instant,
+    pub(super) discard_current: bool,
+    pub(super) authenticated: bool,
+    pub(super) draining: bool,
+    pub(super) last_activity: Instant,
 }
 
 impl Session {
@@ -110,11 +124,14 @@ impl Session {
             context: context.clone(),
             client,
             backend: backend.stream,
+            held: None,
+            backend_literal_plus: false,
             client_framer: Framer::new(Role::Client, client_limits(context)),
             backend_framer: Framer::new(Role::Server, backend_limits(context)),
             response: Vec::new(),
             response_size: 0,
             pending: VecDeque::new(),
+            mailbox: MailboxState::default(),
             mode: ClientMode::Commands,
             current_tag: None,
             discard_current: false,
@@ -137,6 +154,10 @@ impl Session {
             }
             session.authenticated = true;
         }
+        session.note_capabilities(&backend.greeting);
+        if let Some(reply) = &backend.capabilities {
+            session.note_capabilities(reply);
+        }
         let list = backend
             .capabilities
             .as_deref()
@@ -150,7 +171,7 @@ impl Session {
         Ok(session)
     }
 
-    fn policy(&self) -> CapabilityPolicy {
+    pub(super) fn policy(&self) -> CapabilityPolicy {
         let before_tls = !self.client.is_tls();
         CapabilityPolicy {
             offer_starttls: before_tls && self.context.listener.offers_starttls(),
@@ -171,9 +192,17 @@ impl Session {
                     Ok(upgraded) => self = upgraded,
                     Err(error) => return SessionEnd::Error(error),
                 },
+                Ok(Flow::End(SessionEnd::BackendClosed)) => {
+                    let _ = self
+                        .reply("* BYE [UNAVAILABLE] mail server closed the connection\r\n")
+                        .await;
+                    return SessionEnd::BackendClosed;
+                }
                 Ok(Flow::End(end)) => return end,
                 Err(error) => {
-                    let _ = self.bye_for(&error).await;
+                    if self.bye_for(&error).await.is_ok() {
+                        linger_close(&mut self.client).await;
+                    }
                     return SessionEnd::Error(error);
                 }
             }
@@ -220,6 +249,7 @@ impl Session {
                 self.drain_backend(stats).await
             }
             _ = tokio::time::sleep_until(deadline) => {
+                count_limit(if self.authenticated { "idle_timeout" } else { "prelogin_timeout" });
                 let _ = write_client(&mut self.client, b"* BYE Autologout; idle for too long\r\n").await;
                 Ok(Flow::End(SessionEnd::Timeout))
             }
@@ -280,179 +310,59 @@ impl Session {
         }
     }
 
-    async fn on_client_event(
-        &mut self,
-        event: Event,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        match event {
-            Event::Line {
-                bytes,
-                first: true,
-                literal,
-            } if self.mode == ClientMode::Commands => {
-                self.current_tag = None;
-                self.discard_current = false;
-                let flow = self.on_command(bytes, stats).await?;
-                if literal.is_some_and(|l| l.synchronizing) && self.discard_current {
-                    self.client_framer.cancel_literal();
-                }
-                Ok(flow)
-            }
-            Event::Line {
-                bytes, first: true, ..
-            } => self.on_mode_line(bytes, stats).await,
-            Event::Line { bytes, .. } | Event::Literal(bytes) => {
-                if !self.discard_current {
-                    stats.bytes_up += bytes.len() as u64;
-                    write_backend(&mut self.backend, &bytes).await?;
-                }
-                Ok(Flow::Continue)
-            }
-            Event::LiteralRejected { bytes, length } => {
-                let tag = CommandHead::parse(&bytes).map_or_else(|| "*".to_string(), |h| h.tag);
-                tracing::info!(
-                    length,
-                    limit = self.context.listener.limits.max_client_literal,
-                    "client literal too large"
-                );
-                self.reply(&format!(
-                    "{tag} NO [TOOBIG] literal of {length} octets exceeds the limit\r\n"
-                ))
-                .await?;
-                Ok(Flow::Continue)
-            }
-        }
-    }
-
-    /// A client line while in AUTHENTICATE or IDLE mode.
-    async fn on_mode_line(
-        &mut self,
-        bytes: Bytes,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        if self.mode == ClientMode::Idle && bytes.trim_ascii().eq_ignore_ascii_case(b"DONE") {
-            self.mode = ClientMode::Commands;
-        }
-        tracing::trace!(line = %Redacted::hidden(), "client continuation");
-        stats.bytes_up += bytes.len() as u64;
-        write_backend(&mut self.backend, &bytes).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// The first line of a client command.
-    async fn on_command(
-        &mut self,
-        bytes: Bytes,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        let Some(head) = CommandHead::parse(&bytes) else {
-            self.discard_current = true;
-            self.reply("* BAD Invalid command: expected a tag and a command name\r\n")
-                .await?;
-            return Ok(Flow::Continue);
-        };
-        let secret = matches!(head.name.as_str(), "LOGIN" | "AUTHENTICATE");
-        tracing::debug!(command = %Redacted::new(&bytes, secret), "client command");
-        self.current_tag = Some(head.tag.clone());
-        if let Some(refusal) = self.refusal(&head) {
-            self.discard_current = true;
-            self.reply(&refusal).await?;
-            return Ok(Flow::Continue);
-        }
-        if head.name == "STARTTLS" {
-            self.discard_current = true;
-            self.reply(&format!("{} OK Begin TLS negotiation now\r\n", head.tag))
-                .await?;
-            return Ok(Flow::StartTls);
-        }
-        let kind = match head.name.as_str() {
-            "LOGIN" => Kind::Login(head.login_user()),
-            "AUTHENTICATE" => Kind::Authenticate,
-            "IDLE" => Kind::Idle,
-            "LOGOUT" => Kind::Logout,
-            _ => Kind::Other,
-        };
-        match kind {
-            Kind::Authenticate => self.mode = ClientMode::Authenticate(head.tag.clone()),
-            Kind::Idle => self.mode = ClientMode::Idle,
-            _ => {}
-        }
-        self.pending.push_back(Pending {
-            tag: head.tag,
-            kind,
-        });
-        stats.bytes_up += bytes.len() as u64;
-        write_backend(&mut self.backend, &bytes).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// The proxy's own answer to a command it will not forward, if any.
-    fn refusal(&self, head: &CommandHead) -> Option<String> {
-        let tag = &head.tag;
-        let policy = self.policy();
-        if self.draining {
-            return Some(format!("{tag} NO [UNAVAILABLE] Server shutting down\r\n"));
-        }
-        if self.pending.len() >= MAX_PENDING {
-            return Some(format!("{tag} NO [LIMIT] Too many commands in flight\r\n"));
-        }
-        match head.name.as_str() {
-            "STARTTLS" if !policy.offer_starttls => {
-                Some(format!("{tag} BAD STARTTLS not available now\r\n"))
-            }
-            "LOGIN" | "AUTHENTICATE" if policy.login_disabled => Some(format!(
-                "{tag} NO [PRIVACYREQUIRED] TLS is required before authentication: use STARTTLS\r\n"
-            )),
-            "COMPRESS" => Some(format!(
-                "{tag} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
-            )),
-            name if policy.login_disabled && !PRE_TLS_ALLOWED.contains(&name) => Some(format!(
-                "{tag} BAD [PRIVACYREQUIRED] Use STARTTLS first\r\n"
-            )),
-            _ => None,
-        }
-    }
-
-    async fn reply(&mut self, text: &str) -> Result<(), SessionError> {
+    pub(super) async fn reply(&mut self, text: &str) -> Result<(), SessionError> {
         write_client(&mut self.client, text.as_bytes()).await
     }
 
     async fn drain_backend(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
-        loop {
-            let event = self
-                .backend_framer
-                .next_event()
-                .map_err(|e| backend_violation(&e))?;
-            let Some(event) = event else {
-                return Ok(Flow::Continue);
-            };
+        while let Some(response) = self.next_backend_response()? {
+            let flow = self.on_response(response, stats).await?;
+            if !matches!(flow, Flow::Continue) {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The next complete backend response from bytes already fed, if any.
+    pub(super) fn next_backend_response(&mut self) -> Result<Option<Vec<Event>>, SessionError> {
+        let limit = self
+            .context
+            .listener
+            .limits
+            .max_backend_literal
+            .saturating_mul(2);
+        while let Some(event) = self
+            .backend_framer
+            .next_event()
+            .map_err(|e| backend_violation(&e))?
+        {
             let complete = matches!(event, Event::Line { literal: None, .. });
             self.response_size += event_len(&event);
-            if self.response_size
-                > self
-                    .context
-                    .listener
-                    .limits
-                    .max_backend_literal
-                    .saturating_mul(2)
-            {
+            if self.response_size > limit {
                 return Err(SessionError::BackendProtocol("response too large".into()));
             }
             self.response.push(event);
             if complete {
-                let response = std::mem::take(&mut self.response);
                 self.response_size = 0;
-                let flow = self.on_response(response, stats).await?;
-                if !matches!(flow, Flow::Continue) {
-                    return Ok(flow);
-                }
+                return Ok(Some(std::mem::take(&mut self.response)));
             }
+        }
+        Ok(None)
+    }
+
+    /// Remembers whether the backend offers LITERAL+ from any capability list it sends.
+    fn note_capabilities(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line).to_ascii_uppercase();
+        if text.contains("CAPABILITY ") {
+            self.backend_literal_plus = text
+                .split_ascii_whitespace()
+                .any(|c| c.trim_end_matches(']') == "LITERAL+");
         }
     }
 
     /// A complete backend response (a line plus any literals and continuation lines).
-    async fn on_response(
+    pub(super) async fn on_response(
         &mut self,
         response: Vec<Event>,
         stats: &mut SessionStats,
@@ -467,14 +377,25 @@ impl Session {
         };
         let status = Status::parse(&first);
         let mut output = concat(&response);
-        if response.len() == 1 {
+        if fetch_seq(&first).is_some() {
+            match self.on_fetch_response(output, stats).await? {
+                Some(bytes) => output = bytes,
+                None => return Ok(Flow::Continue),
+            }
+        } else if response.len() == 1 {
+            self.observe_untagged(&first);
+            self.note_capabilities(&first);
             if let Some(rewritten) = capability::rewrite_line(&first, self.policy()) {
                 output = rewritten;
             }
         }
         let mut flow = Flow::Continue;
         if let Some(status) = status.filter(|s| s.tag != "*" && s.tag != "+") {
-            flow = self.on_tagged(&status, stats);
+            let (next, replacement) = self.on_tagged(&status, stats);
+            flow = next;
+            if let Some(replacement) = replacement {
+                output = replacement;
+            }
         }
         stats.bytes_down += output.len() as u64;
         write_client(&mut self.client, &output).await?;
@@ -482,7 +403,7 @@ impl Session {
     }
 
     /// Bookkeeping for a tagged completion from the backend.
-    fn on_tagged(&mut self, status: &Status, stats: &mut SessionStats) -> Flow {
+    fn on_tagged(&mut self, status: &Status, stats: &mut SessionStats) -> (Flow, Option<Vec<u8>>) {
         if self.current_tag.as_deref() == Some(status.tag.as_str())
             && self.client_framer.in_literal()
         {
@@ -490,11 +411,24 @@ impl Session {
             self.client_framer.cancel_literal();
         }
         let Some(index) = self.pending.iter().position(|p| p.tag == status.tag) else {
-            return Flow::Continue;
+            return (Flow::Continue, None);
         };
         let Some(pending) = self.pending.remove(index) else {
-            return Flow::Continue;
+            return (Flow::Continue, None);
         };
+        let withheld = pending.fetch.as_ref().map_or(0, |f| f.withheld);
+        let replacement = (withheld > 0 && status.is_ok()).then(|| {
+            format!(
+                "{} NO [UNAVAILABLE] {withheld} message(s) could not be scanned now; try again later\r\n",
+                pending.tag
+            )
+            .into_bytes()
+        });
+        (self.complete(pending, status, stats), replacement)
+    }
+
+    /// Updates session state for a completed command.
+    fn complete(&mut self, pending: Pending, status: &Status, stats: &mut SessionStats) -> Flow {
         if self.mode == ClientMode::Authenticate(pending.tag.clone())
             || (pending.kind == Kind::Idle && self.mode == ClientMode::Idle)
         {
@@ -506,16 +440,28 @@ impl Session {
                 if let Some(user) = user {
                     stats.set_user(user);
                 }
+                count_login(&self.context, "ok");
                 tracing::info!("login ok");
             }
             Kind::Authenticate if status.is_ok() => {
                 self.authenticated = true;
+                count_login(&self.context, "ok");
                 tracing::info!("authenticate ok");
             }
             Kind::Login(_) | Kind::Authenticate => {
+                count_login(&self.context, "fail");
                 tracing::info!(condition = %status.condition, "login failed")
             }
             Kind::Logout => return Flow::End(SessionEnd::Logout),
+            Kind::Select(name) => {
+                let uidvalidity = self.mailbox.selecting_uidvalidity.take();
+                self.mailbox = MailboxState::default();
+                if status.is_ok() {
+                    self.mailbox.name = name;
+                    self.mailbox.uidvalidity = uidvalidity;
+                }
+            }
+            Kind::Close if status.is_ok() => self.mailbox = MailboxState::default(),
             _ => {}
         }
         Flow::Continue
@@ -541,6 +487,7 @@ fn backend_limits(context: &SessionContext) -> Limits {
 }
 
 fn client_violation(error: &FrameError) -> SessionError {
+    count_limit(error.limit_label());
     tracing::info!(%error, limit = error.limit_label(), "client framing error");
     SessionError::ClientProtocol(format!("Protocol error: {error}"))
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::corpus::EICAR;
 use super::ports::free_port;
-use super::process::{file_tail, make_traversable, stop_group};
+use super::process::{file_tail, make_traversable, stop_group, Watchdog};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const START_ATTEMPTS: usize = 5;
@@ -49,6 +49,7 @@ pub struct Clamd {
     /// The TCP port (on 127.0.0.1).
     pub port: u16,
     child: Option<Child>,
+    watchdog: Option<Watchdog>,
     dir: tempfile::TempDir,
 }
 
@@ -75,6 +76,7 @@ impl Clamd {
                 Ok(()) => {
                     return Clamd {
                         port,
+                        watchdog: Some(Watchdog::guard(child.id(), dir.path())),
                         child: Some(child),
                         dir,
                     }
@@ -109,6 +111,7 @@ impl Clamd {
 
     /// Stops clamd (SIGTERM, then SIGKILL); both sockets stop answering. Idempotent.
     pub fn stop(&mut self) {
+        self.watchdog = None;
         if let Some(mut child) = self.child.take() {
             stop_group(&mut child, Duration::from_secs(5));
         }
@@ -131,12 +134,22 @@ impl Clamd {
                 startup_log(self.dir.path())
             );
         }
+        self.watchdog = Some(Watchdog::guard(child.id(), self.dir.path()));
         self.child = Some(child);
     }
 
     /// Sends `zPING` over TCP; true if clamd answered `PONG`.
     pub fn ping(&self) -> bool {
         ping(self.port)
+    }
+
+    /// Scans `data` with a blocking INSTREAM over TCP and returns clamd's reply without the
+    /// trailing NUL (`stream: OK`, `stream: SIG FOUND`, `INSTREAM size limit exceeded. ERROR`).
+    ///
+    /// clamd answers and closes as soon as a stream exceeds `StreamMaxLength`; this client
+    /// checks for an early reply before every chunk, so it gets that reply instead of EPIPE.
+    pub fn scan_raw(&self, data: &[u8]) -> String {
+        instream(self.port, data)
     }
 
     /// The clamd log so far.
@@ -256,6 +269,48 @@ fn ping(port: u16) -> bool {
     let mut reply = Vec::new();
     let _ = stream.take(64).read_to_end(&mut reply);
     reply == b"PONG\0"
+}
+
+fn instream(port: u16, data: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect clamd");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut reply = Vec::new();
+    let mut send = |bytes: &[u8], stream: &mut TcpStream| -> bool {
+        early_reply(stream, &mut reply) || stream.write_all(bytes).is_err()
+    };
+    let mut stopped = send(b"zINSTREAM\0", &mut stream);
+    for chunk in data.chunks(64 * 1024) {
+        if stopped {
+            break;
+        }
+        let size = (chunk.len() as u32).to_be_bytes();
+        stopped = send(&size, &mut stream) || send(chunk, &mut stream);
+    }
+    if !stopped {
+        let _ = stream.write_all(&[0; 4]);
+    }
+    let _ = stream.take(4096).read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply)
+        .trim_end_matches(['\0', '\n'])
+        .to_string()
+}
+
+/// Reads a reply clamd sent before the stream was complete; true if there was one.
+fn early_reply(stream: &mut TcpStream, reply: &mut Vec<u8>) -> bool {
+    let mut buffer = [0u8; 512];
+    stream.set_nonblocking(true).expect("nonblocking");
+    let read = stream.read(&mut buffer);
+    stream.set_nonblocking(false).expect("blocking");
+    match read {
+        Ok(count) if count > 0 => {
+            reply.extend_from_slice(&buffer[..count]);
+            true
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    }
 }
 
 fn startup_log(dir: &Path) -> String {

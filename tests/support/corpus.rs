@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::clamd::TESTFILES_DIR;
 use super::mime::{message, message_from, pseudo_random, zip_stored, Part};
@@ -15,8 +16,24 @@ pub const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS
 /// A named test message.
 pub type NamedMessage = (String, Vec<u8>);
 
-/// Messages clamd (with the harness signatures) must answer `OK` for.
+/// Messages clamd (with the harness signatures) must answer `OK` for: plain, dot lines,
+/// alternative, mixed with PDF, nested, forwarded, 8-bit UTF-8, RFC 2047 headers, ~1 MB, ~10 MB
+/// (in this order; built once per test binary).
 pub fn clean_messages() -> Vec<NamedMessage> {
+    static CACHE: OnceLock<Vec<NamedMessage>> = OnceLock::new();
+    CACHE.get_or_init(build_clean).clone()
+}
+
+/// The first clean messages only (small ones: plain, dot lines, alternative, ...), `count` ≤ 8.
+pub fn small_clean_messages(count: usize) -> Vec<Vec<u8>> {
+    clean_messages()
+        .into_iter()
+        .take(count.min(8))
+        .map(|(_, bytes)| bytes)
+        .collect()
+}
+
+fn build_clean() -> Vec<NamedMessage> {
     vec![
         named("clean-plain", plain_text()),
         named("clean-dot-lines", dot_lines()),
@@ -34,8 +51,15 @@ pub fn clean_messages() -> Vec<NamedMessage> {
     ]
 }
 
-/// Messages clamd (with the harness signatures) must answer `... FOUND` for.
+/// Messages clamd (with the harness signatures) must answer `... FOUND` for: EICAR in a
+/// plain body, a base64 attachment, a nested multipart, a zip, a forwarded message, after a
+/// 2 MB clean attachment; then [`testfile_messages`] (built once per test binary).
 pub fn infected_messages() -> Vec<NamedMessage> {
+    static CACHE: OnceLock<Vec<NamedMessage>> = OnceLock::new();
+    CACHE.get_or_init(build_infected).clone()
+}
+
+fn build_infected() -> Vec<NamedMessage> {
     let mut list = vec![
         named("infected-eicar-plain-body", eicar_plain_body()),
         named("infected-eicar-attachment", eicar_attachment()),

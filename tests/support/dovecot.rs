@@ -14,15 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::certs::TestCa;
-use super::ports::{free_ports, wait_for_port};
-use super::process::{file_tail, mail_user, make_traversable, stop_group, MailUser};
+use super::dovecot_config::{render_config, Ports};
+use super::ports::{wait_for_port, wait_until_closed};
+use super::process::{
+    file_tail, mail_user, make_traversable, require_dovecot_2_3, stop_group, MailUser, Watchdog,
+};
 
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 const START_ATTEMPTS: usize = 5;
-const DH_PEM: &str = "/usr/share/dovecot/dh.pem";
 const DEFAULT_USER: &str = "alice";
 const DEFAULT_PASSWORD: &str = "wonderland-Pass1";
 
@@ -41,6 +43,9 @@ pub struct DovecotOptions {
     pub haproxy: bool,
     /// `mail_max_userip_connections` (Dovecot's default is 10; default here 1000).
     pub mail_max_userip_connections: u32,
+    /// Extra `(name, password)` users present from the start (cheaper than
+    /// [`Dovecot::add_user`], which has to wait for a new second).
+    pub users: Vec<(String, String)>,
 }
 
 impl Default for DovecotOptions {
@@ -50,6 +55,7 @@ impl Default for DovecotOptions {
             login_trusted_networks: None,
             haproxy: false,
             mail_max_userip_connections: 1000,
+            users: Vec::new(),
         }
     }
 }
@@ -70,40 +76,18 @@ pub struct Dovecot {
     pub pop3_haproxy_port: Option<u16>,
     /// The CA whose leaf certificate Dovecot presents.
     pub ca: TestCa,
-    child: Child,
+    child: Option<Child>,
+    watchdog: Option<Watchdog>,
     mail: MailUser,
-    users: Mutex<Vec<(String, String)>>,
+    users: Mutex<Users>,
     seeded: AtomicU64,
     dir: tempfile::TempDir,
 }
 
-struct Ports {
-    imap: u16,
-    imaps: u16,
-    pop3: u16,
-    pop3s: u16,
-    haproxy: Option<(u16, u16)>,
-}
-
-impl Ports {
-    fn pick(haproxy: bool) -> Ports {
-        let p = free_ports(6);
-        Ports {
-            imap: p[0],
-            imaps: p[1],
-            pop3: p[2],
-            pop3s: p[3],
-            haproxy: haproxy.then_some((p[4], p[5])),
-        }
-    }
-
-    fn all(&self) -> Vec<u16> {
-        let mut ports = vec![self.imap, self.imaps, self.pop3, self.pop3s];
-        if let Some((imap, pop3)) = self.haproxy {
-            ports.extend([imap, pop3]);
-        }
-        ports
-    }
+/// The passwd-file contents and how often it was written.
+struct Users {
+    list: Vec<(String, String)>,
+    generation: u64,
 }
 
 impl Dovecot {
@@ -115,6 +99,7 @@ impl Dovecot {
     /// Starts Dovecot with `options`; panics (with the log tail) if it is not serving all
     /// listeners and an IMAP greeting within 15 s.
     pub fn start_with(options: DovecotOptions) -> Dovecot {
+        require_dovecot_2_3();
         let mail = mail_user();
         let dir = tempfile::Builder::new()
             .prefix("pc-dovecot-")
@@ -128,7 +113,12 @@ impl Dovecot {
             std::process::id(),
             INSTANCE_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let users = vec![(DEFAULT_USER.to_string(), DEFAULT_PASSWORD.to_string())];
+        let mut list = vec![(DEFAULT_USER.to_string(), DEFAULT_PASSWORD.to_string())];
+        list.extend(options.users.iter().cloned());
+        let users = Users {
+            list,
+            generation: 0,
+        };
         write_passwd(dir.path(), mail, &users);
         for attempt in 1..=START_ATTEMPTS {
             let ports = Ports::pick(options.haproxy);
@@ -138,6 +128,7 @@ impl Dovecot {
             let mut child = spawn(dir.path());
             match wait_ready(&mut child, &ports) {
                 Ok(()) => {
+                    let watchdog = Watchdog::guard(child.id(), dir.path());
                     return Dovecot {
                         imap_port: ports.imap,
                         imaps_port: ports.imaps,
@@ -146,15 +137,16 @@ impl Dovecot {
                         imap_haproxy_port: ports.haproxy.map(|p| p.0),
                         pop3_haproxy_port: ports.haproxy.map(|p| p.1),
                         ca,
-                        child,
+                        child: Some(child),
+                        watchdog: Some(watchdog),
                         mail,
                         users: Mutex::new(users),
                         seeded: AtomicU64::new(0),
                         dir,
-                    }
+                    };
                 }
                 Err(reason) => {
-                    stop_group(&mut child, Duration::from_secs(3));
+                    stop_group(&mut child, Duration::ZERO);
                     let log = startup_log(dir.path());
                     if log.contains("in use") && attempt < START_ATTEMPTS {
                         continue;
@@ -176,13 +168,17 @@ impl Dovecot {
         DEFAULT_PASSWORD
     }
 
-    /// Adds (or re-passwords) a user; Dovecot re-reads the passwd-file on its next lookup.
+    /// Adds (or re-passwords) a user. Dovecot re-checks the passwd-file at most once per
+    /// wall-clock second, so this returns only after the second has changed (up to 1 s):
+    /// the next login is then guaranteed to see the new file.
     pub fn add_user(&self, name: &str, password: &str) {
         assert!(!name.contains([':', '\n']) && !password.contains([':', '\n']));
         let mut users = self.users.lock().expect("users lock");
-        users.retain(|(existing, _)| existing != name);
-        users.push((name.to_string(), password.to_string()));
+        users.list.retain(|(existing, _)| existing != name);
+        users.list.push((name.to_string(), password.to_string()));
+        users.generation += 1;
         write_passwd(self.dir.path(), self.mail, &users);
+        wait_for_next_second();
     }
 
     /// The user's maildir (`<home>/Maildir`), created with the right owner if missing.
@@ -228,9 +224,42 @@ impl Dovecot {
     }
 }
 
+impl Dovecot {
+    /// Kills Dovecot and all its processes at once (SIGKILL to the process group: a graceful
+    /// stop waits seconds for idle clients); open connections are closed, listeners refuse
+    /// afterwards. Idempotent. The directory stays until drop, so the log remains readable.
+    pub fn stop(&mut self) {
+        self.watchdog = None;
+        if let Some(mut child) = self.child.take() {
+            stop_group(&mut child, Duration::ZERO);
+            // Login processes die a moment after the master and hold the listening sockets.
+            let ports = [
+                self.imap_port,
+                self.imaps_port,
+                self.pop3_port,
+                self.pop3s_port,
+            ];
+            wait_until_closed(&ports, Duration::from_secs(5));
+        }
+    }
+}
+
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        stop_group(&mut self.child, Duration::from_secs(5));
+        self.stop();
+    }
+}
+
+fn wait_for_next_second() {
+    let second = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    };
+    let start = second();
+    while second() == start {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -321,9 +350,11 @@ fn ensure_maildir(dir: &Path, mail: MailUser, user: &str) -> PathBuf {
     maildir
 }
 
-fn write_passwd(dir: &Path, mail: MailUser, users: &[(String, String)]) {
+/// Writes the passwd-file atomically with a new mtime per generation: Dovecot re-reads it
+/// when mtime or size changed, even for two writes within one second.
+fn write_passwd(dir: &Path, mail: MailUser, users: &Users) {
     let mut text = String::new();
-    for (name, password) in users {
+    for (name, password) in &users.list {
         ensure_maildir(dir, mail, name);
         let home = home(dir, name);
         text.push_str(&format!(
@@ -336,84 +367,11 @@ fn write_passwd(dir: &Path, mail: MailUser, users: &[(String, String)]) {
     let tmp = dir.join("passwd.tmp");
     fs::write(&tmp, text).expect("write passwd");
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod passwd");
+    let mtime = SystemTime::now() + Duration::from_secs(users.generation);
+    fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .and_then(|file| file.set_modified(mtime))
+        .expect("set passwd mtime");
     fs::rename(&tmp, dir.join("passwd")).expect("rename passwd");
-}
-
-fn render_config(
-    dir: &Path,
-    instance: &str,
-    mail: MailUser,
-    ports: &Ports,
-    options: &DovecotOptions,
-) -> String {
-    let d = dir.display();
-    let mut conf = format!(
-        "# generated by tests/support/dovecot.rs\n\
-         instance_name = {instance}\n\
-         base_dir = {d}/run\n\
-         state_dir = {d}/state\n\
-         log_path = {d}/dovecot.log\n\
-         protocols = imap pop3\n\
-         listen = 127.0.0.1\n\
-         disable_plaintext_auth = no\n\
-         auth_mechanisms = plain login apop\n\
-         auth_verbose = yes\n\
-         first_valid_uid = {uid}\n\
-         last_valid_uid = {uid}\n\
-         first_valid_gid = {gid}\n\
-         last_valid_gid = {gid}\n\
-         mail_location = maildir:~/Maildir\n\
-         mail_max_userip_connections = {max_conn}\n\
-         ssl = yes\n\
-         ssl_cert = <{d}/cert.pem\n\
-         ssl_key = <{d}/key.pem\n",
-        uid = mail.uid,
-        gid = mail.gid,
-        max_conn = options.mail_max_userip_connections,
-    );
-    if Path::new(DH_PEM).exists() {
-        conf.push_str(&format!("ssl_dh = <{DH_PEM}\n"));
-    }
-    if let Some(networks) = &options.login_trusted_networks {
-        conf.push_str(&format!("login_trusted_networks = {networks}\n"));
-    }
-    if ports.haproxy.is_some() {
-        conf.push_str("haproxy_trusted_networks = 127.0.0.0/8\n");
-    }
-    conf.push_str(&format!(
-        "passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {d}/passwd\n}}\n\
-         userdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n"
-    ));
-    conf.push_str(&login_service(
-        "imap",
-        ports.imap,
-        ports.imaps,
-        ports.haproxy.map(|p| p.0),
-    ));
-    conf.push_str(&login_service(
-        "pop3",
-        ports.pop3,
-        ports.pop3s,
-        ports.haproxy.map(|p| p.1),
-    ));
-    for line in &options.extra_config {
-        conf.push_str(line);
-        conf.push('\n');
-    }
-    conf
-}
-
-fn login_service(protocol: &str, plain: u16, implicit_tls: u16, haproxy: Option<u16>) -> String {
-    let mut service = format!(
-        "service {protocol}-login {{\n\
-         \x20 inet_listener {protocol} {{\n    port = {plain}\n  }}\n\
-         \x20 inet_listener {protocol}s {{\n    port = {implicit_tls}\n    ssl = yes\n  }}\n"
-    );
-    if let Some(port) = haproxy {
-        service.push_str(&format!(
-            "  inet_listener {protocol}_haproxy {{\n    port = {port}\n    haproxy = yes\n  }}\n"
-        ));
-    }
-    service.push_str("}\n");
-    service
 }

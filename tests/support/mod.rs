@@ -13,6 +13,8 @@ pub mod certs;
 pub mod clamd;
 pub mod corpus;
 pub mod dovecot;
+pub mod dovecot_config;
+pub mod fake;
 pub mod mime;
 pub mod ports;
 pub mod process;

@@ -36,3 +36,19 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     }
     false
 }
+
+/// Waits until nothing accepts on any of `ports` (127.0.0.1); `false` on timeout.
+pub fn wait_until_closed(ports: &[u16], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let open = ports.iter().any(|&port| {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        if !open {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    false
+}

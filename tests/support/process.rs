@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::OnceLock;
@@ -73,11 +74,12 @@ pub fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-/// Stops a daemon started in its own process group: SIGTERM to the leader, then SIGKILL to the
-/// group after `grace`; always reaps the leader.
+/// Stops a daemon started in its own process group: SIGTERM to the group, then SIGKILL to the
+/// group after `grace` (at once if `grace` is zero); always reaps the leader.
 pub fn stop_group(child: &mut Child, grace: Duration) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
+    if grace.is_zero() || matches!(child.try_wait(), Ok(Some(_))) {
         signal_group(child.id(), libc::SIGKILL);
+        let _ = child.wait();
         return;
     }
     signal_group(child.id(), libc::SIGTERM);
@@ -97,4 +99,59 @@ pub fn file_tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Cleans up after a daemon whose handle is never dropped (a `static`, a killed test run):
+/// a tiny `sh` loop that waits for the test process to exit, then kills the daemon's process
+/// group and removes its directory. Dropping the guard (done first in the daemons' `Drop`)
+/// ends the watchdog, so it never signals a group it no longer owns.
+pub struct Watchdog {
+    child: Child,
+}
+
+impl Watchdog {
+    /// Guards the daemon process group `pgid` and its directory `dir`.
+    pub fn guard(pgid: u32, dir: &Path) -> Watchdog {
+        const SCRIPT: &str = "while kill -0 \"$0\" 2>/dev/null; do sleep 0.5; done; \
+             kill -TERM \"-$1\" 2>/dev/null; sleep 1; kill -KILL \"-$1\" 2>/dev/null; \
+             rm -rf -- \"$2\"";
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(std::process::id().to_string())
+            .arg(pgid.to_string())
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn watchdog sh");
+        Watchdog { child }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // Still our unreaped child, so its pid (= its group id) cannot have been reused.
+        signal_group(self.child.id(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// Panics unless the installed Dovecot speaks the 2.3 configuration syntax used here
+/// (2.4 changed it incompatibly).
+pub fn require_dovecot_2_3() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let output = Command::new("dovecot")
+            .arg("--version")
+            .output()
+            .expect("run `dovecot --version` (see scripts/install-test-deps.sh)");
+        let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        assert!(
+            version.starts_with("2.3."),
+            "test harness writes Dovecot 2.3 configuration; installed: {version:?}"
+        );
+    });
 }

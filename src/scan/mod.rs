@@ -1,0 +1,401 @@
+//! The scan pipeline: clamd (or a built-in EICAR check) plus regex rules on decoded MIME, the
+//! `on_error`/`on_oversize` policy, quarantine of originals, deterministic replacements and
+//! bounded caches. Protocol-agnostic: IMAP and POP3 sessions call [`Scanner::process`] and
+//! deliver what the returned [`Disposition`] says.
+//!
+//! Guarantees: a blocked message never comes back as `Deliver`; clean mail is delivered
+//! byte-identical; a temporary failure never carries substitute content; originals are
+//! quarantined before a replacement is returned, and a failed quarantine write is a `TempFail`.
+
+pub mod cache;
+pub mod clamd;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod mime;
+mod policy;
+pub mod quarantine;
+pub mod replace;
+pub mod rules;
+pub mod stats;
+pub mod verdict;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+pub use config::{OnError, OnOversize, ScanConfig};
+pub use rules::RuleAction;
+pub use stats::ScanStats;
+pub use verdict::{
+    verdict_label, Cached, Disposition, MessageRef, Protocol, ScanError, ScanErrorCause, Verdict,
+};
+
+use cache::{MessageKey, Outcome, ScanCache};
+use clamd::{ClamdEngine, EngineOutcome};
+use engine::Engine;
+use quarantine::Quarantine;
+use rules::RuleSet;
+
+/// State shared by the scanner and its version watcher.
+struct Inner {
+    cfg: ScanConfig,
+    engine: Engine,
+    rules: RwLock<Arc<RuleSet>>,
+    cache: ScanCache,
+    quarantine: Quarantine,
+    template: String,
+    stats: ScanStats,
+    clamd_version: Mutex<Option<String>>,
+}
+
+/// The scanner; share it as `Arc<Scanner>`.
+pub struct Scanner {
+    inner: Arc<Inner>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("engine", &self.inner.engine.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Scanner {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
+    }
+}
+
+fn load_template(cfg: &ScanConfig) -> Result<String, ScanError> {
+    let Some(path) = &cfg.notice else {
+        return Ok(replace::DEFAULT_TEMPLATE.to_string());
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))?;
+    if meta.len() > 64 << 10 {
+        return Err(ScanError::Config(format!(
+            "scan.notice: {}: larger than 64KiB",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))
+}
+
+impl Scanner {
+    /// Validates the configuration, compiles the rules, reads the notice template and checks
+    /// clamd's version (a clamd that is down is only a warning here).
+    pub async fn new(cfg: &ScanConfig) -> Result<Scanner, ScanError> {
+        cfg.validate()?;
+        let rules =
+            RuleSet::load_dir(&cfg.rules_dir).map_err(|e| ScanError::Config(e.to_string()))?;
+        let endpoints = cfg.endpoints()?;
+        let engine = if endpoints.is_empty() {
+            tracing::warn!(
+                "no antivirus engine configured: only the built-in EICAR test check runs"
+            );
+            Engine::BuiltinEicar
+        } else {
+            let chunk = usize::try_from(cfg.chunk_size.0).unwrap_or(64 << 10);
+            Engine::Clamd(ClamdEngine::new(
+                endpoints,
+                cfg.connect_timeout.0,
+                cfg.timeout.0,
+                chunk,
+            ))
+        };
+        let inner = Arc::new(Inner {
+            cfg: cfg.clone(),
+            engine,
+            rules: RwLock::new(Arc::new(rules)),
+            cache: ScanCache::new(cfg.cache_entries, cfg.cache_bytes.0),
+            quarantine: Quarantine::new(cfg.quarantine_dir.clone()),
+            template: load_template(cfg)?,
+            stats: ScanStats::default(),
+            clamd_version: Mutex::new(None),
+        });
+        let watcher = match inner.engine {
+            Engine::Clamd(_) => {
+                inner.check_version().await;
+                Some(tokio::spawn(watch_version(
+                    Arc::downgrade(&inner),
+                    cfg.version_check_interval.0,
+                )))
+            }
+            Engine::BuiltinEicar => None,
+        };
+        Ok(Scanner { inner, watcher })
+    }
+
+    /// Scan + policy (`on_error`/`on_oversize`) + quarantine + replacement, using the caches.
+    pub async fn process(&self, message: Bytes, msg: &MessageRef) -> Disposition {
+        self.inner.process(message, msg).await
+    }
+
+    /// The raw verdict only (no quarantine); used by `portcullis scan` and APPEND scanning.
+    pub async fn verdict(&self, message: &[u8]) -> Verdict {
+        let generation = self.inner.cache.generation();
+        self.inner
+            .verdict(message, &quarantine::sha256(message), generation)
+            .await
+    }
+
+    /// The cached disposition of (user, mailbox, UIDVALIDITY, UID) if it was processed before.
+    pub async fn cached(&self, msg: &MessageRef) -> Option<Cached> {
+        let key = message_key(msg)?;
+        let inner = &self.inner;
+        let outcome = match inner.cache.message_hash(&key).await {
+            Some(hash) => inner.cache.outcome(&hash).await,
+            None => None,
+        };
+        inner.stats.count_cache(outcome.is_some());
+        match outcome? {
+            Outcome::Unmodified(_) => Some(Cached::Clean),
+            Outcome::Serve(disposition) => Some(Cached::Serve(disposition)),
+        }
+    }
+
+    /// Readiness: Ok if at least one clamd answers PONG (always Ok for the built-in check).
+    pub async fn ping(&self) -> Result<(), ScanError> {
+        match &self.inner.engine {
+            Engine::Clamd(clamd) => clamd.ping().await.map_err(ScanError::Scanner),
+            Engine::BuiltinEicar => Ok(()),
+        }
+    }
+
+    /// Compiles the rules in `rules_dir`, swaps them in atomically and flushes the caches. On
+    /// error the old rules stay active.
+    pub fn reload_rules(&self, rules_dir: &Path) -> Result<(), ScanError> {
+        let rules = RuleSet::load_dir(rules_dir).map_err(|e| ScanError::Config(e.to_string()))?;
+        let count = rules.len();
+        match self.inner.rules.write() {
+            Ok(mut slot) => *slot = Arc::new(rules),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(rules),
+        }
+        self.flush();
+        tracing::info!(rules = count, dir = %rules_dir.display(), "scan rules reloaded");
+        Ok(())
+    }
+
+    /// The configuration the scanner was built with.
+    pub fn config(&self) -> &ScanConfig {
+        &self.inner.cfg
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &ScanStats {
+        &self.inner.stats
+    }
+
+    /// Name of the antivirus engine (`clamd` or `builtin-eicar`).
+    pub fn engine_name(&self) -> &'static str {
+        self.inner.engine.name()
+    }
+
+    /// The last clamd VERSION string seen.
+    pub fn clamd_version(&self) -> Option<String> {
+        self.inner.clamd_version.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// Drops every cached verdict and disposition.
+    pub fn flush(&self) {
+        self.inner.flush();
+    }
+
+    /// Polls clamd's version now (also done periodically); a change flushes the caches.
+    pub async fn check_version(&self) {
+        self.inner.check_version().await;
+    }
+}
+
+/// The cache key of an IMAP message, when every part of it is known.
+fn message_key(msg: &MessageRef) -> Option<MessageKey> {
+    Some(MessageKey {
+        user: msg.user.clone()?,
+        mailbox: msg.mailbox.clone()?,
+        uidvalidity: msg.uidvalidity?,
+        uid: msg.uid?,
+    })
+}
+
+async fn watch_version(inner: Weak<Inner>, every: std::time::Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        inner.check_version().await;
+    }
+}
+
+impl Inner {
+    fn rules(&self) -> Arc<RuleSet> {
+        match self.rules.read() {
+            Ok(rules) => rules.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn flush(&self) {
+        self.cache.flush();
+        self.stats.count_flush();
+    }
+
+    async fn check_version(&self) {
+        let Engine::Clamd(clamd) = &self.engine else {
+            return;
+        };
+        let version = match clamd.version().await {
+            Ok(version) => version,
+            Err(cause) => {
+                tracing::warn!(%cause, "clamd version check failed");
+                return;
+            }
+        };
+        let changed = match self.clamd_version.lock() {
+            Ok(mut last) => {
+                let changed = last.as_ref().is_some_and(|old| *old != version);
+                *last = Some(version.clone());
+                changed
+            }
+            Err(_) => false,
+        };
+        if changed {
+            tracing::info!(%version, "clamd signatures changed: flushing scan caches");
+            self.flush();
+        }
+    }
+
+    /// Engine + rules on a message, using and filling the verdict cache.
+    async fn verdict(&self, raw: &[u8], hash: &cache::Hash, generation: u64) -> Verdict {
+        if raw.len() as u64 > self.cfg.max_size.0 {
+            return Verdict::Oversize;
+        }
+        if let Some(verdict) = self.cache.verdict(hash).await {
+            self.stats.count_cache(true);
+            return verdict;
+        }
+        self.stats.count_cache(false);
+        let verdict = self.compute_verdict(raw).await;
+        self.cache
+            .put_verdict(*hash, verdict.clone(), generation)
+            .await;
+        verdict
+    }
+
+    async fn compute_verdict(&self, raw: &[u8]) -> Verdict {
+        let rules_started = std::time::Instant::now();
+        let (hits, builtin) = {
+            let parsed = mime::parse(raw);
+            let hits = parsed
+                .as_ref()
+                .map(|m| self.rules().evaluate(&mime::view(m)))
+                .unwrap_or_default();
+            let builtin = matches!(self.engine, Engine::BuiltinEicar)
+                .then(|| engine::builtin_scan(raw, parsed.as_ref()));
+            (hits, builtin)
+        };
+        for hit in &hits {
+            self.stats.count_rule(&hit.name);
+        }
+        let scan_seconds = &crate::metrics::metrics().scan_seconds;
+        scan_seconds
+            .with_label_values(&["rules"])
+            .observe(rules_started.elapsed().as_secs_f64());
+        let engine_started = std::time::Instant::now();
+        let outcome = match (&self.engine, builtin) {
+            (_, Some(outcome)) => outcome,
+            (Engine::Clamd(clamd), None) => clamd.scan(raw).await,
+            (Engine::BuiltinEicar, None) => EngineOutcome::Clean,
+        };
+        if matches!(self.engine, Engine::Clamd(_)) {
+            scan_seconds
+                .with_label_values(&["clamd"])
+                .observe(engine_started.elapsed().as_secs_f64());
+        }
+        let strongest = hits
+            .iter()
+            .fold(None::<&rules::RuleHit>, |best, hit| match best {
+                Some(b) if b.action >= hit.action => Some(b),
+                _ => Some(hit),
+            });
+        let rule_verdict = strongest.map(|hit| Verdict::Rule {
+            name: hit.name.clone(),
+            action: hit.action,
+        });
+        match outcome {
+            EngineOutcome::Found(signature) => Verdict::Infected {
+                engine: self.engine.name().to_string(),
+                signature,
+            },
+            EngineOutcome::Error(cause) => match strongest {
+                Some(hit) if hit.action == RuleAction::Block => {
+                    rule_verdict.unwrap_or(Verdict::Error { cause })
+                }
+                _ => Verdict::Error { cause },
+            },
+            EngineOutcome::Clean => rule_verdict.unwrap_or(Verdict::Clean),
+        }
+    }
+
+    async fn process(&self, message: Bytes, msg: &MessageRef) -> Disposition {
+        let generation = self.cache.generation();
+        let hash = quarantine::sha256(&message);
+        if let Some(outcome) = self.cache.outcome(&hash).await {
+            self.stats.count_cache(true);
+            self.remember(msg, hash, generation).await;
+            return match outcome {
+                Outcome::Unmodified(verdict) => Disposition::Deliver {
+                    bytes: message,
+                    modified: false,
+                    verdict,
+                },
+                Outcome::Serve(disposition) => disposition,
+            };
+        }
+        let verdict = self.verdict(&message, &hash, generation).await;
+        self.stats.count_verdict(&verdict);
+        let protocol = match msg.protocol {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+        };
+        crate::metrics::metrics()
+            .messages_scanned
+            .with_label_values(&[protocol, verdict_label(&verdict)])
+            .inc();
+        let disposition = self.apply(verdict.clone(), message, hash, msg).await;
+        stats::count_policy(&verdict, &disposition);
+        let cacheable = !matches!(verdict, Verdict::Error { .. })
+            && !matches!(disposition, Disposition::TempFail { .. });
+        if cacheable {
+            let outcome = match &disposition {
+                Disposition::Deliver {
+                    modified: false, ..
+                } => Outcome::Unmodified(verdict),
+                other => Outcome::Serve(other.clone()),
+            };
+            self.cache.put_outcome(hash, outcome, generation).await;
+            self.remember(msg, hash, generation).await;
+        }
+        disposition
+    }
+
+    async fn remember(&self, msg: &MessageRef, hash: cache::Hash, generation: u64) {
+        if let Some(key) = message_key(msg) {
+            self.cache.put_message(key, hash, generation).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! Quarantine of originals: `<id>.eml` plus a `<id>.json` record, each written atomically
+//! (temporary file in the same directory, write, fsync, rename, fsync of the directory).
+//!
+//! The id is the first 16 hex digits of the SHA-256 of the original, so the same message blocked
+//! twice gets the same id and its replacement stays byte-stable.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::verdict::{verdict_label, MessageRef, Protocol, Verdict};
+
+/// Errors writing to the quarantine.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    /// A file system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The record could not be serialized.
+    #[error("record: {0}")]
+    Record(String),
+    /// The blocking task failed.
+    #[error("task: {0}")]
+    Task(String),
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = Sha256::digest(bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_slice());
+    out
+}
+
+/// Quarantine id for a content hash: its first 16 hex digits.
+pub fn quarantine_id(hash: &[u8; 32]) -> String {
+    hex::encode(&hash[..8])
+}
+
+/// The JSON record written beside each quarantined original.
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Record {
+    /// Quarantine id.
+    pub id: String,
+    /// When it was written (RFC 3339, UTC).
+    pub time: String,
+    /// Client address.
+    pub client_addr: String,
+    /// Authenticated user.
+    pub user: Option<String>,
+    /// `imap` or `pop3`.
+    pub protocol: String,
+    /// IMAP mailbox.
+    pub mailbox: Option<String>,
+    /// IMAP UIDVALIDITY.
+    pub uidvalidity: Option<u32>,
+    /// IMAP UID.
+    pub uid: Option<u32>,
+    /// Sequence / POP3 message number.
+    pub msgno: Option<u32>,
+    /// Verdict label (`infected`, `rule`, ...).
+    pub verdict: String,
+    /// Signature, rule name or error.
+    pub detail: String,
+    /// Action taken (`replace`, `strip`).
+    pub action: String,
+    /// Size of the original in bytes.
+    pub size: usize,
+    /// Size of what was delivered instead.
+    pub delivered_size: usize,
+    /// SHA-256 of the original, hex.
+    pub sha256: String,
+}
+
+/// Builds the record for one message.
+pub fn record(
+    hash: &[u8; 32],
+    msg: &MessageRef,
+    verdict: &Verdict,
+    action: &str,
+    sizes: (usize, usize),
+) -> Record {
+    Record {
+        id: quarantine_id(hash),
+        time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        client_addr: msg.client_addr.to_string(),
+        user: msg.user.clone(),
+        protocol: match msg.protocol {
+            Protocol::Imap => "imap".into(),
+            Protocol::Pop3 => "pop3".into(),
+        },
+        mailbox: msg.mailbox.clone(),
+        uidvalidity: msg.uidvalidity,
+        uid: msg.uid,
+        msgno: msg.msgno,
+        verdict: verdict_label(verdict).into(),
+        detail: verdict.detail(),
+        action: action.into(),
+        size: sizes.0,
+        delivered_size: sizes.1,
+        sha256: hex::encode(hash),
+    }
+}
+
+/// The quarantine directory.
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    dir: PathBuf,
+}
+
+fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> QuarantineError + 'a {
+    move |source| QuarantineError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Records kept per quarantined original; beyond this the last one is overwritten.
+const MAX_RECORDS: u32 = 1000;
+
+/// Makes temporary file names unique within the process (concurrent writes of the same id).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `dir/name` atomically and durably.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), QuarantineError> {
+    let target = dir.join(name);
+    let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)
+            .map_err(io_err("create", &temp))?;
+        file.write_all(bytes).map_err(io_err("write", &temp))?;
+        file.sync_all().map_err(io_err("fsync", &temp))?;
+        fs::rename(&temp, &target).map_err(io_err("rename", &target))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync dir", dir))
+}
+
+impl Quarantine {
+    /// A quarantine in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Quarantine {
+        Quarantine { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the original for `id`.
+    pub fn message_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.eml"))
+    }
+
+    /// Synchronously stores the original and its record; returns the id.
+    pub fn store_blocking(
+        &self,
+        original: &[u8],
+        record: &Record,
+    ) -> Result<String, QuarantineError> {
+        fs::create_dir_all(&self.dir).map_err(io_err("create dir", &self.dir))?;
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| QuarantineError::Record(e.to_string()))?;
+        write_atomic(&self.dir, &format!("{}.eml", record.id), original)?;
+        write_atomic(&self.dir, &self.record_name(&record.id), &json)?;
+        Ok(record.id.clone())
+    }
+
+    /// `<id>.json` for the first sighting; later sightings of the same original (another user,
+    /// another fetch after a cache flush) get `<id>.<n>.json` so no record is overwritten.
+    fn record_name(&self, id: &str) -> String {
+        let first = format!("{id}.json");
+        if !self.dir.join(&first).exists() {
+            return first;
+        }
+        (1..MAX_RECORDS)
+            .map(|n| format!("{id}.{n}.json"))
+            .find(|name| !self.dir.join(name).exists())
+            .unwrap_or_else(|| format!("{id}.{MAX_RECORDS}.json"))
+    }
+
+    /// Stores the original and its record on the blocking pool; returns the id.
+    pub async fn store(
+        &self,
+        original: bytes::Bytes,
+        record: Record,
+    ) -> Result<String, QuarantineError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.store_blocking(&original, &record))
+            .await
+            .map_err(|e| QuarantineError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> MessageRef {
+        MessageRef {
+            client_addr: "192.0.2.7:40000".parse().unwrap(),
+            user: Some("bob".into()),
+            protocol: Protocol::Imap,
+            mailbox: Some("INBOX".into()),
+            uidvalidity: Some(7),
+            uid: Some(42),
+            msgno: Some(3),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_original_and_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path().join("q"));
+        let original = bytes::Bytes::from_static(b"Subject: x\r\n\r\nbad\r\n");
+        let hash = sha256(&original);
+        let verdict = Verdict::Oversize;
+        let id = q
+            .store(
+                original.clone(),
+                record(&hash, &msg(), &verdict, "replace", (19, 10)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(id.len(), 16);
+        assert_eq!(id, quarantine_id(&hash));
+        assert_eq!(fs::read(q.message_path(&id)).unwrap(), original.as_ref());
+        let json: Record = serde_json::from_slice(
+            &fs::read(dir.path().join("q").join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json.uid, Some(42));
+        assert_eq!(json.user.as_deref(), Some("bob"));
+        assert_eq!(json.sha256, hex::encode(hash));
+        assert_eq!(json.verdict, "oversize");
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("q"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .collect();
+        assert!(leftovers.is_empty());
+        // same message again: same id, still fine
+        let again = q
+            .store(
+                original,
+                record(&hash, &msg(), &verdict, "replace", (19, 10)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, id);
+        let second: Record = serde_json::from_slice(
+            &fs::read(dir.path().join("q").join(format!("{id}.1.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(second.sha256, json.sha256);
+    }
+
+    #[tokio::test]
+    async fn unwritable_dir_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        fs::write(&blocker, b"not a dir").unwrap();
+        let q = Quarantine::new(blocker.join("q"));
+        let hash = sha256(b"x");
+        let err = q
+            .store(
+                bytes::Bytes::from_static(b"x"),
+                record(&hash, &msg(), &Verdict::Oversize, "replace", (1, 1)),
+            )
+            .await;
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,436 @@
+//! Scanning on the IMAP path with a real clamd and a real Dovecot: no byte of a blocked message
+//! reaches the client by any FETCH form; clean mail is byte-identical; faults follow the policy.
+
+mod support;
+
+use std::path::Path;
+
+use support::clamd::Clamd;
+use support::corpus::{self, EICAR};
+use support::dovecot::Dovecot;
+use support::proxy::{dovecot_backend, listener, tls_section, TestProxy};
+use support::raw::{self, LineClient, TlsStream};
+
+type Client = LineClient<TlsStream>;
+
+/// The forms the issue lists (sequence-number and UID variants).
+const FORMS: [&str; 9] = [
+    "BODY[]",
+    "BODY.PEEK[]",
+    "RFC822",
+    "RFC822.TEXT",
+    "BODY[TEXT]",
+    "BODY[2]",
+    "BINARY[2]",
+    "BODY[]<0.100>",
+    "BODY[2]<10.50>",
+];
+
+fn scan_section(clamd_endpoints: &str, quarantine: &Path, extra: &str) -> String {
+    format!(
+        "[scan]\nclamd = [{clamd_endpoints}]\ntimeout = \"5s\"\nquarantine_dir = {:?}\nrules_dir = \"rules\"\n{extra}\n",
+        quarantine.display().to_string()
+    )
+}
+
+fn start(dovecot: &Dovecot, scan: &str) -> TestProxy {
+    let config = tls_section(dovecot)
+        + scan
+        + &listener("imaps", "imap", "implicit", "dovecot")
+        + &dovecot_backend("dovecot", dovecot, "imap", "none");
+    TestProxy::start(&config)
+}
+
+fn login(proxy: &TestProxy, dovecot: &Dovecot) -> Client {
+    let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
+    client.read_line();
+    let (_, status) = client.imap(
+        "l",
+        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
+    );
+    assert!(status.starts_with("l OK"), "{status}");
+    let (_, status) = client.imap("s", "SELECT INBOX");
+    assert!(status.starts_with("s OK"), "{status}");
+    client
+}
+
+/// Sends a FETCH and returns (everything received before the tagged line, the tagged line).
+fn fetch(client: &mut Client, command: &str) -> (Vec<u8>, Vec<Vec<u8>>, String) {
+    let (responses, status) = client.imap("f", command);
+    let raw = responses.iter().flat_map(|r| r.raw.clone()).collect();
+    let literals = responses.iter().flat_map(|r| r.literals.clone()).collect();
+    (raw, literals, status)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn infected_messages_never_reach_the_client_by_any_fetch_form() {
+    let dovecot = Dovecot::start();
+    let clamd = Clamd::start();
+    let quarantine = tempfile::tempdir().expect("dir");
+    let infected = corpus::infected_messages();
+    let messages: Vec<Vec<u8>> = infected.iter().map(|(_, m)| m.clone()).collect();
+    dovecot.seed_messages(dovecot.user(), &messages);
+    let proxy = start(
+        &dovecot,
+        &scan_section(&format!("{:?}", clamd.tcp_addr()), quarantine.path(), ""),
+    );
+    let mut client = login(&proxy, &dovecot);
+    for (index, (name, original)) in infected.iter().enumerate() {
+        let seq = index + 1;
+        let (_, whole, status) = fetch(&mut client, &format!("FETCH {seq} BODY.PEEK[]"));
+        assert!(status.starts_with("f OK"), "{name}: {status}");
+        let replacement = whole
+            .first()
+            .cloned()
+            .unwrap_or_else(|| panic!("{name}: no body"));
+        assert_ne!(&replacement, original, "{name}: original delivered");
+        assert!(
+            String::from_utf8_lossy(&replacement).contains("X-Portcullis-Verdict"),
+            "{name}"
+        );
+        for form in FORMS {
+            let (raw, literals, status) = fetch(&mut client, &format!("FETCH {seq} {form}"));
+            assert!(status.starts_with("f OK"), "{name} {form}: {status}");
+            assert!(
+                !contains(&raw, EICAR),
+                "{name} {form}: EICAR reached the client"
+            );
+            assert_eq!(
+                clamd.scan_raw(&raw),
+                "stream: OK",
+                "{name} {form}: client bytes are not clean"
+            );
+            if form == "BODY[]<0.100>" {
+                assert_eq!(
+                    literals[0],
+                    replacement[..100.min(replacement.len())],
+                    "{name}: partial != slice"
+                );
+            }
+        }
+        let (raw, _, status) = fetch(&mut client, "UID FETCH 1:* BODY.PEEK[]");
+        assert!(
+            status.starts_with("f OK") && !contains(&raw, EICAR),
+            "{name}: UID FETCH"
+        );
+        let quarantined = quarantined_originals(quarantine.path());
+        assert!(
+            quarantined.iter().any(|q| q == original),
+            "{name}: original not in quarantine"
+        );
+    }
+}
+
+fn quarantined_originals(dir: &Path) -> Vec<Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("quarantine dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .map(|e| std::fs::read(e.path()).expect("read"))
+        .collect()
+}
+
+#[test]
+fn clean_messages_are_byte_identical_and_refetches_need_no_clamd() {
+    let dovecot = Dovecot::start();
+    let mut clamd = Clamd::start();
+    let quarantine = tempfile::tempdir().expect("dir");
+    let clean: Vec<Vec<u8>> = corpus::clean_messages()
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    let count = clean.len();
+    dovecot.seed_messages(dovecot.user(), &clean);
+    dovecot.seed_messages(dovecot.user(), &[corpus::infected_messages()[1].1.clone()]);
+    let proxy = start(
+        &dovecot,
+        &scan_section(&format!("{:?}", clamd.tcp_addr()), quarantine.path(), ""),
+    );
+    let mut client = login(&proxy, &dovecot);
+    let (_, bodies, status) = fetch(
+        &mut client,
+        &format!("FETCH 1:{count} (FLAGS RFC822.SIZE BODY.PEEK[])"),
+    );
+    assert!(status.starts_with("f OK"), "{status}");
+    assert!(bodies == clean, "clean messages altered");
+    let (_, parts, _) = fetch(&mut client, "FETCH 4 BODY.PEEK[2]");
+    let mut direct = raw::connect_tls(dovecot.imaps_port, &dovecot.ca);
+    direct.read_line();
+    direct.imap(
+        "l",
+        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
+    );
+    direct.imap("s", "EXAMINE INBOX");
+    let (direct_parts, _) = direct.imap("f", "FETCH 4 BODY.PEEK[2]");
+    assert_eq!(
+        parts, direct_parts[0].literals,
+        "section fetch differs from Dovecot's"
+    );
+    let (_, replaced, _) = fetch(&mut client, &format!("FETCH {} BODY.PEEK[]", count + 1));
+    // The verdicts are cached: with clamd gone, refetches and partial fetches still work.
+    clamd.stop();
+    let (_, again, status) = fetch(
+        &mut client,
+        &format!("FETCH 1:{count} BODY.PEEK[]<0.65536>"),
+    );
+    assert!(status.starts_with("f OK"), "{status}");
+    for (index, message) in clean.iter().enumerate() {
+        assert_eq!(
+            again[index],
+            message[..message.len().min(65536)],
+            "message {}",
+            index + 1
+        );
+    }
+    let (_, slice, status) = fetch(
+        &mut client,
+        &format!("UID FETCH {} BODY.PEEK[]<10.50>", count + 1),
+    );
+    assert!(status.starts_with("f OK"), "{status}");
+    assert_eq!(slice[0], replaced[0][10..60]);
+}
+
+#[test]
+fn scanner_faults_follow_the_policy() {
+    let dovecot = Dovecot::start();
+    let mut clamd = Clamd::start();
+    let quarantine = tempfile::tempdir().expect("dir");
+    let infected = corpus::infected_messages()[0].1.clone();
+    let clean = corpus::clean_messages()[0].1.clone();
+    dovecot.seed_messages(dovecot.user(), &[clean.clone(), infected.clone()]);
+    let endpoint = format!("{:?}", clamd.tcp_addr());
+    let proxy = start(&dovecot, &scan_section(&endpoint, quarantine.path(), ""));
+    let mut client = login(&proxy, &dovecot);
+    // clamd restarted mid-session: the next scan simply uses a new connection.
+    clamd.restart();
+    let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    assert!(status.starts_with("f OK") && bodies[0] == clean, "{status}");
+    // clamd stopped: tempfail withholds the body and says so.
+    clamd.stop();
+    let (raw, _, status) = fetch(&mut client, "FETCH 2 (FLAGS BODY.PEEK[])");
+    assert!(status.starts_with("f NO [UNAVAILABLE]"), "{status}");
+    assert!(
+        !contains(&raw, EICAR) && !contains(&raw, b"BODY["),
+        "withheld content leaked"
+    );
+    let (_, status) = client.imap("n", "NOOP");
+    assert!(status.starts_with("n OK"), "session must go on: {status}");
+    clamd.restart();
+    let (_, bodies, status) = fetch(&mut client, "FETCH 2 BODY.PEEK[]");
+    assert!(
+        status.starts_with("f OK") && bodies[0] != infected,
+        "{status}"
+    );
+}
+
+#[test]
+fn pass_block_and_unwritable_quarantine_policies() {
+    let dovecot = Dovecot::start();
+    let infected = corpus::infected_messages()[0].1.clone();
+    let clean = corpus::clean_messages()[0].1.clone();
+    dovecot.seed_messages(dovecot.user(), &[clean.clone(), infected]);
+    let dir = tempfile::tempdir().expect("dir");
+    let down = format!("\"tcp://127.0.0.1:{}\"", support::free_port());
+    // on_error = pass: scanner down, the original is delivered.
+    let proxy = start(
+        &dovecot,
+        &scan_section(&down, dir.path(), "on_error = \"pass\""),
+    );
+    let mut client = login(&proxy, &dovecot);
+    let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    assert!(status.starts_with("f OK") && bodies[0] == clean, "{status}");
+    drop(proxy);
+    // on_error = block: scanner down, a replacement is delivered (never the original).
+    let proxy = start(
+        &dovecot,
+        &scan_section(&down, dir.path(), "on_error = \"block\""),
+    );
+    let mut client = login(&proxy, &dovecot);
+    let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    assert!(status.starts_with("f OK") && bodies[0] != clean, "{status}");
+    drop(proxy);
+    // Quarantine unwritable (its parent is a file): the infected message is withheld.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write");
+    let proxy = start(&dovecot, &scan_section("", &file.join("quarantine"), ""));
+    let mut client = login(&proxy, &dovecot);
+    let (raw, _, status) = fetch(&mut client, "FETCH 2 BODY.PEEK[]");
+    assert!(
+        status.starts_with("f NO [UNAVAILABLE]") && !contains(&raw, EICAR),
+        "{status}"
+    );
+}
+
+#[test]
+fn hanging_and_size_limited_scanners_tempfail_with_keepalives() {
+    let dovecot = Dovecot::start();
+    let clean = corpus::clean_messages();
+    let big = clean
+        .iter()
+        .find(|(n, _)| n.contains("10mb"))
+        .expect("10 MB message")
+        .1
+        .clone();
+    dovecot.seed_messages(dovecot.user(), &[clean[0].1.clone(), big]);
+    let dir = tempfile::tempdir().expect("dir");
+    // A clamd that accepts and never answers: keep-alives, then NO [UNAVAILABLE] at the timeout.
+    let hanging = support::fake::serve(|tcp| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut &tcp, &mut sink);
+    });
+    let scan = scan_section(&format!("\"tcp://127.0.0.1:{hanging}\""), dir.path(), "")
+        .replace("\"5s\"", "\"7s\"");
+    let proxy = start(&dovecot, &scan);
+    let mut client = login(&proxy, &dovecot);
+    let (raw, _, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    assert!(status.starts_with("f NO [UNAVAILABLE]"), "{status}");
+    assert!(
+        String::from_utf8_lossy(&raw).contains("* OK [portcullis] Scanning"),
+        "no keep-alive"
+    );
+    drop(proxy);
+    // StreamMaxLength exceeded: clamd's ERROR is an error, never clean.
+    let clamd = Clamd::start_with(support::clamd::ClamdOptions {
+        stream_max_length: Some("1M".into()),
+        ..Default::default()
+    });
+    let proxy = start(
+        &dovecot,
+        &scan_section(&format!("{:?}", clamd.tcp_addr()), dir.path(), ""),
+    );
+    let mut client = login(&proxy, &dovecot);
+    let (raw, _, status) = fetch(&mut client, "FETCH 2 BODY.PEEK[]<0.1000>");
+    assert!(
+        status.starts_with("f NO [UNAVAILABLE]") && !contains(&raw, b"BODY["),
+        "{status}"
+    );
+    let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    assert!(
+        status.starts_with("f OK") && bodies[0] == clean[0].1,
+        "{status}"
+    );
+}
+
+fn append(client: &mut Client, tag: &str, message: &[u8], synchronizing: bool) -> String {
+    if synchronizing {
+        client.send_line(&format!("{tag} APPEND INBOX {{{}}}", message.len()));
+        let continuation = client.read_line();
+        assert!(continuation.starts_with('+'), "{continuation}");
+        client.send_raw(message);
+        client.send_raw(b"\r\n");
+    } else {
+        let mut command = format!("{tag} APPEND INBOX {{{}+}}\r\n", message.len()).into_bytes();
+        command.extend_from_slice(message);
+        command.extend_from_slice(b"\r\n");
+        client.send_raw(&command);
+    }
+    loop {
+        let line = client.read_line();
+        if line.starts_with(&format!("{tag} ")) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn scan_append_refuses_infected_uploads() {
+    let dovecot = Dovecot::start();
+    let clamd = Clamd::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let scan = scan_section(
+        &format!("{:?}", clamd.tcp_addr()),
+        dir.path(),
+        "scan_append = true",
+    );
+    let proxy = start(&dovecot, &scan);
+    let mut client = login(&proxy, &dovecot);
+    let infected = &corpus::infected_messages()[1].1;
+    let clean = &corpus::clean_messages()[3].1;
+    let status = append(&mut client, "a1", infected, true);
+    assert!(
+        status.starts_with("a1 NO [CANNOT]") && status.contains("EICAR"),
+        "{status}"
+    );
+    let status = append(&mut client, "a2", infected, false);
+    assert!(status.starts_with("a2 NO [CANNOT]"), "{status}");
+    let status = append(&mut client, "a3", clean, true);
+    assert!(status.starts_with("a3 OK"), "{status}");
+    let status = append(&mut client, "a4", clean, false);
+    assert!(status.starts_with("a4 OK"), "{status}");
+    let mut direct = raw::connect_tls(dovecot.imaps_port, &dovecot.ca);
+    direct.read_line();
+    direct.imap(
+        "l",
+        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
+    );
+    direct.imap("s", "EXAMINE INBOX");
+    let (responses, _) = direct.imap("f", "FETCH 1:* BODY.PEEK[]");
+    let stored: Vec<Vec<u8>> = responses.iter().flat_map(|r| r.literals.clone()).collect();
+    assert_eq!(
+        stored,
+        vec![clean.clone(), clean.clone()],
+        "only the clean uploads reached Dovecot"
+    );
+}
+
+#[test]
+fn scan_append_waits_for_backends_without_literal_plus() {
+    let ca = support::certs::TestCa::new();
+    let dir = tempfile::tempdir().expect("dir");
+    ca.write_to(dir.path());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let port = support::fake::serve(move |tcp| {
+        use std::io::{BufReader, Read};
+        let mut reader = BufReader::new(tcp.try_clone().expect("clone"));
+        let mut writer = tcp;
+        support::fake::send(
+            &mut writer,
+            b"* OK [CAPABILITY IMAP4rev1] no literal plus\r\n",
+        );
+        loop {
+            let line = support::fake::read_line(&mut reader);
+            let tag = line.split(' ').next().unwrap_or("").to_string();
+            if line.is_empty() {
+                return;
+            }
+            if let Some(size) = support::raw::literal_size(line.as_bytes()) {
+                assert!(
+                    !line.contains("+}"),
+                    "LITERAL+ used with a backend without it"
+                );
+                support::fake::send(&mut writer, b"+ go ahead\r\n");
+                let mut literal = vec![0u8; size + 2];
+                reader.read_exact(&mut literal).expect("literal");
+                sink.lock().expect("lock").push(literal[..size].to_vec());
+            }
+            support::fake::send(&mut writer, format!("{tag} OK done\r\n").as_bytes());
+        }
+    });
+    let config = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n\n",
+        ca.cert_path(),
+        ca.key_path()
+    ) + &scan_section("", dir.path(), "scan_append = true")
+        + &listener("imaps", "imap", "implicit", "fake")
+        + &support::proxy::backend_at(
+            "fake",
+            &format!("127.0.0.1:{port}"),
+            "none",
+            &ca.ca_pem_path(),
+        );
+    let proxy = TestProxy::start(&config);
+    let mut client = raw::connect_tls(proxy.port(0), &ca);
+    client.read_line();
+    let clean = &corpus::clean_messages()[0].1;
+    assert!(append(&mut client, "a1", clean, true).starts_with("a1 OK"));
+    assert!(
+        append(&mut client, "a2", &corpus::infected_messages()[0].1, false)
+            .starts_with("a2 NO [CANNOT]")
+    );
+    assert_eq!(*received.lock().expect("lock"), vec![clean.clone()]);
+}
