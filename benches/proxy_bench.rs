@@ -347,7 +347,10 @@ fn print_table(bench: &Bench, rows: &[Row]) {
         bench.corpus_bytes() as f64 / 1e6,
         bench.settings.rounds
     );
-    println!("direct = Dovecot's own TLS port; portcullis = TLS listener -> plaintext backend");
+    println!("direct = Dovecot's own TLS port; portcullis = TLS listener -> plaintext backend,");
+    println!(
+        "  no [scan] section (rules + built-in EICAR check, no clamd); after one warm-up pass"
+    );
     println!(
         "{:<30} {:>14} {:>14} {:>8}",
         "measurement", "direct", "portcullis", "ratio"

@@ -317,7 +317,8 @@ print_usage() {
     cat <<TEXT
 
 portcullis demo is running (scanning: $SCANNING). Config: $PROXY_CONFIG
-User demo, password demo. Message 1 is clean; message 2 carries the EICAR test virus.
+User demo, password demo. Message 1 is clean; message 2 carries the EICAR test virus: with
+scanning on, clients get a notice in its place and the original lands in the quarantine.
 The certificate is self-signed for localhost: curl needs -k, openssl s_client reports a verify error and goes on.
 
   curl -k imaps://127.0.0.1:10993/INBOX -u demo:demo                  # list INBOX
