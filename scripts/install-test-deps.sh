@@ -36,6 +36,8 @@ REQUIREMENTS=(
     "/usr/share/clamav-testfiles/clam.exe clamav-testfiles"
     "fetchmail fetchmail"
     "promtool prometheus"
+    "haproxy haproxy"
+    "systemd-analyze systemd"
     "curl curl"
     "openssl openssl"
     "python3 python3"

@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# THE demo: a sandboxed Dovecot + clamd on loopback, portcullis in front of them, in the
+# foreground. Ctrl-C stops everything and deletes the temporary directory.
+#
+#   scripts/demo.sh
+#
+# Installs what is missing (scripts/install-test-deps.sh: Dovecot, clamd, clamav-testfiles and
+# the `portcullis-mail` user that owns the demo maildir), builds portcullis (release), then:
+#   - Dovecot with its own config in a temp dir, IMAP/POP3 plaintext on ephemeral 127.0.0.1
+#     ports, user demo / password demo, two messages (one with an EICAR attachment);
+#   - clamd with its own config and two tiny signature files (EICAR, clamav-testfiles' clam.exe),
+#     TCP on an ephemeral 127.0.0.1 port;
+#   - portcullis: imaps 127.0.0.1:10993, imap+STARTTLS 10143, pop3s 10995, pop3+STLS 10110,
+#     self-signed certificate for localhost, [scan] with that clamd if the build supports it.
+# Must run as root (Dovecot switches to the mail user). Environment: DEMO_KEEP=1 keeps the
+# temporary directory after exit.
+set -euo pipefail
+export HOME="${HOME:-/root}"
+
+cd "$(dirname "$0")/.."
+REPO="$(pwd)"
+MAIL_USER="portcullis-mail"
+EICAR='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+DOVECOT_PID=""
+CLAMD_PID=""
+PROXY_PID=""
+DEMO_DIR=""
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+cleanup() {
+    trap - EXIT INT TERM
+    local pid
+    for pid in "$PROXY_PID" "$CLAMD_PID" "$DOVECOT_PID"; do
+        [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "$PROXY_PID" "$CLAMD_PID" "$DOVECOT_PID"; do
+        [[ -n "$pid" ]] && wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n "$DEMO_DIR" && -z "${DEMO_KEEP:-}" ]]; then
+        rm -rf "$DEMO_DIR"
+    elif [[ -n "$DEMO_DIR" ]]; then
+        log "kept $DEMO_DIR"
+    fi
+    log "demo stopped"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() {
+    local port="$1" what="$2" pid="$3" i
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$what exited during startup"
+            return 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$what is not listening on $port after 30 s"
+    return 1
+}
+
+ensure_cargo() {
+    [[ -f "${HOME:-/root}/.cargo/env" ]] && source "${HOME:-/root}/.cargo/env"
+    if ! command -v cargo >/dev/null 2>&1; then
+        command -v cc >/dev/null 2>&1 || {
+            apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends build-essential ca-certificates curl
+        }
+        log "installing the Rust toolchain (rustup, stable, minimal)"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        source "${HOME:-/root}/.cargo/env"
+    fi
+}
+
+# --- messages (CRLF line endings) -------------------------------------------------------------
+
+crlf() { sed 's/$/\r/'; }
+
+welcome_message() {
+    crlf <<'MSG'
+Date: Mon, 2 Nov 2026 09:00:00 +0000
+From: Postmaster <postmaster@example.test>
+To: Demo <demo@example.test>
+Subject: Welcome to the portcullis demo
+Message-ID: <welcome@example.test>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+Hello demo,
+
+this message is clean: it reaches you unchanged through portcullis.
+MSG
+}
+
+eicar_message() {
+    crlf <<MSG
+Date: Mon, 2 Nov 2026 09:05:00 +0000
+From: Mallory <mallory@example.test>
+To: Demo <demo@example.test>
+Subject: Invoice (carries the EICAR test virus)
+Message-ID: <eicar@example.test>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="demo-boundary"
+
+--demo-boundary
+Content-Type: text/plain; charset=us-ascii
+
+Invoice attached.
+--demo-boundary
+Content-Type: application/octet-stream; name="invoice.com"
+Content-Disposition: attachment; filename="invoice.com"
+Content-Transfer-Encoding: base64
+
+$(printf '%s' "$EICAR" | base64 -w 76)
+--demo-boundary--
+MSG
+}
+
+seed_maildir() {
+    local maildir="$DEMO_DIR/home/demo/Maildir" n=0 file size generator
+    mkdir -p "$maildir"/{cur,new,tmp}
+    for generator in welcome_message eicar_message; do
+        n=$((n + 1))
+        file="$DEMO_DIR/msg.tmp"
+        "$generator" >"$file"
+        size=$(wc -c <"$file")
+        mv "$file" "$maildir/cur/1700000000.M${n}P1.demo,S=${size}:2,"
+    done
+    chown -R "$MAIL_USER:$MAIL_USER" "$DEMO_DIR/home"
+    chmod -R go-rwx "$DEMO_DIR/home/demo"
+    chmod 755 "$DEMO_DIR/home"
+}
+
+# --- daemons ----------------------------------------------------------------------------------
+
+start_dovecot() {
+    local uid gid
+    uid=$(id -u "$MAIL_USER")
+    gid=$(id -g "$MAIL_USER")
+    DOVECOT_IMAP_PORT=$(free_port)
+    DOVECOT_POP3_PORT=$(free_port)
+    printf 'demo:{PLAIN}demo:%s:%s::%s::\n' "$uid" "$gid" "$DEMO_DIR/home/demo" >"$DEMO_DIR/passwd"
+    cat >"$DEMO_DIR/dovecot.conf" <<CONF
+# generated by scripts/demo.sh: a private Dovecot, plaintext on loopback only
+instance_name = portcullis-demo-$$
+base_dir = $DEMO_DIR/dovecot-run
+state_dir = $DEMO_DIR/dovecot-state
+log_path = $DEMO_DIR/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = $uid
+last_valid_uid = $uid
+first_valid_gid = $gid
+last_valid_gid = $gid
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 100
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $DEMO_DIR/passwd
+}
+userdb {
+  driver = passwd-file
+  args = $DEMO_DIR/passwd
+}
+service imap-login {
+  inet_listener imap {
+    port = $DOVECOT_IMAP_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = $DOVECOT_POP3_PORT
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+CONF
+    setsid dovecot -F -c "$DEMO_DIR/dovecot.conf" >"$DEMO_DIR/dovecot.out" 2>&1 </dev/null &
+    DOVECOT_PID=$!
+    if ! wait_for_port "$DOVECOT_IMAP_PORT" dovecot "$DOVECOT_PID" ||
+        ! wait_for_port "$DOVECOT_POP3_PORT" dovecot "$DOVECOT_PID"; then
+        tail -n 20 "$DEMO_DIR/dovecot.out" "$DEMO_DIR/dovecot.log" >&2 || true
+        return 1
+    fi
+    log "Dovecot: imap 127.0.0.1:$DOVECOT_IMAP_PORT pop3 127.0.0.1:$DOVECOT_POP3_PORT (user demo / demo)"
+}
+
+start_clamd() {
+    local hex md5 size
+    CLAMD_PORT=$(free_port)
+    mkdir -p "$DEMO_DIR/clamd-db"
+    hex=$(printf '%s' "$EICAR" | od -An -v -tx1 | tr -d ' \n')
+    printf 'Test.EICAR:0:*:%s\n' "$hex" >"$DEMO_DIR/clamd-db/demo.ndb"
+    md5=$(md5sum /usr/share/clamav-testfiles/clam.exe | cut -d' ' -f1)
+    size=$(wc -c </usr/share/clamav-testfiles/clam.exe)
+    printf '%s:%s:Test.ClamAV-Test-File\n' "$md5" "$size" >"$DEMO_DIR/clamd-db/demo.hdb"
+    cat >"$DEMO_DIR/clamd.conf" <<CONF
+# generated by scripts/demo.sh: a private clamd on loopback with two test signatures
+Foreground yes
+DatabaseDirectory $DEMO_DIR/clamd-db
+TCPSocket $CLAMD_PORT
+TCPAddr 127.0.0.1
+LogFile $DEMO_DIR/clamd.log
+PidFile $DEMO_DIR/clamd.pid
+ScanMail yes
+ScanArchive yes
+SelfCheck 0
+Bytecode no
+CONF
+    setsid clamd -c "$DEMO_DIR/clamd.conf" >"$DEMO_DIR/clamd.out" 2>&1 </dev/null &
+    CLAMD_PID=$!
+    if ! wait_for_port "$CLAMD_PORT" clamd "$CLAMD_PID"; then
+        tail -n 20 "$DEMO_DIR/clamd.out" "$DEMO_DIR/clamd.log" >&2 || true
+        return 1
+    fi
+    log "clamd: 127.0.0.1:$CLAMD_PORT (signatures Test.EICAR, Test.ClamAV-Test-File)"
+}
+
+# --- portcullis -------------------------------------------------------------------------------
+
+write_certificate() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$DEMO_DIR/server.key" -out "$DEMO_DIR/server.pem" 2>/dev/null
+}
+
+base_config() {
+    cat <<CONF
+# generated by scripts/demo.sh
+[tls]
+cert = "$DEMO_DIR/server.pem"
+key = "$DEMO_DIR/server.key"
+
+[[listener]]
+name = "imaps"
+protocol = "imap"
+bind = "127.0.0.1:10993"
+tls = "implicit"
+backend = "demo-imap"
+
+[[listener]]
+name = "imap"
+protocol = "imap"
+bind = "127.0.0.1:10143"
+tls = "starttls"
+backend = "demo-imap"
+
+[[listener]]
+name = "pop3s"
+protocol = "pop3"
+bind = "127.0.0.1:10995"
+tls = "implicit"
+backend = "demo-pop3"
+
+[[listener]]
+name = "pop3"
+protocol = "pop3"
+bind = "127.0.0.1:10110"
+tls = "starttls"
+backend = "demo-pop3"
+
+# The demo Dovecot listens on loopback only: plaintext is acceptable there.
+[[backend]]
+name = "demo-imap"
+address = "127.0.0.1:$DOVECOT_IMAP_PORT"
+tls = "none"
+
+[[backend]]
+name = "demo-pop3"
+address = "127.0.0.1:$DOVECOT_POP3_PORT"
+tls = "none"
+CONF
+}
+
+scan_config() {
+    cat <<CONF
+
+[scan]
+clamd = ["tcp://127.0.0.1:$CLAMD_PORT"]
+quarantine_dir = "$DEMO_DIR/quarantine"
+CONF
+}
+
+# Writes portcullis.toml; adds [scan] only if this build's check-config accepts it.
+write_proxy_config() {
+    local config="$DEMO_DIR/portcullis.toml"
+    mkdir -p "$DEMO_DIR/quarantine"
+    { base_config; scan_config; } >"$config"
+    if "$BIN" check-config --config "$config" >"$DEMO_DIR/check-config.out" 2>&1; then
+        SCANNING="on (clamd 127.0.0.1:$CLAMD_PORT, quarantine $DEMO_DIR/quarantine)"
+    else
+        log "this build does not accept [scan] yet: relaying without scanning"
+        log "  check-config said: $(tr -s ' \n' ' ' <"$DEMO_DIR/check-config.out" | cut -c1-300)"
+        base_config >"$config"
+        "$BIN" check-config --config "$config" >"$DEMO_DIR/check-config.out" 2>&1 || {
+            cat "$DEMO_DIR/check-config.out" >&2
+            return 1
+        }
+        SCANNING="off (this build has no [scan] support yet)"
+    fi
+    PROXY_CONFIG="$config"
+}
+
+print_usage() {
+    cat <<TEXT
+
+portcullis demo is running (scanning: $SCANNING). Config: $PROXY_CONFIG
+User demo, password demo. Message 1 is clean; message 2 carries the EICAR test virus: with
+scanning on, clients get a notice in its place and the original lands in the quarantine.
+The certificate is self-signed for localhost: curl needs -k, openssl s_client reports a verify error and goes on.
+
+  curl -k imaps://127.0.0.1:10993/INBOX -u demo:demo                  # list INBOX
+  curl -k 'imaps://127.0.0.1:10993/INBOX;UID=1' -u demo:demo          # clean message
+  curl -k 'imaps://127.0.0.1:10993/INBOX;UID=2' -u demo:demo          # EICAR message
+  curl -k --ssl-reqd 'imap://127.0.0.1:10143/INBOX;UID=1' -u demo:demo   # STARTTLS
+  curl -k pop3s://127.0.0.1:10995/1 -u demo:demo                      # POP3 RETR 1
+  curl -k --ssl-reqd pop3://127.0.0.1:10110/ -u demo:demo             # POP3 STLS, LIST
+  openssl s_client -quiet -starttls imap -connect 127.0.0.1:10143     # then: a LOGIN demo demo
+  openssl s_client -quiet -connect 127.0.0.1:10993                    # implicit TLS
+  openssl s_client -quiet -starttls pop3 -connect 127.0.0.1:10110     # then: USER demo / PASS demo
+
+Press Ctrl-C to stop portcullis, Dovecot and clamd.
+
+TEXT
+}
+
+main() {
+    if [[ "$(id -u)" -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 && exec sudo -E "$0" "$@"
+        echo "demo.sh: must run as root (Dovecot switches to the mail user)" >&2
+        exit 1
+    fi
+    log "installing what is missing (scripts/install-test-deps.sh)"
+    scripts/install-test-deps.sh
+    ensure_cargo
+    log "building portcullis (release)"
+    cargo build --release --bin portcullis
+    BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/portcullis"
+
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    DEMO_DIR=$(mktemp -d /tmp/portcullis-demo.XXXXXX)
+    chmod 755 "$DEMO_DIR"
+    seed_maildir
+    start_dovecot
+    start_clamd
+    write_certificate
+    write_proxy_config
+
+    log "starting portcullis serve --config $PROXY_CONFIG"
+    "$BIN" serve --config "$PROXY_CONFIG" &
+    PROXY_PID=$!
+    # The STARTTLS listener: a bare TCP probe of an implicit-TLS port would log a failed handshake.
+    if ! wait_for_port 10143 portcullis "$PROXY_PID"; then
+        return 1
+    fi
+    print_usage
+    wait "$PROXY_PID" || true
+    PROXY_PID=""
+}
+
+main "$@"
