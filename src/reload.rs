@@ -97,6 +97,9 @@ fn prepare_and_swap(
         .scanner
         .reload_rules(&new.scan.rules_dir)
         .map_err(ReloadError::Rules)?;
+    if *handles.scanner.policy() != crate::scan::Policy::from_config(&new.scan) {
+        handles.scanner.reload_policy(&new.scan);
+    }
     handles.certs.replace_set(certs);
     Ok(ReloadReport {
         sni_entries: new.tls.as_ref().map_or(0, |tls| tls.sni.len()),
@@ -124,6 +127,11 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
     }
     let mut old_scan = running.scan.clone();
     old_scan.rules_dir = new.scan.rules_dir.clone();
+    old_scan.on_error = new.scan.on_error;
+    old_scan.on_oversize = new.scan.on_oversize;
+    old_scan.max_size = new.scan.max_size;
+    old_scan.contact = new.scan.contact.clone();
+    old_scan.scan_append = new.scan.scan_append;
     if format!("{old_scan:?}") != format!("{:?}", new.scan) {
         changed.push("scan (other than rules)".to_string());
     }

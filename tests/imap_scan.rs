@@ -434,3 +434,38 @@ fn scan_append_waits_for_backends_without_literal_plus() {
     );
     assert_eq!(*received.lock().expect("lock"), vec![clean.clone()]);
 }
+
+#[test]
+fn reload_changes_the_scan_policy_for_running_sessions() {
+    let dovecot = Dovecot::start();
+    let clean = corpus::clean_messages()[0].1.clone();
+    dovecot.seed_messages(dovecot.user(), &[clean.clone()]);
+    let dir = tempfile::tempdir().expect("dir");
+    let down = format!("\"tcp://127.0.0.1:{}\"", support::free_port());
+    let config = |policy: &str| {
+        tls_section(&dovecot)
+            + &scan_section(&down, dir.path(), policy)
+            + &listener("imaps", "imap", "implicit", "dovecot")
+            + &dovecot_backend("dovecot", &dovecot, "imap", "none")
+    };
+    let proxy = support::ops::ReloadableProxy::start(&config(""));
+    let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
+    client.read_line();
+    client.imap(
+        "l",
+        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
+    );
+    client.imap("s", "SELECT INBOX");
+    let (_, _, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    assert!(status.starts_with("f NO [UNAVAILABLE]"), "{status}");
+    let new = portcullis::config::Config::parse(&config("on_error = \"pass\"")).expect("config");
+    let report = portcullis::reload::apply(&proxy.handles, &proxy.config, &new).expect("reload");
+    assert!(
+        report.needs_restart.is_empty(),
+        "{:?}",
+        report.needs_restart
+    );
+    // The same, still-open session now follows the new policy.
+    let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    assert!(status.starts_with("f OK") && bodies[0] == clean, "{status}");
+}

@@ -132,7 +132,7 @@ impl Session {
 
     async fn decide_append(&self, held: &HeldAppend) -> AppendDecision {
         let scanner = &self.context.listener.scanner;
-        let config = scanner.config();
+        let config = scanner.policy();
         for fragment in &held.fragments {
             let Event::Literal(message) = fragment else {
                 continue;

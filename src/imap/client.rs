@@ -127,7 +127,7 @@ impl Session {
                 }
             }
         }
-        if head.name == "APPEND" && self.context.listener.scanner.config().scan_append {
+        if head.name == "APPEND" && self.context.listener.scanner.policy().scan_append {
             self.hold_append(head.tag, bytes, literal, stats).await?;
             return Ok(Flow::Continue);
         }

@@ -42,6 +42,8 @@ use rules::RuleSet;
 /// State shared by the scanner and its version watcher.
 struct Inner {
     cfg: ScanConfig,
+    /// The parts of `[scan]` a reload may change live.
+    policy: RwLock<Arc<Policy>>,
     engine: Engine,
     rules: RwLock<Arc<RuleSet>>,
     cache: ScanCache,
@@ -49,6 +51,43 @@ struct Inner {
     template: String,
     stats: ScanStats,
     clamd_version: Mutex<Option<String>>,
+}
+
+/// The parts of `[scan]` that can change while running (SIGHUP reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// What to do when scanning fails.
+    pub on_error: OnError,
+    /// What to do with messages over `max_size`.
+    pub on_oversize: OnOversize,
+    /// Largest message scanned, in octets.
+    pub max_size: u64,
+    /// Whom notices name.
+    pub contact: String,
+    /// Scan IMAP APPEND uploads.
+    pub scan_append: bool,
+}
+
+impl Policy {
+    /// The policy part of a `[scan]` section.
+    pub fn from_config(cfg: &ScanConfig) -> Policy {
+        Policy {
+            on_error: cfg.on_error,
+            on_oversize: cfg.on_oversize,
+            max_size: cfg.max_size.0,
+            contact: cfg.contact.clone(),
+            scan_append: cfg.scan_append,
+        }
+    }
+}
+
+impl Inner {
+    fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 /// The scanner; share it as `Arc<Scanner>`.
@@ -113,6 +152,7 @@ impl Scanner {
         };
         let inner = Arc::new(Inner {
             cfg: cfg.clone(),
+            policy: RwLock::new(Arc::new(Policy::from_config(cfg))),
             engine,
             rules: RwLock::new(Arc::new(rules)),
             cache: ScanCache::new(cfg.cache_entries, cfg.cache_bytes.0),
@@ -184,9 +224,27 @@ impl Scanner {
         Ok(())
     }
 
-    /// The configuration the scanner was built with.
+    /// The configuration the scanner was built with (see [`Scanner::policy`] for the parts a
+    /// reload changes).
     pub fn config(&self) -> &ScanConfig {
         &self.inner.cfg
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.inner.policy()
+    }
+
+    /// Swaps the live policy (`on_error`, `on_oversize`, `max_size`, `contact`, `scan_append`)
+    /// and flushes the caches, whose entries were decided under the old policy.
+    pub fn reload_policy(&self, cfg: &ScanConfig) {
+        let policy = Arc::new(Policy::from_config(cfg));
+        match self.inner.policy.write() {
+            Ok(mut guard) => *guard = policy,
+            Err(poisoned) => *poisoned.into_inner() = policy,
+        }
+        self.flush();
+        tracing::info!("scan policy reloaded");
     }
 
     /// Counters for metrics.
@@ -278,7 +336,7 @@ impl Inner {
 
     /// Engine + rules on a message, using and filling the verdict cache.
     async fn verdict(&self, raw: &[u8], hash: &cache::Hash, generation: u64) -> Verdict {
-        if raw.len() as u64 > self.cfg.max_size.0 {
+        if raw.len() as u64 > self.policy().max_size {
             return Verdict::Oversize;
         }
         if let Some(verdict) = self.cache.verdict(hash).await {

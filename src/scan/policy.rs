@@ -57,7 +57,8 @@ impl Inner {
         hash: Hash,
         msg: &MessageRef,
     ) -> Disposition {
-        match decide(&verdict, self.cfg.on_error, self.cfg.on_oversize) {
+        let policy = self.policy();
+        match decide(&verdict, policy.on_error, policy.on_oversize) {
             Decision::Deliver => Disposition::Deliver {
                 bytes: original,
                 modified: false,
@@ -130,12 +131,13 @@ impl Inner {
         msg: &MessageRef,
     ) -> Disposition {
         let quarantine_id = quarantine::quarantine_id(&hash);
+        let contact = self.policy().contact.clone();
         let replacement = {
             let parsed = mime::parse(&original);
             let notice = Notice {
                 verdict: &verdict,
                 quarantine_id: &quarantine_id,
-                contact: &self.cfg.contact,
+                contact: &contact,
                 template: &self.template,
             };
             replace::build(parsed.as_ref(), &notice)
