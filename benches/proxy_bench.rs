@@ -9,7 +9,9 @@
 //!   portcullis listener;
 //! - IMAP `NOOP` round-trip latency (RFC 3501 §6.1.2), median and p99;
 //! - POP3 `RETR` throughput (RFC 1939 §7), Dovecot's pop3s port vs the portcullis listener
-//!   (reported as "not available" when the POP3 listener does not serve yet).
+//!   (reported as "not available" when the POP3 listener does not serve yet);
+//! - with `[scan]` and a real clamd: cold-scan FETCH throughput vs raw clamd INSTREAM of the same
+//!   bytes, and cached-refetch throughput vs Dovecot directly.
 //!
 //! Run: `cargo bench --bench proxy_bench` (as root; needs `scripts/install-test-deps.sh`).
 //! Knobs: `BENCH_ROUNDS` (whole-corpus fetches per path, default 5), `BENCH_NOOPS` (default 2000).
@@ -321,19 +323,73 @@ fn quietly<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SCANNING — placeholder
+// SCANNING
 
-/// ==> PLACEHOLDER: cold-scan and cached-refetch throughput. <==
-///
-/// To be added once `[scan]` lands: start `support::clamd::Clamd` with `disable_cache: true`
-/// (clamd otherwise answers repeated content from its hash cache), run portcullis with a `[scan]`
-/// section pointing at it, then measure through the proxy
-/// (a) cold scan: the first `FETCH 1:* (BODY.PEEK[])` of never-seen messages (unique content per
-///     run: reseed with a fresh `pseudo_random` seed), and
-/// (b) cached refetch: the same fetch again, answered from portcullis's verdict cache,
-/// each against the unscanned direct Dovecot figure. Returns no rows until then.
-fn scan_throughput(_bench: &Bench) -> Vec<Row> {
-    Vec::new()
+/// Cold-scan and cached-refetch throughput through a portcullis with `[scan]` and a real clamd
+/// (`DisableCache yes`, so clamd itself never answers from its hash cache):
+/// (a) cold scan: the first `FETCH 1:* (BODY.PEEK[])` through the scanning proxy, against raw
+///     clamd INSTREAM of the same bytes (one message after another, as the proxy scans them);
+/// (b) cached refetch: the same FETCH again (verdicts from portcullis's cache, no clamd call),
+///     against a direct fetch from Dovecot's TLS port.
+fn scan_throughput(bench: &Bench) -> Vec<Row> {
+    let dovecot = &bench.dovecot;
+    let clamd = support::clamd::Clamd::start_with(support::clamd::ClamdOptions {
+        disable_cache: true,
+        stream_max_length: Some("64M".into()),
+        ..Default::default()
+    });
+    let quarantine = tempfile::tempdir().expect("quarantine dir");
+    let mut toml = tls_section(dovecot);
+    toml += &format!(
+        "[scan]\nclamd = [{:?}]\nquarantine_dir = {:?}\n\n",
+        clamd.tcp_addr(),
+        quarantine.path().display().to_string()
+    );
+    toml += &listener("imaps-scan", "imap", "implicit", "dovecot-imap");
+    toml += &dovecot_backend("dovecot-imap", dovecot, "imap", "none");
+    let scanning = TestProxy::start(&toml);
+    let bytes = bench.corpus_bytes();
+    let raw_start = Instant::now();
+    for message in &bench.corpus {
+        let reply = clamd.scan_raw(message);
+        assert_eq!(reply, "stream: OK", "clamd INSTREAM");
+    }
+    let raw_clamd = raw_start.elapsed();
+    let mut client = imap_session(
+        scanning.port(0),
+        &dovecot.ca,
+        dovecot.user(),
+        dovecot.password(),
+    );
+    let (bodies, cold) = fetch_corpus(&mut client);
+    assert!(bodies == bench.corpus, "scanned fetch changed clean bytes");
+    let mut direct = imap_session(
+        dovecot.imaps_port,
+        &dovecot.ca,
+        dovecot.user(),
+        dovecot.password(),
+    );
+    fetch_corpus(&mut direct);
+    let (mut cached, mut plain) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..bench.settings.rounds {
+        cached += fetch_corpus(&mut client).1;
+        plain += fetch_corpus(&mut direct).1;
+    }
+    let refetched = bytes * bench.settings.rounds;
+    vec![
+        Row {
+            name: "cold scan FETCH vs clamd".into(),
+            unit: "MB/s",
+            direct: megabytes_per_second(bytes, raw_clamd),
+            proxy: Some(megabytes_per_second(bytes, cold)),
+        },
+        Row {
+            name: "cached refetch vs Dovecot".into(),
+            unit: "MB/s",
+            direct: megabytes_per_second(refetched, plain),
+            proxy: Some(megabytes_per_second(refetched, cached)),
+        },
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,6 +407,8 @@ fn print_table(bench: &Bench, rows: &[Row]) {
     println!(
         "  no [scan] section (rules + built-in EICAR check, no clamd); after one warm-up pass"
     );
+    println!("scan rows: 'direct' is raw clamd INSTREAM (cold) or Dovecot's TLS port (cached);");
+    println!("  portcullis there runs [scan] with a real clamd (DisableCache yes)");
     println!(
         "{:<30} {:>14} {:>14} {:>8}",
         "measurement", "direct", "portcullis", "ratio"
