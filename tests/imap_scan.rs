@@ -439,7 +439,7 @@ fn scan_append_waits_for_backends_without_literal_plus() {
 fn reload_changes_the_scan_policy_for_running_sessions() {
     let dovecot = Dovecot::start();
     let clean = corpus::clean_messages()[0].1.clone();
-    dovecot.seed_messages(dovecot.user(), &[clean.clone()]);
+    dovecot.seed_messages(dovecot.user(), std::slice::from_ref(&clean));
     let dir = tempfile::tempdir().expect("dir");
     let down = format!("\"tcp://127.0.0.1:{}\"", support::free_port());
     let config = |policy: &str| {
