@@ -18,6 +18,7 @@ pub mod net;
 pub mod pop3;
 pub mod proxy_protocol;
 pub mod reload;
+pub mod sasl;
 pub mod scan;
 pub mod server;
 pub mod session;

@@ -328,3 +328,89 @@ fn shutdown_says_bye_to_idle_sessions() {
         }
     );
 }
+
+/// A fake backend that greets with `greeting` and answers STARTTLS with `starttls_reply`,
+/// recording every line it receives.
+fn scripted_backend(
+    greeting: &'static str,
+    starttls_reply: &'static str,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let port = fake::serve(move |tcp| {
+        let mut reader = BufReader::new(tcp.try_clone().expect("clone"));
+        let mut writer = tcp;
+        fake::send(&mut writer, greeting.as_bytes());
+        loop {
+            let line = fake::read_line(&mut reader);
+            if line.is_empty() {
+                return;
+            }
+            log.lock().expect("lock").push(line.clone());
+            let tag = line.split(' ').next().unwrap_or("*");
+            fake::send(&mut writer, starttls_reply.replace("TAG", tag).as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn starttls_backends_that_refuse_preauth_or_babble_get_a_bye() {
+    let ca = support::certs::TestCa::new();
+    let dir = tempfile::tempdir().expect("dir");
+    ca.write_to(dir.path());
+    let cases = [
+        (
+            "* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n",
+            "TAG NO STARTTLS disabled\r\n",
+        ),
+        (
+            "* PREAUTH [CAPABILITY IMAP4rev1] already logged in\r\n",
+            "TAG OK\r\n",
+        ),
+        ("HTTP/1.1 400 Bad Request\r\n", "TAG OK\r\n"),
+    ];
+    for (greeting, reply) in cases {
+        let (port, seen) = scripted_backend(greeting, reply);
+        let config = format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n\n",
+            ca.cert_path(),
+            ca.key_path()
+        ) + &listener("imaps", "imap", "implicit", "fake")
+            + &backend_at(
+                "fake",
+                &format!("127.0.0.1:{port}"),
+                "starttls",
+                &ca.ca_pem_path(),
+            );
+        let proxy = TestProxy::start(&config);
+        let mut client = raw::connect_tls(proxy.port(0), &ca);
+        client.send_line("a LOGIN user secret-password");
+        let rest = read_to_close(client.get_mut());
+        assert!(
+            rest.starts_with("* BYE [UNAVAILABLE]"),
+            "{greeting}: {rest}"
+        );
+        let lines = seen.lock().expect("lock").clone();
+        assert!(
+            lines.iter().all(|l| l.contains("STARTTLS")),
+            "{greeting}: backend saw {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn prelogin_timeout_closes_idle_unauthenticated_connections() {
+    let dovecot = Dovecot::start();
+    let config = tls_section(&dovecot)
+        + &listener("imaps", "imap", "implicit", "dovecot")
+        + &dovecot_backend("dovecot", &dovecot, "imap", "none")
+        + "[limits]\nprelogin_timeout = \"1s\"\n";
+    let proxy = TestProxy::start(&config);
+    let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
+    client.read_line();
+    let started = std::time::Instant::now();
+    let rest = read_to_close(client.get_mut());
+    assert!(rest.starts_with("* BYE"), "{rest}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

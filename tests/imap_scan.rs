@@ -112,6 +112,15 @@ fn infected_messages_never_reach_the_client_by_any_fetch_form() {
                 );
             }
         }
+        let (raw, literals, _) = fetch(
+            &mut client,
+            &format!("FETCH {seq} (RFC822.SIZE BODY.PEEK[])"),
+        );
+        let size = format!("RFC822.SIZE {}", literals[0].len());
+        assert!(
+            String::from_utf8_lossy(&raw).contains(&size),
+            "{name}: size must match the replacement"
+        );
         let (raw, _, status) = fetch(&mut client, "UID FETCH 1:* BODY.PEEK[]");
         assert!(
             status.starts_with("f OK") && !contains(&raw, EICAR),
@@ -468,4 +477,36 @@ fn reload_changes_the_scan_policy_for_running_sessions() {
     // The same, still-open session now follows the new policy.
     let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
     assert!(status.starts_with("f OK") && bodies[0] == clean, "{status}");
+}
+
+#[test]
+fn authenticate_plain_users_get_cached_verdicts_too() {
+    let dovecot = Dovecot::start();
+    let mut clamd = Clamd::start();
+    let quarantine = tempfile::tempdir().expect("dir");
+    let clean = corpus::clean_messages()[2].1.clone();
+    dovecot.seed_messages(dovecot.user(), std::slice::from_ref(&clean));
+    let proxy = start(
+        &dovecot,
+        &scan_section(&format!("{:?}", clamd.tcp_addr()), quarantine.path(), ""),
+    );
+    let token =
+        support::mime::base64(format!("\0{}\0{}", dovecot.user(), dovecot.password()).as_bytes());
+    let token = String::from_utf8(token).expect("ascii");
+    let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
+    client.read_line();
+    client.send_line("a AUTHENTICATE PLAIN");
+    assert!(client.read_line().starts_with('+'));
+    client.send_line(token.trim_end());
+    assert!(client.read_line().starts_with("a OK"));
+    client.imap("s", "SELECT INBOX");
+    let (_, bodies, _) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    assert!(bodies[0] == clean);
+    clamd.stop();
+    // Keyed by the user decoded from the SASL PLAIN response: the cache answers, not clamd.
+    let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]<0.20>");
+    assert!(
+        status.starts_with("f OK") && bodies[0] == clean[..20],
+        "{status}"
+    );
 }

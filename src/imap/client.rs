@@ -7,9 +7,26 @@ use bytes::Bytes;
 use super::codec::{Announcement, Event};
 use super::command::CommandHead;
 use super::session::{ClientMode, Flow, Kind, Pending, Session, MAX_PENDING, PRE_TLS_ALLOWED};
+use crate::sasl::plain_authcid;
 use crate::session::{write_backend, Redacted, SessionError, SessionStats};
 
 impl Session {
+    /// Remembers who an AUTHENTICATE PLAIN logs in as (from SASL-IR, RFC 4959, or the first
+    /// continuation line), for logs and cache keys; other mechanisms stay anonymous.
+    fn note_sasl_mechanism(&mut self, args: &str) {
+        let mut words = args.split_ascii_whitespace();
+        let plain = words
+            .next()
+            .is_some_and(|m| m.eq_ignore_ascii_case("PLAIN"));
+        self.sasl_user = None;
+        self.sasl_plain_pending = false;
+        match words.next() {
+            Some(initial) if plain && initial != "=" => self.sasl_user = plain_authcid(initial),
+            None if plain => self.sasl_plain_pending = true,
+            _ => {}
+        }
+    }
+
     pub(super) async fn on_client_event(
         &mut self,
         event: Event,
@@ -67,6 +84,9 @@ impl Session {
     ) -> Result<Flow, SessionError> {
         if self.mode == ClientMode::Idle && bytes.trim_ascii().eq_ignore_ascii_case(b"DONE") {
             self.mode = ClientMode::Commands;
+        }
+        if std::mem::take(&mut self.sasl_plain_pending) {
+            self.sasl_user = std::str::from_utf8(&bytes).ok().and_then(plain_authcid);
         }
         tracing::trace!(line = %Redacted::hidden(), "client continuation");
         stats.bytes_up += bytes.len() as u64;
@@ -136,7 +156,10 @@ impl Session {
             self.context.penalty.delay(self.context.peer.ip()).await;
         }
         match kind {
-            Kind::Authenticate => self.mode = ClientMode::Authenticate(head.tag.clone()),
+            Kind::Authenticate => {
+                self.mode = ClientMode::Authenticate(head.tag.clone());
+                self.note_sasl_mechanism(&head.args);
+            }
             Kind::Idle => self.mode = ClientMode::Idle,
             _ => {}
         }

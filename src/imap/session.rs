@@ -28,6 +28,8 @@ use crate::session::{
 
 /// Most commands a client may have in flight at once.
 pub(super) const MAX_PENDING: usize = 1024;
+/// The shortest idle timeout an authenticated IMAP session gets (RFC 9051 §5.4).
+const MIN_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 /// Read buffer size per direction.
 const READ_BUFFER: usize = 64 * 1024;
 /// Commands allowed before TLS on a listener that requires it.
@@ -108,6 +110,10 @@ pub(super) struct Session {
     pub(super) draining: bool,
     /// Protocol errors so far (BAD answers); `max_errors` ends the session.
     pub(super) errors: u32,
+    /// The user an AUTHENTICATE PLAIN in progress names.
+    pub(super) sasl_user: Option<String>,
+    /// The next client line is the PLAIN response of an AUTHENTICATE without SASL-IR.
+    pub(super) sasl_plain_pending: bool,
     pub(super) last_activity: Instant,
 }
 
@@ -140,6 +146,8 @@ impl Session {
             authenticated: false,
             draining: false,
             errors: 0,
+            sasl_user: None,
+            sasl_plain_pending: false,
             last_activity: Instant::now(),
         };
         let greeting_status = Status::parse(&backend.greeting);
@@ -270,7 +278,8 @@ impl Session {
     fn timeout(&self) -> std::time::Duration {
         let limits = &self.context.listener.limits;
         if self.authenticated {
-            limits.idle_timeout
+            // RFC 9051 §5.4: the inactivity autologout timer is at least 30 minutes.
+            limits.idle_timeout.max(MIN_IDLE)
         } else {
             limits.prelogin_timeout
         }
@@ -462,6 +471,9 @@ impl Session {
             }
             Kind::Authenticate if status.is_ok() => {
                 self.authenticated = true;
+                if let Some(user) = self.sasl_user.take() {
+                    stats.set_user(user);
+                }
                 record_auth(&self.context, true);
                 tracing::info!("authenticate ok");
             }

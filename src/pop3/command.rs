@@ -63,50 +63,6 @@ impl Command {
     }
 }
 
-/// The authentication identity of a SASL PLAIN message (RFC 4616 §2), base64-encoded as it
-/// crosses POP3 (RFC 5034 §4); `None` if it does not decode.
-pub fn plain_authcid(base64: &str) -> Option<String> {
-    let message = decode_base64(base64.trim())?;
-    let mut parts = message.split(|&b| b == 0);
-    let _authzid = parts.next()?;
-    let authcid = parts.next()?;
-    parts.next()?;
-    String::from_utf8(authcid.to_vec())
-        .ok()
-        .filter(|u| !u.is_empty())
-}
-
-/// Decodes standard base64 with padding; `None` on any invalid character.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let trimmed = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    for group in trimmed.chunks(4) {
-        let mut accumulator = 0u32;
-        for (i, &c) in group.iter().enumerate() {
-            accumulator |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = accumulator.to_be_bytes();
-        let count = match group.len() {
-            4 => 3,
-            3 => 2,
-            2 => 1,
-            _ => return None,
-        };
-        out.extend_from_slice(&bytes[1..1 + count]);
-    }
-    Some(out)
-}
-
 /// The POP3 side of the shared backend connector.
 #[derive(Debug)]
 pub struct Pop3Dialect;
@@ -184,20 +140,6 @@ mod tests {
             auth,
             Some(("PLAIN".into(), Some("AGFsaWNlAHNlY3JldA==".into())))
         );
-        assert_eq!(
-            plain_authcid("AGFsaWNlAHNlY3JldA==").as_deref(),
-            Some("alice")
-        );
-        assert_eq!(plain_authcid("not base64!"), None);
-        assert_eq!(plain_authcid("YWxpY2U="), None);
-    }
-
-    #[test]
-    fn base64_forms() {
-        assert_eq!(decode_base64("TWFu").unwrap(), b"Man");
-        assert_eq!(decode_base64("TWE=").unwrap(), b"Ma");
-        assert_eq!(decode_base64("TQ==").unwrap(), b"M");
-        assert_eq!(decode_base64("T"), None);
     }
 
     #[test]

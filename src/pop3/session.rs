@@ -23,9 +23,10 @@ use tokio::time::Instant;
 
 use super::capa::{self, CapaPolicy};
 use super::codec::{Event, Expect, FrameError, Framer, Limits, MultiLine, Reply, Role, Status};
-use super::command::{plain_authcid, Command, Pop3Dialect};
+use super::command::{Command, Pop3Dialect};
 use super::scanning::MessageRequest;
 use crate::net::Stream;
+use crate::sasl::plain_authcid;
 use crate::server::SessionContext;
 use crate::session::{
     read_backend, read_client, upgrade_client, write_backend, write_client, Redacted, SessionEnd,
