@@ -242,9 +242,57 @@ pub async fn upgrade_client(
     }
 }
 
-/// Reads some bytes from the client.
-pub async fn read_client(stream: &mut Stream, buffer: &mut [u8]) -> Result<usize, SessionError> {
-    stream.read(buffer).await.map_err(SessionError::ClientIo)
+/// What woke a relay loop up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The process is shutting down.
+    Shutdown,
+    /// This many client bytes are in the client buffer.
+    Client(usize),
+    /// This many backend bytes are in the backend buffer.
+    Backend(usize),
+    /// The client closed its side.
+    ClientClosed,
+    /// The backend closed its side.
+    BackendClosed,
+    /// The pre-login or idle deadline passed.
+    Deadline,
+}
+
+/// The two streams of a relay and their read buffers.
+pub struct Relay<'a> {
+    /// Client stream.
+    pub client: &'a mut Stream,
+    /// Backend stream.
+    pub backend: &'a mut Stream,
+    /// Buffer for client reads.
+    pub client_buffer: &'a mut [u8],
+    /// Buffer for backend reads.
+    pub backend_buffer: &'a mut [u8],
+}
+
+/// Waits for the next input of a relay loop shared by both protocols: shutdown (unless already
+/// draining), client bytes (when `read_client`, so a session can apply back-pressure), backend
+/// bytes, or the deadline. Cancel-safe reads: nothing is lost when another branch wins.
+pub async fn next_input(
+    relay: Relay<'_>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    draining: bool,
+    read_client: bool,
+    deadline: tokio::time::Instant,
+) -> Result<Input, SessionError> {
+    tokio::select! {
+        _ = shutdown.cancelled(), if !draining => Ok(Input::Shutdown),
+        read = relay.client.read(relay.client_buffer), if read_client => match read.map_err(SessionError::ClientIo)? {
+            0 => Ok(Input::ClientClosed),
+            n => Ok(Input::Client(n)),
+        },
+        read = relay.backend.read(relay.backend_buffer) => match read.map_err(SessionError::BackendIo)? {
+            0 => Ok(Input::BackendClosed),
+            n => Ok(Input::Backend(n)),
+        },
+        _ = tokio::time::sleep_until(deadline) => Ok(Input::Deadline),
+    }
 }
 
 /// Reads some bytes from the backend.

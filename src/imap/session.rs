@@ -21,7 +21,7 @@ use super::scanning::{FetchContext, MailboxState};
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
-    count_limit, linger_close, read_backend, read_client, upgrade_client, write_client, SessionEnd,
+    count_limit, linger_close, next_input, upgrade_client, write_client, Input, Relay, SessionEnd,
     SessionError, SessionStats,
 };
 
@@ -243,32 +243,38 @@ impl Session {
         backend_buffer: &mut [u8],
     ) -> Result<Flow, SessionError> {
         let deadline = self.last_activity + self.timeout();
-        let shutdown = self.context.shutdown.clone();
-        tokio::select! {
-            _ = shutdown.cancelled(), if !self.draining => {
+        let relay = Relay {
+            client: &mut self.client,
+            backend: &mut self.backend,
+            client_buffer,
+            backend_buffer,
+        };
+        let input =
+            next_input(relay, &self.context.shutdown, self.draining, true, deadline).await?;
+        match input {
+            Input::Shutdown => {
                 self.draining = true;
                 Ok(Flow::Continue)
             }
-            read = read_client(&mut self.client, client_buffer) => {
-                let n = read?;
-                if n == 0 {
-                    return Ok(Flow::End(SessionEnd::ClientClosed));
-                }
+            Input::ClientClosed => Ok(Flow::End(SessionEnd::ClientClosed)),
+            Input::BackendClosed => Ok(Flow::End(SessionEnd::BackendClosed)),
+            Input::Client(n) => {
                 self.last_activity = Instant::now();
                 self.client_framer.feed(&client_buffer[..n]);
                 self.drain_client(stats).await
             }
-            read = read_backend(&mut self.backend, backend_buffer) => {
-                let n = read?;
-                if n == 0 {
-                    return Ok(Flow::End(SessionEnd::BackendClosed));
-                }
+            Input::Backend(n) => {
                 self.backend_framer.feed(&backend_buffer[..n]);
                 self.drain_backend(stats).await
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                count_limit(if self.authenticated { "idle_timeout" } else { "prelogin_timeout" });
-                let _ = write_client(&mut self.client, b"* BYE Autologout; idle for too long\r\n").await;
+            Input::Deadline => {
+                count_limit(if self.authenticated {
+                    "idle_timeout"
+                } else {
+                    "prelogin_timeout"
+                });
+                let _ = write_client(&mut self.client, b"* BYE Autologout; idle for too long\r\n")
+                    .await;
                 Ok(Flow::End(SessionEnd::Timeout))
             }
         }

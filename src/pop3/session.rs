@@ -29,7 +29,7 @@ use crate::net::Stream;
 use crate::sasl::plain_authcid;
 use crate::server::SessionContext;
 use crate::session::{
-    read_backend, read_client, upgrade_client, write_backend, write_client, Redacted, SessionEnd,
+    next_input, upgrade_client, write_backend, write_client, Input, Redacted, Relay, SessionEnd,
     SessionError, SessionStats,
 };
 
@@ -203,27 +203,34 @@ impl Session {
         backend_buffer: &mut [u8],
     ) -> Result<Flow, SessionError> {
         let deadline = self.last_activity + self.timeout();
-        let shutdown = self.context.shutdown.clone();
         let wants_client = self.wants_client();
-        tokio::select! {
-            _ = shutdown.cancelled(), if !self.draining => {
+        let relay = Relay {
+            client: &mut self.client,
+            backend: &mut self.backend,
+            client_buffer,
+            backend_buffer,
+        };
+        let input = next_input(
+            relay,
+            &self.context.shutdown,
+            self.draining,
+            wants_client,
+            deadline,
+        )
+        .await?;
+        match input {
+            Input::Shutdown => {
                 self.draining = true;
                 Ok(Flow::Continue)
             }
-            read = read_client(&mut self.client, client_buffer), if wants_client => {
-                let n = read?;
-                if n == 0 {
-                    return Ok(Flow::End(SessionEnd::ClientClosed));
-                }
+            Input::ClientClosed => Ok(Flow::End(SessionEnd::ClientClosed)),
+            Input::BackendClosed => self.backend_closed().await,
+            Input::Client(n) => {
                 self.last_activity = Instant::now();
                 self.client_framer.feed(&client_buffer[..n]);
                 self.drain_client(stats).await
             }
-            read = read_backend(&mut self.backend, backend_buffer) => {
-                let n = read?;
-                if n == 0 {
-                    return self.backend_closed().await;
-                }
+            Input::Backend(n) => {
                 self.last_activity = Instant::now();
                 self.backend_framer.feed(&backend_buffer[..n]);
                 match self.drain_backend(stats).await? {
@@ -231,8 +238,17 @@ impl Session {
                     flow => Ok(flow),
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                let _ = write_client(&mut self.client, b"-ERR [SYS/TEMP] autologout: idle for too long\r\n").await;
+            Input::Deadline => {
+                crate::session::count_limit(if self.authenticated {
+                    "idle_timeout"
+                } else {
+                    "prelogin_timeout"
+                });
+                let _ = write_client(
+                    &mut self.client,
+                    b"-ERR [SYS/TEMP] autologout: idle for too long\r\n",
+                )
+                .await;
                 Ok(Flow::End(SessionEnd::Timeout))
             }
         }
