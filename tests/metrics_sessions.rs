@@ -122,7 +122,20 @@ fn counters_move_by_the_right_amounts_and_promtool_accepts_them() {
     assert!(pop3.pop3("RETR 3").starts_with("-ERR [SYS/TEMP]"));
     imap.imap("z", "LOGOUT");
     pop3.pop3("QUIT");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Session summaries are counted when each session has fully ended: wait for both.
+    let ended = "portcullis_sessions_total{end=\"logout\",listener=\"pop3s\",protocol=\"pop3\"}";
+    let ended_imap =
+        "portcullis_sessions_total{end=\"logout\",listener=\"imaps\",protocol=\"imap\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let now = portcullis::metrics::render();
+        if sample(&now, ended) > sample(&before, ended)
+            && sample(&now, ended_imap) > sample(&before, ended_imap)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     let after = http_metrics();
     let moved = |series: &str| sample(&after, series) - sample(&before, series);
