@@ -165,6 +165,16 @@ impl SessionContext {
         self.listener.backend.config.forward_client_ip
     }
 
+    /// What the client may do on this connection given whether it is TLS yet (RFC 2595 §3.1/§4,
+    /// shared by IMAP STARTTLS and POP3 STLS): `(offer the upgrade, refuse logins)`.
+    pub fn tls_gate(&self, client_is_tls: bool) -> (bool, bool) {
+        let before_tls = !client_is_tls;
+        (
+            before_tls && self.listener.offers_starttls(),
+            before_tls && self.listener.config.requires_tls(),
+        )
+    }
+
     /// Connects to the backend for this client (writes a PROXY header when configured).
     pub async fn connect_backend<D: Dialect>(&self) -> Result<BackendConn, BackendError> {
         self.listener

@@ -182,10 +182,10 @@ impl Session {
     }
 
     pub(super) fn policy(&self) -> CapabilityPolicy {
-        let before_tls = !self.client.is_tls();
+        let (offer_starttls, login_disabled) = self.context.tls_gate(self.client.is_tls());
         CapabilityPolicy {
-            offer_starttls: before_tls && self.context.listener.offers_starttls(),
-            login_disabled: before_tls && self.context.listener.config.requires_tls(),
+            offer_starttls,
+            login_disabled,
         }
     }
 

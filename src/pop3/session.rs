@@ -143,10 +143,10 @@ impl Session {
     }
 
     fn policy(&self) -> CapaPolicy {
-        let before_tls = !self.client.is_tls();
+        let (offer_stls, hide_login) = self.context.tls_gate(self.client.is_tls());
         CapaPolicy {
-            offer_stls: before_tls && self.context.listener.offers_starttls(),
-            hide_login: before_tls && self.context.listener.config.requires_tls(),
+            offer_stls,
+            hide_login,
         }
     }
 
