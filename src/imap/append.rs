@@ -11,6 +11,9 @@ use super::session::{Kind, Pending, Session};
 use crate::scan::{OnError, OnOversize, RuleAction, Verdict};
 use crate::session::{write_backend, SessionError, SessionStats};
 
+/// Longest the proxy waits for the backend's `+` before sending a held literal.
+const CONTINUATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// An APPEND being held for scanning.
 #[derive(Debug)]
 pub struct HeldAppend {
@@ -197,7 +200,10 @@ impl Session {
                     return Ok(false);
                 }
             }
-            let n = crate::session::read_backend(&mut self.backend, &mut buffer).await?;
+            let read = crate::session::read_backend(&mut self.backend, &mut buffer);
+            let n = tokio::time::timeout(CONTINUATION_TIMEOUT, read)
+                .await
+                .map_err(|_| SessionError::BackendIo(std::io::ErrorKind::TimedOut.into()))??;
             if n == 0 {
                 return Err(SessionError::BackendIo(
                     std::io::ErrorKind::UnexpectedEof.into(),
