@@ -103,3 +103,26 @@ fn max_errors_closes_the_connection() {
         "metric not counted"
     );
 }
+
+#[test]
+fn max_errors_closes_pop3_connections_too() {
+    let dovecot = Dovecot::start();
+    let proxy = start(&dovecot, "max_errors = 3\n");
+    let mut client = raw::connect_tls(proxy.port(1), &dovecot.ca);
+    client.read_line();
+    assert!(client
+        .pop3(&format!("USER {}", dovecot.user()))
+        .starts_with("+OK"));
+    assert!(client
+        .pop3(&format!("PASS {}", dovecot.password()))
+        .starts_with("+OK"));
+    for n in 0..3 {
+        let reply = client.pop3(&format!("RETR {}", 100 + n));
+        assert!(reply.starts_with("-ERR"), "{reply}");
+    }
+    let bye = client.read_line();
+    assert!(
+        bye.starts_with("-ERR [SYS/PERM]") && bye.contains("errors"),
+        "{bye}"
+    );
+}

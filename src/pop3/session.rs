@@ -106,6 +106,8 @@ pub struct Session {
     authenticated: bool,
     draining: bool,
     last_activity: Instant,
+    /// `-ERR` answers to non-login commands so far; `max_errors` ends the session.
+    pub(super) errors: u32,
 }
 
 impl Session {
@@ -134,6 +136,7 @@ impl Session {
             authenticated: false,
             draining: false,
             last_activity: Instant::now(),
+            errors: 0,
         };
         write_client(&mut session.client, &backend.greeting)
             .await
@@ -174,6 +177,14 @@ impl Session {
                     self.farewell(&error).await;
                     break SessionEnd::Error(error);
                 }
+            }
+            if self.errors >= self.context.listener.limits.max_errors && self.pending.is_empty() {
+                crate::session::count_limit("max_errors");
+                let _ =
+                    write_client(&mut self.client, b"-ERR [SYS/PERM] too many errors\r\n").await;
+                break SessionEnd::Error(SessionError::ClientProtocol(
+                    "too many protocol errors".into(),
+                ));
             }
             if self.draining && self.pending.is_empty() && !self.sasl {
                 let _ = write_client(

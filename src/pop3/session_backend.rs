@@ -49,6 +49,9 @@ impl Session {
         }
         let kind = self.complete();
         let ok = reply.status == Status::Ok;
+        if !ok && !matches!(kind, Kind::Login | Kind::Auth | Kind::User) {
+            self.errors += 1;
+        }
         match kind {
             Kind::Login | Kind::Auth if ok => {
                 self.authenticated = true;
