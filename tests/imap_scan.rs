@@ -510,3 +510,92 @@ fn authenticate_plain_users_get_cached_verdicts_too() {
         "{status}"
     );
 }
+
+#[test]
+fn strip_and_tag_rules_serve_the_modified_message_by_section() {
+    let dovecot = Dovecot::start();
+    let rules = tempfile::tempdir().expect("rules");
+    std::fs::write(
+        rules.path().join("test.toml"),
+        r#"
+[[rule]]
+name = "no-exe"
+target = "filename"
+pattern = '(?i)\.exe$'
+action = "strip"
+
+[[rule]]
+name = "promo"
+target = "header"
+header = "Subject"
+pattern = '(?i)special offer'
+action = "tag"
+"#,
+    )
+    .expect("rules");
+    use support::mime::{message, Part};
+    let with_exe = message(
+        "strip-1",
+        "Quarterly numbers",
+        Part::multipart(
+            "mixed",
+            "b1",
+            vec![
+                Part::text("See the attached tool.\n"),
+                Part::attachment(
+                    "tool.exe",
+                    "application/octet-stream",
+                    b"MZ pretend executable",
+                ),
+            ],
+        ),
+    );
+    let promo = message("tag-1", "A special offer for you", Part::text("Buy now.\n"));
+    dovecot.seed_messages(dovecot.user(), &[with_exe.clone(), promo.clone()]);
+    let quarantine = tempfile::tempdir().expect("dir");
+    let scan = scan_section("", quarantine.path(), "").replace(
+        "rules_dir = \"rules\"",
+        &format!("rules_dir = {:?}", rules.path().display().to_string()),
+    );
+    let proxy = start(&dovecot, &scan);
+    let mut client = login(&proxy, &dovecot);
+    let (_, whole, _) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
+    let stripped = String::from_utf8_lossy(&whole[0]).into_owned();
+    assert!(
+        !stripped.contains("MZ pretend executable") && stripped.contains("See the attached tool."),
+        "{stripped}"
+    );
+    // Section fetches come from the modified message: part 1 unchanged, part 2 is the notice.
+    let (_, part1, _) = fetch(&mut client, "FETCH 1 BODY.PEEK[1]");
+    let mut direct = raw::connect_tls(dovecot.imaps_port, &dovecot.ca);
+    direct.read_line();
+    direct.imap(
+        "l",
+        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
+    );
+    direct.imap("s", "EXAMINE INBOX");
+    let (direct_part1, _) = direct.imap("f", "FETCH 1 BODY.PEEK[1]");
+    assert_eq!(
+        part1[0], direct_part1[0].literals[0],
+        "untouched part differs from Dovecot's"
+    );
+    let (raw, part2, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[2]");
+    assert!(
+        status.starts_with("f OK") && !contains(&raw, b"MZ pretend"),
+        "{status}"
+    );
+    assert!(!part2.is_empty() && !contains(&part2[0], b"MZ pretend"));
+    assert!(
+        quarantined_originals(quarantine.path()).contains(&with_exe),
+        "stripped original quarantined"
+    );
+    let (_, tagged, _) = fetch(&mut client, "FETCH 2 BODY.PEEK[]");
+    let tagged = String::from_utf8_lossy(&tagged[0]).into_owned();
+    assert!(
+        tagged.contains("Subject: [portcullis: promo] A special offer")
+            && tagged.contains("X-Portcullis-Rule: promo"),
+        "{tagged}"
+    );
+    let (_, text, _) = fetch(&mut client, "FETCH 2 BODY.PEEK[TEXT]");
+    assert_eq!(text[0], b"Buy now.\r\n");
+}
