@@ -181,6 +181,26 @@ impl SessionStats {
     }
 }
 
+/// Connects this client's backend; on failure tells the client `{prefix} {reason}` (IMAP
+/// `* BYE [UNAVAILABLE]`, POP3 `-ERR [SYS/TEMP]`), closes its side, logs which side failed and
+/// returns how the session ended. No client byte has been forwarded at that point.
+pub async fn connect_or_refuse<D: crate::backend::Dialect>(
+    context: &SessionContext,
+    client: &mut Stream,
+    prefix: &str,
+) -> Result<crate::backend::BackendConn, SessionEnd> {
+    match context.connect_backend::<D>().await {
+        Ok(backend) => Ok(backend),
+        Err(error) => {
+            tracing::warn!(%error, side = "backend", "backend connection failed");
+            let reply = format!("{prefix} {}\r\n", error.client_reason());
+            let _ = write_client(client, reply.as_bytes()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.shutdown()).await;
+            Err(SessionEnd::Error(error.into()))
+        }
+    }
+}
+
 /// Counts a login attempt: `ok`, `fail` (backend said no) or `refused` (policy, not forwarded).
 pub fn count_login(context: &SessionContext, outcome: &str) {
     crate::metrics::metrics()

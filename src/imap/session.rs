@@ -21,8 +21,8 @@ use super::scanning::{FetchContext, MailboxState};
 use crate::net::Stream;
 use crate::server::SessionContext;
 use crate::session::{
-    count_limit, linger_close, next_input, upgrade_client, write_client, Input, Relay, SessionEnd,
-    SessionError, SessionStats,
+    connect_or_refuse, count_limit, linger_close, next_input, upgrade_client, write_client, Input,
+    Relay, SessionEnd, SessionError, SessionStats,
 };
 
 /// Most commands a client may have in flight at once.
@@ -118,15 +118,8 @@ pub(super) struct Session {
 
 impl Session {
     async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
-        let backend = match context.connect_backend::<ImapDialect>().await {
-            Ok(backend) => backend,
-            Err(error) => {
-                tracing::warn!(%error, side = "backend", "backend connection failed");
-                let bye = format!("* BYE [UNAVAILABLE] {}\r\n", error.client_reason());
-                let _ = write_client(&mut client, bye.as_bytes()).await;
-                return Err(SessionEnd::Error(error.into()));
-            }
-        };
+        let backend =
+            connect_or_refuse::<ImapDialect>(context, &mut client, "* BYE [UNAVAILABLE]").await?;
         let mut session = Session {
             context: context.clone(),
             client,

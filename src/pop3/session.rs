@@ -112,16 +112,12 @@ pub struct Session {
 
 impl Session {
     async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
-        let backend = match context.connect_backend::<Pop3Dialect>().await {
-            Ok(backend) => backend,
-            Err(error) => {
-                tracing::warn!(%error, side = "backend", "backend connection failed");
-                let reply = format!("-ERR [SYS/TEMP] {}\r\n", error.client_reason());
-                let _ = write_client(&mut client, reply.as_bytes()).await;
-                close_client(&mut client).await;
-                return Err(SessionEnd::Error(error.into()));
-            }
-        };
+        let backend = crate::session::connect_or_refuse::<Pop3Dialect>(
+            context,
+            &mut client,
+            "-ERR [SYS/TEMP]",
+        )
+        .await?;
         let limits = Limits::from_config(&context.listener.limits);
         let mut session = Session {
             context: context.clone(),
