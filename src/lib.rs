@@ -10,6 +10,7 @@ pub mod backend;
 pub mod certinfo;
 pub mod check;
 pub mod config;
+pub mod framing;
 pub mod health;
 pub mod imap;
 pub mod limits;

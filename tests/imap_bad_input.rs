@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::dovecot::Dovecot;
 use support::fake;
-use support::proxy::{backend_at, dovecot_backend, listener, tls_section, TestProxy};
+use support::proxy::{dovecot_backend, imap_to_fake, listener, tls_section, TestProxy};
 use support::raw::{self, LineClient};
 
 fn tcp(port: u16) -> TcpStream {
@@ -182,8 +182,6 @@ fn tls_port_refuses_http_and_foreign_alpn() {
 #[test]
 fn bytes_injected_by_backend_after_starttls_are_ignored() {
     let ca = support::certs::TestCa::new();
-    let dir = tempfile::tempdir().expect("dir");
-    ca.write_to(dir.path());
     let tls = fake::tls_config(&ca);
     let port = fake::serve(move |tcp| {
         let mut reader = BufReader::new(tcp.try_clone().expect("clone"));
@@ -209,18 +207,7 @@ fn bytes_injected_by_backend_after_starttls_are_ignored() {
             fake::send(reader.get_mut(), reply.as_bytes());
         }
     });
-    let config = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\n\n",
-        ca.cert_path(),
-        ca.key_path()
-    ) + &listener("imaps", "imap", "implicit", "fake")
-        + &backend_at(
-            "fake",
-            &format!("127.0.0.1:{port}"),
-            "starttls",
-            &ca.ca_pem_path(),
-        );
-    let proxy = TestProxy::start(&config);
+    let proxy = imap_to_fake(&ca, port, "starttls", "");
     let mut client = raw::connect_tls(proxy.port(0), &ca);
     let greeting = client.read_line();
     assert!(
@@ -238,8 +225,6 @@ fn bytes_injected_by_backend_after_starttls_are_ignored() {
 #[test]
 fn backend_closing_mid_literal_ends_cleanly() {
     let ca = support::certs::TestCa::new();
-    let dir = tempfile::tempdir().expect("dir");
-    ca.write_to(dir.path());
     let port = fake::serve(|tcp| {
         let mut reader = BufReader::new(tcp.try_clone().expect("clone"));
         let mut writer = tcp;
@@ -260,18 +245,7 @@ fn backend_closing_mid_literal_ends_cleanly() {
             fake::send(&mut writer, format!("{tag} OK done\r\n").as_bytes());
         }
     });
-    let config = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\n\n",
-        ca.cert_path(),
-        ca.key_path()
-    ) + &listener("imaps", "imap", "implicit", "fake")
-        + &backend_at(
-            "fake",
-            &format!("127.0.0.1:{port}"),
-            "none",
-            &ca.ca_pem_path(),
-        );
-    let proxy = TestProxy::start(&config);
+    let proxy = imap_to_fake(&ca, port, "none", "");
     let mut client = raw::connect_tls(proxy.port(0), &ca);
     client.read_line();
     client.imap("a", "LOGIN u p");
@@ -357,8 +331,6 @@ fn scripted_backend(
 #[test]
 fn starttls_backends_that_refuse_preauth_or_babble_get_a_bye() {
     let ca = support::certs::TestCa::new();
-    let dir = tempfile::tempdir().expect("dir");
-    ca.write_to(dir.path());
     let cases = [
         (
             "* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n",
@@ -372,18 +344,7 @@ fn starttls_backends_that_refuse_preauth_or_babble_get_a_bye() {
     ];
     for (greeting, reply) in cases {
         let (port, seen) = scripted_backend(greeting, reply);
-        let config = format!(
-            "[tls]\ncert = {:?}\nkey = {:?}\n\n",
-            ca.cert_path(),
-            ca.key_path()
-        ) + &listener("imaps", "imap", "implicit", "fake")
-            + &backend_at(
-                "fake",
-                &format!("127.0.0.1:{port}"),
-                "starttls",
-                &ca.ca_pem_path(),
-            );
-        let proxy = TestProxy::start(&config);
+        let proxy = imap_to_fake(&ca, port, "starttls", "");
         let mut client = raw::connect_tls(proxy.port(0), &ca);
         client.send_line("a LOGIN user secret-password");
         let rest = read_to_close(client.get_mut());

@@ -167,13 +167,7 @@ fn clean_messages_are_byte_identical_and_refetches_need_no_clamd() {
     assert!(status.starts_with("f OK"), "{status}");
     assert!(bodies == clean, "clean messages altered");
     let (_, parts, _) = fetch(&mut client, "FETCH 4 BODY.PEEK[2]");
-    let mut direct = raw::connect_tls(dovecot.imaps_port, &dovecot.ca);
-    direct.read_line();
-    direct.imap(
-        "l",
-        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
-    );
-    direct.imap("s", "EXAMINE INBOX");
+    let mut direct = support::proxy::direct_imap(&dovecot);
     let (direct_parts, _) = direct.imap("f", "FETCH 4 BODY.PEEK[2]");
     assert_eq!(
         parts, direct_parts[0].literals,
@@ -370,13 +364,7 @@ fn scan_append_refuses_infected_uploads() {
     assert!(status.starts_with("a3 OK"), "{status}");
     let status = append(&mut client, "a4", clean, false);
     assert!(status.starts_with("a4 OK"), "{status}");
-    let mut direct = raw::connect_tls(dovecot.imaps_port, &dovecot.ca);
-    direct.read_line();
-    direct.imap(
-        "l",
-        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
-    );
-    direct.imap("s", "EXAMINE INBOX");
+    let mut direct = support::proxy::direct_imap(&dovecot);
     let (responses, _) = direct.imap("f", "FETCH 1:* BODY.PEEK[]");
     let stored: Vec<Vec<u8>> = responses.iter().flat_map(|r| r.literals.clone()).collect();
     assert_eq!(
@@ -390,7 +378,6 @@ fn scan_append_refuses_infected_uploads() {
 fn scan_append_waits_for_backends_without_literal_plus() {
     let ca = support::certs::TestCa::new();
     let dir = tempfile::tempdir().expect("dir");
-    ca.write_to(dir.path());
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = received.clone();
     let port = support::fake::serve(move |tcp| {
@@ -420,19 +407,8 @@ fn scan_append_waits_for_backends_without_literal_plus() {
             support::fake::send(&mut writer, format!("{tag} OK done\r\n").as_bytes());
         }
     });
-    let config = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\n\n",
-        ca.cert_path(),
-        ca.key_path()
-    ) + &scan_section("", dir.path(), "scan_append = true")
-        + &listener("imaps", "imap", "implicit", "fake")
-        + &support::proxy::backend_at(
-            "fake",
-            &format!("127.0.0.1:{port}"),
-            "none",
-            &ca.ca_pem_path(),
-        );
-    let proxy = TestProxy::start(&config);
+    let scan = scan_section("", dir.path(), "scan_append = true");
+    let proxy = support::proxy::imap_to_fake(&ca, port, "none", &scan);
     let mut client = raw::connect_tls(proxy.port(0), &ca);
     client.read_line();
     let clean = &corpus::clean_messages()[0].1;
@@ -567,13 +543,7 @@ action = "tag"
     );
     // Section fetches come from the modified message: part 1 unchanged, part 2 is the notice.
     let (_, part1, _) = fetch(&mut client, "FETCH 1 BODY.PEEK[1]");
-    let mut direct = raw::connect_tls(dovecot.imaps_port, &dovecot.ca);
-    direct.read_line();
-    direct.imap(
-        "l",
-        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
-    );
-    direct.imap("s", "EXAMINE INBOX");
+    let mut direct = support::proxy::direct_imap(&dovecot);
     let (direct_part1, _) = direct.imap("f", "FETCH 1 BODY.PEEK[1]");
     assert_eq!(
         part1[0], direct_part1[0].literals[0],

@@ -12,7 +12,9 @@
 //! is not an error: it is reported as [`Event::LiteralRejected`] so the proxy can answer
 //! `NO [TOOBIG]` without the client ever sending it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+
+use crate::framing::InputBuffer;
 
 /// Which peer's bytes this framer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,9 +145,7 @@ enum State {
 pub struct Framer {
     role: Role,
     limits: Limits,
-    buffer: BytesMut,
-    /// How far `buffer` has been searched for LF (avoids quadratic rescans).
-    scanned: usize,
+    input: InputBuffer,
     state: State,
     /// Nesting depth carried across the lines of one message.
     depth: usize,
@@ -159,8 +159,7 @@ impl Framer {
         Framer {
             role,
             limits,
-            buffer: BytesMut::new(),
-            scanned: 0,
+            input: InputBuffer::default(),
             state: State::Line { first: true },
             depth: 0,
             error: None,
@@ -171,18 +170,18 @@ impl Framer {
     /// feeding more, so the buffer stays within one line or one literal.
     pub fn feed(&mut self, data: &[u8]) {
         if self.error.is_none() {
-            self.buffer.extend_from_slice(data);
+            self.input.feed(data);
         }
     }
 
     /// Bytes received but not yet returned as events.
     pub fn buffered(&self) -> usize {
-        self.buffer.len()
+        self.input.len()
     }
 
     /// Whether the framer is between messages (no partial command/response pending).
     pub fn at_message_boundary(&self) -> bool {
-        self.state == State::Line { first: true } && self.buffer.is_empty()
+        self.state == State::Line { first: true } && self.input.is_empty()
     }
 
     /// Whether it waits for the bytes of a literal.
@@ -212,35 +211,29 @@ impl Framer {
         if let Err(error) = &result {
             self.error = Some(error.clone());
             self.state = State::Failed;
-            self.buffer = BytesMut::new();
+            self.input.clear();
         }
         result
     }
 
     fn next_literal(&mut self, length: usize) -> Option<Event> {
-        if self.buffer.len() < length {
+        if self.input.len() < length {
             return None;
         }
-        let literal = self.buffer.split_to(length).freeze();
-        self.scanned = 0;
+        let literal = self.input.take(length);
         self.state = State::Line { first: false };
         Some(Event::Literal(literal))
     }
 
     fn next_line(&mut self, first: bool) -> Result<Option<Event>, FrameError> {
-        let Some(offset) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') else {
-            self.scanned = self.buffer.len();
-            if self.buffer.len() >= self.limits.max_line {
-                return Err(FrameError::LineTooLong(self.limits.max_line));
-            }
+        let end = self
+            .input
+            .line_end(self.limits.max_line)
+            .map_err(|e| FrameError::LineTooLong(e.0))?;
+        let Some(end) = end else {
             return Ok(None);
         };
-        let end = self.scanned + offset + 1;
-        if end > self.limits.max_line {
-            return Err(FrameError::LineTooLong(self.limits.max_line));
-        }
-        let line = self.buffer.split_to(end).freeze();
-        self.scanned = 0;
+        let line = self.input.take(end);
         if first {
             self.depth = 0;
         }

@@ -16,7 +16,9 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+
+use crate::framing::InputBuffer;
 
 use crate::config::LimitsConfig;
 
@@ -203,9 +205,7 @@ enum State {
 pub struct Framer {
     role: Role,
     limits: Limits,
-    buffer: BytesMut,
-    /// How far `buffer` has been searched for LF (avoids quadratic rescans).
-    scanned: usize,
+    input: InputBuffer,
     state: State,
     expected: VecDeque<Expect>,
     /// Client role: lines are SASL responses (longer limit).
@@ -219,8 +219,7 @@ impl Framer {
         Framer {
             role,
             limits,
-            buffer: BytesMut::new(),
-            scanned: 0,
+            input: InputBuffer::default(),
             state: State::Line,
             expected: VecDeque::new(),
             sasl: false,
@@ -231,13 +230,13 @@ impl Framer {
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
         if self.error.is_none() {
-            self.buffer.extend_from_slice(data);
+            self.input.feed(data);
         }
     }
 
     /// Bytes received but not yet returned as events.
     pub fn buffered(&self) -> usize {
-        self.buffer.len()
+        self.input.len()
     }
 
     /// Server role: announces the response shape of a command just forwarded.
@@ -261,7 +260,7 @@ impl Framer {
 
     /// Nothing buffered, nothing expected.
     pub fn is_idle(&self) -> bool {
-        self.buffer.is_empty() && self.expected.is_empty() && self.state == State::Line
+        self.input.is_empty() && self.expected.is_empty() && self.state == State::Line
     }
 
     /// The next complete event, `Ok(None)` when more bytes are needed.
@@ -278,30 +277,20 @@ impl Framer {
         if let Err(error) = &result {
             self.error = Some(error.clone());
             self.state = State::Failed;
-            self.buffer = BytesMut::new();
+            self.input.clear();
         }
         result
     }
 
     /// Finds the end (exclusive) of the line starting at 0, enforcing `limit`.
     fn line_end(&mut self, limit: usize) -> Result<Option<usize>, FrameError> {
-        let Some(offset) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') else {
-            self.scanned = self.buffer.len();
-            if self.buffer.len() >= limit {
-                return Err(FrameError::LineTooLong(limit));
-            }
-            return Ok(None);
-        };
-        let end = self.scanned + offset + 1;
-        if end > limit {
-            return Err(FrameError::LineTooLong(limit));
-        }
-        Ok(Some(end))
+        self.input
+            .line_end(limit)
+            .map_err(|e| FrameError::LineTooLong(e.0))
     }
 
     fn take(&mut self, end: usize) -> Bytes {
-        self.scanned = 0;
-        self.buffer.split_to(end).freeze()
+        self.input.take(end)
     }
 
     fn next_command(&mut self) -> Result<Option<Event>, FrameError> {
@@ -317,7 +306,7 @@ impl Framer {
         let Some(end) = self.line_end(self.limits.max_line)? else {
             return Ok(None);
         };
-        let status = Status::of(&self.buffer[..end]).ok_or(FrameError::BadResponse)?;
+        let status = Status::of(&self.input.bytes()[..end]).ok_or(FrameError::BadResponse)?;
         let front = self.expected.front().copied();
         let answered = match (front, status) {
             (None, Status::Continue) => return Err(FrameError::BadResponse),
@@ -329,7 +318,7 @@ impl Framer {
                     status_len: end,
                     line_start: end,
                 };
-                self.scanned = end;
+                self.input.skip_to(end);
                 return self.next_body();
             }
             (Some(expect), _) => {
@@ -354,12 +343,11 @@ impl Framer {
             return Ok(None);
         };
         let limit = self.limits.max_multiline;
-        while let Some(offset) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') {
-            let end = self.scanned + offset + 1;
+        while let Some(end) = self.input.next_line_end() {
             if end as u64 > limit {
                 return Err(FrameError::MultiLineTooLarge(limit));
             }
-            let line = &self.buffer[line_start..end];
+            let line = &self.input.bytes()[line_start..end];
             if line == b".\r\n" || line == b".\n" {
                 let terminator_len = line.len();
                 let raw = self.take(end);
@@ -372,10 +360,9 @@ impl Framer {
                 ))));
             }
             line_start = end;
-            self.scanned = end;
+            self.input.skip_to(end);
         }
-        self.scanned = self.buffer.len();
-        if self.buffer.len() as u64 >= limit {
+        if self.input.len() as u64 >= limit {
             return Err(FrameError::MultiLineTooLarge(limit));
         }
         self.state = State::Body {

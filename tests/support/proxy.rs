@@ -8,7 +8,9 @@ use std::thread::JoinHandle;
 use portcullis::config::Config;
 use tokio_util::sync::CancellationToken;
 
+use super::certs::TestCa;
 use super::dovecot::Dovecot;
+use super::raw::{connect_tls, LineClient, TlsStream};
 
 /// Listener TLS modes, as spelled in the configuration.
 pub const LISTENER_MODES: [&str; 3] = ["implicit", "starttls", "none"];
@@ -75,11 +77,46 @@ impl Drop for TestProxy {
 
 /// `[tls]` using the test CA's leaf certificate (valid for `localhost` and 127.0.0.1).
 pub fn tls_section(dovecot: &Dovecot) -> String {
+    tls_section_for(&dovecot.ca)
+}
+
+/// `[tls]` presenting `ca`'s leaf certificate.
+pub fn tls_section_for(ca: &TestCa) -> String {
     format!(
         "[tls]\ncert = {:?}\nkey = {:?}\n\n",
-        dovecot.ca.cert_path().display().to_string(),
-        dovecot.ca.key_path().display().to_string()
+        ca.cert_path().display().to_string(),
+        ca.key_path().display().to_string()
     )
+}
+
+/// A proxy with one implicit-TLS IMAP listener in front of a fake backend on `port` reached in
+/// `backend_tls` mode; `extra` is inserted before the listener (e.g. a `[scan]` section).
+pub fn imap_to_fake(ca: &TestCa, port: u16, backend_tls: &str, extra: &str) -> TestProxy {
+    let config = tls_section_for(ca)
+        + extra
+        + &listener("imaps", "imap", "implicit", "fake")
+        + &backend_at(
+            "fake",
+            &format!("127.0.0.1:{port}"),
+            backend_tls,
+            &ca.ca_pem_path(),
+        );
+    TestProxy::start(&config)
+}
+
+/// A direct IMAPS session to Dovecot, logged in as the default user, INBOX examined: the
+/// reference the proxied bytes are compared with.
+pub fn direct_imap(dovecot: &Dovecot) -> LineClient<TlsStream> {
+    let mut direct = connect_tls(dovecot.imaps_port, &dovecot.ca);
+    direct.read_line();
+    let (_, status) = direct.imap(
+        "l",
+        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
+    );
+    assert!(status.starts_with("l OK"), "direct login: {status}");
+    let (_, status) = direct.imap("s", "EXAMINE INBOX");
+    assert!(status.starts_with("s OK"), "direct EXAMINE: {status}");
+    direct
 }
 
 /// A `[[listener]]` on an ephemeral loopback port.

@@ -1,0 +1,97 @@
+//! The input buffer both sans-I/O framers (IMAP and POP3) are built on: received bytes, a
+//! cursor remembering how far they were searched for LF (so a long line arriving in small pieces
+//! is not rescanned from the start each time), and a bounded line search.
+
+use bytes::{Bytes, BytesMut};
+
+/// A line longer than the given limit (in octets, line ending included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineTooLong(pub usize);
+
+/// Bytes received and not yet handed out as events.
+#[derive(Debug, Default)]
+pub struct InputBuffer {
+    buffer: BytesMut,
+    /// Bytes before this offset hold no LF that has not been consumed as a line end.
+    scanned: usize,
+}
+
+impl InputBuffer {
+    /// Appends received bytes.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.buffer.extend_from_slice(data);
+    }
+
+    /// Octets buffered.
+    pub fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+
+    /// The buffered bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    /// Drops everything (after a fatal error, or a STARTTLS-style reset).
+    pub fn clear(&mut self) {
+        self.buffer = BytesMut::new();
+        self.scanned = 0;
+    }
+
+    /// End (exclusive) of the next LF-terminated line after the search cursor; when there is
+    /// none yet, the cursor moves to the end so the next search starts there.
+    pub fn next_line_end(&mut self) -> Option<usize> {
+        let rest = self.buffer.get(self.scanned..).unwrap_or_default();
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(offset) => Some(self.scanned + offset + 1),
+            None => {
+                self.scanned = self.buffer.len();
+                None
+            }
+        }
+    }
+
+    /// End of the line that starts the buffer, if complete; an error once it exceeds `limit`.
+    pub fn line_end(&mut self, limit: usize) -> Result<Option<usize>, LineTooLong> {
+        match self.next_line_end() {
+            Some(end) if end > limit => Err(LineTooLong(limit)),
+            Some(end) => Ok(Some(end)),
+            None if self.buffer.len() >= limit => Err(LineTooLong(limit)),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves the search cursor to `offset` (bytes before it were examined).
+    pub fn skip_to(&mut self, offset: usize) {
+        self.scanned = offset.min(self.buffer.len());
+    }
+
+    /// Removes and returns the first `end` octets.
+    pub fn take(&mut self, end: usize) -> Bytes {
+        self.scanned = 0;
+        self.buffer.split_to(end.min(self.buffer.len())).freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_found_incrementally_and_bounded() {
+        let mut input = InputBuffer::default();
+        input.feed(b"abc");
+        assert_eq!(input.line_end(10), Ok(None));
+        input.feed(b"d\r\nrest");
+        assert_eq!(input.line_end(10), Ok(Some(6)));
+        assert_eq!(input.take(6), Bytes::from_static(b"abcd\r\n"));
+        assert_eq!(input.line_end(4), Err(LineTooLong(4)));
+        input.clear();
+        assert!(input.is_empty());
+    }
+}
