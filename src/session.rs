@@ -321,12 +321,21 @@ pub async fn read_backend(stream: &mut Stream, buffer: &mut [u8]) -> Result<usiz
 }
 
 /// Writes all bytes to the client and flushes.
+///
+/// A client that stops reading cannot hold the session forever: every 64 KiB must be accepted
+/// within [`CLIENT_WRITE_STALL`].
 pub async fn write_client(stream: &mut Stream, bytes: &[u8]) -> Result<(), SessionError> {
-    stream
-        .write_all(bytes)
+    let stalled = || SessionError::ClientIo(std::io::ErrorKind::TimedOut.into());
+    for chunk in bytes.chunks(64 * 1024) {
+        tokio::time::timeout(CLIENT_WRITE_STALL, stream.write_all(chunk))
+            .await
+            .map_err(|_| stalled())?
+            .map_err(SessionError::ClientIo)?;
+    }
+    tokio::time::timeout(CLIENT_WRITE_STALL, stream.flush())
         .await
-        .map_err(SessionError::ClientIo)?;
-    stream.flush().await.map_err(SessionError::ClientIo)
+        .map_err(|_| stalled())?
+        .map_err(SessionError::ClientIo)
 }
 
 /// Writes all bytes to the backend and flushes.
@@ -337,6 +346,9 @@ pub async fn write_backend(stream: &mut Stream, bytes: &[u8]) -> Result<(), Sess
         .map_err(SessionError::BackendIo)?;
     stream.flush().await.map_err(SessionError::BackendIo)
 }
+
+/// Longest a client may leave 64 KiB of output unaccepted before the session is closed.
+pub const CLIENT_WRITE_STALL: Duration = Duration::from_secs(120);
 
 /// Most bytes read and discarded while closing after an error (see [`linger_close`]).
 const LINGER_BYTES: usize = 32 * 1024 * 1024;
