@@ -1,5 +1,6 @@
-//! Just enough POP3 command parsing for policy (RFC 1939 §5–§7, RFC 5034): the command name,
-//! the user names a login reveals, and the backend [`Dialect`] used by the shared connector.
+//! The POP3 [`Dialect`] of the shared backend connector (RFC 1939 §4 greeting, RFC 2595 §4 STLS,
+//! RFC 2449 §5 CAPA, XCLIENT as Dovecot speaks it). Client commands are parsed by
+//! [`super::grammar`].
 
 use std::net::SocketAddr;
 
@@ -7,61 +8,6 @@ use crate::backend::{Dialect, GreetingKind, HandshakeLine};
 use crate::config::ForwardClientIp;
 
 use super::codec::Status;
-
-/// A client command line split into an upper-cased name and its arguments (CRLF removed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    /// Upper-cased keyword (`USER`, `RETR`, ...); empty for an empty line.
-    pub name: String,
-    /// Everything after the first space, line ending removed.
-    pub args: String,
-}
-
-impl Command {
-    /// Parses a command line; never fails (non-UTF-8 bytes are replaced).
-    pub fn parse(line: &[u8]) -> Command {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\r', '\n']);
-        let (name, args) = text.split_once(' ').unwrap_or((text, ""));
-        Command {
-            name: name.to_ascii_uppercase(),
-            args: args.to_string(),
-        }
-    }
-
-    /// Whether the line carries a credential (never logged in full).
-    pub fn is_secret(&self) -> bool {
-        matches!(self.name.as_str(), "USER" | "PASS" | "APOP" | "AUTH")
-    }
-
-    /// Whether it starts or performs a login.
-    pub fn is_login(&self) -> bool {
-        matches!(self.name.as_str(), "USER" | "PASS" | "APOP" | "AUTH")
-    }
-
-    /// The user name a `USER name` or `APOP name digest` reveals.
-    pub fn user(&self) -> Option<String> {
-        match self.name.as_str() {
-            "USER" => Some(self.args.trim().to_string()).filter(|u| !u.is_empty()),
-            "APOP" => self
-                .args
-                .rsplit_once(' ')
-                .map(|(name, _)| name.trim().to_string())
-                .filter(|u| !u.is_empty()),
-            _ => None,
-        }
-    }
-
-    /// `AUTH mechanism [initial-response]`: the upper-cased mechanism and the response.
-    pub fn auth(&self) -> Option<(String, Option<String>)> {
-        if self.name != "AUTH" {
-            return None;
-        }
-        let mut words = self.args.split_ascii_whitespace();
-        let mechanism = words.next()?.to_ascii_uppercase();
-        Some((mechanism, words.next().map(str::to_string)))
-    }
-}
 
 /// The POP3 side of the shared backend connector.
 #[derive(Debug)]
@@ -121,26 +67,6 @@ impl Dialect for Pop3Dialect {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn users_are_extracted() {
-        assert_eq!(
-            Command::parse(b"user alice\r\n").user().as_deref(),
-            Some("alice")
-        );
-        assert_eq!(
-            Command::parse(b"APOP bob c4c9334bac560ecc979e58001b3e22fb\r\n")
-                .user()
-                .as_deref(),
-            Some("bob")
-        );
-        assert_eq!(Command::parse(b"PASS secret\r\n").user(), None);
-        let auth = Command::parse(b"AUTH plain AGFsaWNlAHNlY3JldA==\r\n").auth();
-        assert_eq!(
-            auth,
-            Some(("PLAIN".into(), Some("AGFsaWNlAHNlY3JldA==".into())))
-        );
-    }
 
     #[test]
     fn dialect_replies() {

@@ -1,13 +1,17 @@
-//! POP3 relay (RFC 1939, RFC 2449, RFC 2595 §4, RFC 5034).
+//! POP3 relay (RFC 1939, RFC 2449, RFC 2595 §4, RFC 3206, RFC 5034): parse, then forward.
 //!
 //! [`codec`] frames both directions without I/O, [`multiline`] keeps multi-line responses and
-//! does dot-stuffing, [`command`] classifies client commands and
-//! provides the backend [`command::Pop3Dialect`], [`capa`] rewrites CAPA responses and
-//! [`session`] runs one client connection.
+//! does dot-stuffing, [`grammar`] parses every client command into a typed value whose canonical
+//! form is all a backend ever receives, [`prelogin`] answers the AUTHORIZATION state itself (no
+//! client byte reaches the backend before login), [`capa`] rewrites capabilities through an
+//! allow-list, [`command`] provides the backend [`command::Pop3Dialect`] and [`session`] drives
+//! one client connection.
 
 pub mod capa;
 pub mod codec;
 pub mod command;
+pub mod grammar;
 pub mod multiline;
+pub mod prelogin;
 pub mod scanning;
 pub mod session;

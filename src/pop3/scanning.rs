@@ -10,6 +10,7 @@
 use bytes::Bytes;
 
 use super::codec::MultiLine;
+use super::grammar::Command;
 use super::session::Session;
 use crate::scan::{Disposition, MessageRef, Protocol};
 use crate::session::{SessionError, SessionStats};
@@ -18,22 +19,28 @@ use crate::session::{SessionError, SessionStats};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageRequest {
     /// `RETR n`.
-    Retr(Option<u32>),
+    Retr(u32),
     /// `TOP n m` (m > 0), forwarded as `RETR n`.
-    Top(Option<u32>, u64),
+    Top(u32, u64),
 }
 
-/// Parses the arguments of RETR/TOP; `None` for `TOP n 0` or malformed TOP (passed through).
-pub fn message_request(name: &str, args: &str) -> Option<MessageRequest> {
-    let mut words = args.split_ascii_whitespace();
-    let number = words.next().and_then(|n| n.parse().ok());
-    match name {
-        "RETR" => Some(MessageRequest::Retr(number)),
-        "TOP" => match words.next().and_then(|m| m.parse::<u64>().ok()) {
-            Some(0) | None => None,
-            Some(lines) => Some(MessageRequest::Top(number, lines)),
-        },
-        _ => None,
+impl MessageRequest {
+    /// The request a parsed command makes; `None` for `TOP n 0` (headers only, passed through)
+    /// and every command that retrieves no message.
+    pub fn of(command: &Command) -> Option<MessageRequest> {
+        match *command {
+            Command::Retr(n) => Some(MessageRequest::Retr(n)),
+            Command::Top(_, 0) => None,
+            Command::Top(n, lines) => Some(MessageRequest::Top(n, u64::from(lines))),
+            _ => None,
+        }
+    }
+
+    /// The command the backend gets: always `RETR n`, so the verdict covers the whole message.
+    pub fn forwarded(self) -> Command {
+        match self {
+            MessageRequest::Retr(n) | MessageRequest::Top(n, _) => Command::Retr(n),
+        }
     }
 }
 
@@ -47,7 +54,7 @@ impl Session {
     ) -> Result<Bytes, SessionError> {
         let message = Bytes::from(response.body());
         let msgno = match request {
-            MessageRequest::Retr(n) | MessageRequest::Top(n, _) => n,
+            MessageRequest::Retr(n) | MessageRequest::Top(n, _) => Some(n),
         };
         let reference = MessageRef {
             client_addr: self.context.peer,
@@ -132,16 +139,13 @@ mod tests {
 
     #[test]
     fn requests() {
-        assert_eq!(
-            message_request("RETR", "3"),
-            Some(MessageRequest::Retr(Some(3)))
-        );
-        assert_eq!(
-            message_request("TOP", "3 5"),
-            Some(MessageRequest::Top(Some(3), 5))
-        );
-        assert_eq!(message_request("TOP", "3 0"), None);
-        assert_eq!(message_request("TOP", "3"), None);
+        let retr = MessageRequest::of(&Command::Retr(3));
+        assert_eq!(retr, Some(MessageRequest::Retr(3)));
+        let top = MessageRequest::of(&Command::Top(3, 5)).unwrap();
+        assert_eq!(top, MessageRequest::Top(3, 5));
+        assert_eq!(top.forwarded().to_line(), b"RETR 3\r\n");
+        assert_eq!(MessageRequest::of(&Command::Top(3, 0)), None);
+        assert_eq!(MessageRequest::of(&Command::Dele(3)), None);
     }
 
     #[test]

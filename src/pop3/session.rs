@@ -1,14 +1,16 @@
-//! One POP3 client session: the backend's greeting (APOP timestamp intact, RFC 1939 §7), then an
-//! in-order relay between client and backend (RFC 1939, RFC 2449 PIPELINING):
-//! * CAPA responses are rewritten ([`super::capa`]);
-//! * STLS (RFC 2595 §4) is answered by the proxy once every earlier command is answered; every
-//!   byte the client pipelined after it is dropped with the old framer before the TLS handshake;
-//! * before TLS on a `require_tls` listener USER/PASS/APOP/AUTH get `-ERR [AUTH]` (RFC 3206)
-//!   and are never forwarded;
-//! * AUTH exchanges (RFC 5034) switch the client side to SASL lines, which are never parsed as
-//!   commands nor logged;
-//! * RETR/TOP responses are scanned as one complete unit ([`super::scanning`]);
-//! * a client that goes away without QUIT never causes a QUIT upstream, so nothing is deleted.
+//! One POP3 client session (RFC 1939, RFC 2449 PIPELINING): the async driver of the sans-I/O
+//! pieces.
+//!
+//! * Before login the proxy answers everything itself ([`super::prelogin`]); the client sees the
+//!   backend's greeting (APOP timestamp intact, RFC 1939 §7), and no client byte reaches the
+//!   backend: the driver logs in with commands the proxy serialises (`session_prelogin.rs`).
+//!   STLS (RFC 2595 §4) drops every byte pipelined after it before the TLS handshake.
+//! * After login every client line is parsed ([`super::grammar`], RFC 1939 §5–§7) and only the
+//!   canonical serialisation of an allowed command is forwarded; anything else is answered
+//!   `-ERR` by the proxy and counts towards `max_errors`.
+//! * CAPA responses are rewritten through an allow-list ([`super::capa`]); RETR/TOP responses
+//!   are scanned as one complete unit ([`super::scanning`]).
+//! * A client that goes away without QUIT never causes a QUIT upstream, so nothing is deleted.
 //!
 //! Commands answered by the proxy and forwarded commands share one FIFO, so every client sees
 //! its answers in command order. When `max_pipeline` answers are outstanding the client is not
@@ -21,15 +23,16 @@ use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use super::capa::{self, CapaPolicy};
-use super::codec::{Event, Expect, FrameError, Framer, Limits, MultiLine, Reply, Role, Status};
-use super::command::{Command, Pop3Dialect};
+use super::capa::{CapaPolicy, Capabilities};
+use super::codec::{Event, FrameError, Framer, Limits, Role};
+use super::command::Pop3Dialect;
+use super::grammar::Command;
+use super::prelogin::{Prelogin, PreloginConfig};
 use super::scanning::MessageRequest;
 use crate::net::Stream;
-use crate::sasl::plain_authcid;
 use crate::server::SessionContext;
 use crate::session::{
-    next_input, upgrade_client, write_backend, write_client, Input, Redacted, Relay, SessionEnd,
+    next_input, upgrade_client, write_backend, write_client, Input, Relay, SessionEnd,
     SessionError, SessionStats,
 };
 
@@ -39,21 +42,13 @@ const READ_BUFFER: usize = 64 * 1024;
 const MIN_IDLE: Duration = Duration::from_secs(600);
 /// Longest the proxy waits for a client to take its closing bytes.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The proxy's refusal of a login before TLS (RFC 2449 RESP-CODES, RFC 3206 `AUTH`).
-const TLS_REQUIRED: &[u8] = b"-ERR [AUTH] TLS required: use STLS first\r\n";
 
 /// What a forwarded command means when its answer arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Capa,
-    AuthList,
     /// RETR or TOP n m (m > 0, forwarded as RETR): a message to scan.
     Message(MessageRequest),
-    /// USER (does not log in by itself).
-    User,
-    /// PASS or APOP.
-    Login,
-    Auth,
     Quit,
     Other,
 }
@@ -64,9 +59,7 @@ enum Pending {
     /// Sent to the backend; its answer is relayed.
     Forwarded(Kind),
     /// Answered by the proxy itself.
-    Local(&'static [u8]),
-    /// STLS accepted: answer, then upgrade.
-    Stls,
+    Local(Bytes),
 }
 
 /// What the relay loop does next.
@@ -76,8 +69,17 @@ enum Flow {
     End(SessionEnd),
 }
 
+/// AUTHORIZATION (answered by the proxy) or TRANSACTION (parsed, then forwarded).
+#[derive(Debug)]
+enum Phase {
+    Prelogin(Box<Prelogin>),
+    Transaction,
+}
+
 #[path = "session_backend.rs"]
 mod backend_side;
+#[path = "session_prelogin.rs"]
+mod prelogin_side;
 
 /// Runs a session on an accepted (possibly already TLS) client stream.
 pub async fn run(context: SessionContext, client: Stream) {
@@ -97,16 +99,14 @@ pub struct Session {
     client_framer: Framer,
     backend_framer: Framer,
     pending: VecDeque<Pending>,
-    /// Client lines are SASL responses.
-    sasl: bool,
-    /// The next SASL line is a PLAIN message (its authcid names the user).
-    plain_next: bool,
-    /// STLS or QUIT accepted: no further client command is read.
+    phase: Phase,
+    /// The backend's capabilities (pre-login, as the connector or the proxy's CAPA saw them).
+    capabilities: Capabilities,
+    /// QUIT forwarded: no further client command is read.
     halted: bool,
-    authenticated: bool,
     draining: bool,
     last_activity: Instant,
-    /// `-ERR` answers to non-login commands so far; `max_errors` ends the session.
+    /// `-ERR` answers so far; `max_errors` ends the session.
     pub(super) errors: u32,
 }
 
@@ -119,6 +119,7 @@ impl Session {
         )
         .await?;
         let limits = Limits::from_config(&context.listener.limits);
+        let (offer_stls, hide_login) = context.tls_gate(client.is_tls());
         let mut session = Session {
             context: context.clone(),
             client,
@@ -126,42 +127,43 @@ impl Session {
             client_framer: Framer::new(Role::Client, limits),
             backend_framer: Framer::new(Role::Server, limits),
             pending: VecDeque::new(),
-            sasl: false,
-            plain_next: false,
+            phase: Phase::Transaction,
+            capabilities: Capabilities::default(),
             halted: false,
-            authenticated: false,
             draining: false,
             last_activity: Instant::now(),
             errors: 0,
         };
+        session.backend_framer.feed(&backend.leftover);
+        let capabilities = match backend.capabilities {
+            Some(reply) => Capabilities::from_reply(Some(&reply)),
+            None => session
+                .backend_capabilities()
+                .await
+                .map_err(SessionEnd::Error)?,
+        };
+        session.capabilities = capabilities.clone();
+        session.phase = Phase::Prelogin(Box::new(Prelogin::new(PreloginConfig {
+            capabilities,
+            policy: CapaPolicy {
+                offer_stls,
+                hide_login,
+            },
+            max_errors: context.listener.limits.max_errors,
+        })));
         write_client(&mut session.client, &backend.greeting)
             .await
             .map_err(SessionEnd::Error)?;
-        session.backend_framer.feed(&backend.leftover);
         Ok(session)
-    }
-
-    fn policy(&self) -> CapaPolicy {
-        let (offer_stls, hide_login) = self.context.tls_gate(self.client.is_tls());
-        CapaPolicy {
-            offer_stls,
-            hide_login,
-        }
     }
 
     async fn run(mut self, stats: &mut SessionStats) -> SessionEnd {
         let mut client_buffer = vec![0u8; READ_BUFFER];
         let mut backend_buffer = vec![0u8; READ_BUFFER];
-        // Bytes the connector read past the greeting are handled like any later response.
-        let mut first = Some(self.drain_backend(stats).await);
         let end = loop {
-            let flow = match first.take() {
-                Some(flow) => flow,
-                None => {
-                    self.step(stats, &mut client_buffer, &mut backend_buffer)
-                        .await
-                }
-            };
+            let flow = self
+                .step(stats, &mut client_buffer, &mut backend_buffer)
+                .await;
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::StartTls) => match self.upgrade().await {
@@ -176,13 +178,10 @@ impl Session {
             }
             if self.errors >= self.context.listener.limits.max_errors && self.pending.is_empty() {
                 crate::session::count_limit("max_errors");
-                let _ =
-                    write_client(&mut self.client, b"-ERR [SYS/PERM] too many errors\r\n").await;
-                break SessionEnd::Error(SessionError::ClientProtocol(
-                    "too many protocol errors".into(),
-                ));
+                let _ = write_client(&mut self.client, super::prelogin::TOO_MANY_ERRORS).await;
+                break too_many_errors();
             }
-            if self.draining && self.pending.is_empty() && !self.sasl {
+            if self.draining && self.pending.is_empty() {
                 let _ = write_client(
                     &mut self.client,
                     b"-ERR [SYS/TEMP] server shutting down\r\n",
@@ -197,9 +196,13 @@ impl Session {
 
     /// Whether more client bytes may be read now (bounded back-pressure).
     fn wants_client(&self) -> bool {
-        !self.halted
-            && !self.draining
-            && self.pending.len() < self.context.listener.limits.max_pipeline
+        let ready = match &self.phase {
+            Phase::Prelogin(core) => core.wants_input(),
+            Phase::Transaction => {
+                !self.halted && self.pending.len() < self.context.listener.limits.max_pipeline
+            }
+        };
+        ready && !self.draining
     }
 
     /// Waits for one input (client bytes, backend bytes, shutdown, timeout) and handles it.
@@ -234,19 +237,14 @@ impl Session {
             Input::BackendClosed => self.backend_closed().await,
             Input::Client(n) => {
                 self.last_activity = Instant::now();
-                self.client_framer.feed(&client_buffer[..n]);
-                self.drain_client(stats).await
+                self.on_client_bytes(&client_buffer[..n], stats).await
             }
             Input::Backend(n) => {
                 self.last_activity = Instant::now();
-                self.backend_framer.feed(&backend_buffer[..n]);
-                match self.drain_backend(stats).await? {
-                    Flow::Continue => self.drain_client(stats).await,
-                    flow => Ok(flow),
-                }
+                self.on_backend_bytes(&backend_buffer[..n], stats).await
             }
             Input::Deadline => {
-                crate::session::count_limit(if self.authenticated {
+                crate::session::count_limit(if self.is_authenticated() {
                     "idle_timeout"
                 } else {
                     "prelogin_timeout"
@@ -261,21 +259,64 @@ impl Session {
         }
     }
 
+    fn is_authenticated(&self) -> bool {
+        matches!(self.phase, Phase::Transaction)
+    }
+
     fn timeout(&self) -> Duration {
         let limits = &self.context.listener.limits;
-        if self.authenticated {
+        if self.is_authenticated() {
             limits.idle_timeout.max(MIN_IDLE)
         } else {
             limits.prelogin_timeout
         }
     }
 
-    async fn backend_closed(&mut self) -> Result<Flow, SessionError> {
-        if !self.pending.is_empty() || self.backend_framer.buffered() > 0 {
-            tracing::warn!(
+    async fn on_client_bytes(
+        &mut self,
+        data: &[u8],
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        match &mut self.phase {
+            Phase::Prelogin(core) => {
+                let actions = core.feed(data);
+                self.perform(actions, stats).await
+            }
+            Phase::Transaction => {
+                self.client_framer.feed(data);
+                self.drain_client(stats).await
+            }
+        }
+    }
+
+    async fn on_backend_bytes(
+        &mut self,
+        data: &[u8],
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        if !self.is_authenticated() {
+            // Nothing was asked: a notice before the backend closes. The client is told when
+            // the connection goes.
+            tracing::debug!(
                 side = "backend",
-                "backend closed the connection mid-response"
+                octets = data.len(),
+                "unsolicited backend bytes before login dropped"
             );
+            return Ok(Flow::Continue);
+        }
+        self.backend_framer.feed(data);
+        match self.drain_backend(stats).await? {
+            Flow::Continue => self.drain_client(stats).await,
+            flow => Ok(flow),
+        }
+    }
+
+    async fn backend_closed(&mut self) -> Result<Flow, SessionError> {
+        if !self.is_authenticated()
+            || !self.pending.is_empty()
+            || self.backend_framer.buffered() > 0
+        {
+            tracing::warn!(side = "backend", "backend closed the connection");
             let _ = write_client(
                 &mut self.client,
                 b"-ERR [SYS/TEMP] mail server closed the connection\r\n",
@@ -286,13 +327,11 @@ impl Session {
     }
 
     async fn upgrade(mut self) -> Result<Session, SessionError> {
-        // Every byte pipelined after STLS goes with the old framer (RFC 2595 §4, CVE-2011-0411).
-        self.client_framer = Framer::new(
-            Role::Client,
-            Limits::from_config(&self.context.listener.limits),
-        );
+        // Every byte pipelined after STLS was dropped by the core (RFC 2595 §4, CVE-2011-0411).
         self.client = upgrade_client(self.client, &self.context).await?;
-        self.halted = false;
+        if let Phase::Prelogin(core) = &mut self.phase {
+            core.tls_started();
+        }
         tracing::debug!(
             version = self.client.tls_version(),
             "client upgraded to TLS"
@@ -322,11 +361,7 @@ impl Session {
             let Some(Event::Line(line)) = event else {
                 break;
             };
-            let flow = if self.sasl {
-                self.on_sasl_line(line, stats).await?
-            } else {
-                self.on_command(line, stats).await?
-            };
+            let flow = self.on_command(&line, stats).await?;
             if !matches!(flow, Flow::Continue) {
                 return Ok(flow);
             }
@@ -334,69 +369,42 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// A client SASL response (RFC 5034 §4): forwarded verbatim, never logged.
-    async fn on_sasl_line(
-        &mut self,
-        line: Bytes,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        tracing::trace!(line = %Redacted::hidden(), "client SASL response");
-        if std::mem::take(&mut self.plain_next) {
-            if let Some(user) = std::str::from_utf8(&line).ok().and_then(plain_authcid) {
-                stats.set_user(user);
-            }
-        }
-        stats.bytes_up += line.len() as u64;
-        write_backend(&mut self.backend, &line).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// A client command line.
+    /// A client command line in TRANSACTION: parsed, then forwarded canonically or refused.
     async fn on_command(
         &mut self,
-        line: Bytes,
+        line: &[u8],
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        let command = Command::parse(&line);
-        if command.is_secret() {
-            // `Redacted` keeps two words, which for `PASS secret` would be the password.
-            tracing::debug!(command = %command.name, "client command (arguments redacted)");
-        } else {
-            tracing::debug!(command = %Redacted::new(&line, false), "client command");
-        }
-        if command.name == "STLS" {
-            if self.policy().offer_stls && !self.authenticated {
-                self.halted = true;
-                self.pending.push_back(Pending::Stls);
-            } else {
+        let command = match Command::parse_transaction(line) {
+            Ok(command) => command,
+            Err(error) => {
+                tracing::info!(%error, "client command refused");
+                self.errors += 1;
                 self.pending
-                    .push_back(Pending::Local(b"-ERR STLS not available now\r\n"));
+                    .push_back(Pending::Local(Bytes::from(super::prelogin::refusal(
+                        &error,
+                    ))));
+                return self.flush_local().await;
             }
-            return self.flush_local().await;
-        }
-        if command.is_login() && self.policy().hide_login {
-            tracing::info!(command = %command.name, "login before TLS refused");
-            self.pending.push_back(Pending::Local(TLS_REQUIRED));
-            return self.flush_local().await;
-        }
-        if command.is_login() && command.name != "USER" {
-            self.context.penalty.delay(self.context.peer.ip()).await;
-        }
-        let request = super::scanning::message_request(&command.name, &command.args);
-        let line = match request {
-            Some(MessageRequest::Top(..)) => Bytes::from(format!(
-                "RETR {}\r\n",
-                command.args.split(' ').next().unwrap_or("")
-            )),
-            _ => line,
         };
-        let expect = Expect::for_command(&line);
-        let mut kind = self.classify(&command, expect, stats);
-        if let Some(request) = request {
-            kind = Kind::Message(request);
-        }
+        let request = MessageRequest::of(&command);
+        let forwarded = request.map_or_else(|| command.clone(), MessageRequest::forwarded);
+        let line = forwarded.to_line();
+        tracing::debug!(
+            command = %String::from_utf8_lossy(&line).trim_end(),
+            "client command"
+        );
+        let kind = match (&command, request) {
+            (_, Some(request)) => Kind::Message(request),
+            (Command::Capa, _) => Kind::Capa,
+            (Command::Quit, _) => {
+                self.halted = true;
+                Kind::Quit
+            }
+            _ => Kind::Other,
+        };
         self.backend_framer
-            .expect(expect)
+            .expect(forwarded.expect())
             .map_err(|e| client_violation(&e))?;
         self.pending.push_back(Pending::Forwarded(kind));
         stats.bytes_up += line.len() as u64;
@@ -404,60 +412,21 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Bookkeeping for a command about to be forwarded.
-    fn classify(&mut self, command: &Command, expect: Expect, stats: &mut SessionStats) -> Kind {
-        if let Some(user) = command.user() {
-            stats.set_user(user);
-        }
-        match command.name.as_str() {
-            "CAPA" => Kind::Capa,
-            "AUTH" if expect == Expect::MultiLine => Kind::AuthList,
-            "AUTH" => {
-                self.sasl = true;
-                self.client_framer.set_sasl(true);
-                if let Some((mechanism, initial)) = command.auth() {
-                    let plain = mechanism == "PLAIN";
-                    match initial {
-                        Some(initial) if plain => {
-                            if let Some(user) = plain_authcid(&initial) {
-                                stats.set_user(user);
-                            }
-                        }
-                        None => self.plain_next = plain,
-                        Some(_) => {}
-                    }
-                }
-                Kind::Auth
-            }
-            "USER" => Kind::User,
-            "PASS" | "APOP" => Kind::Login,
-            "QUIT" => {
-                self.halted = true;
-                Kind::Quit
-            }
-            _ => Kind::Other,
-        }
-    }
-
     /// Sends the proxy's own answers that are due (everything before the next forwarded one).
     async fn flush_local(&mut self) -> Result<Flow, SessionError> {
-        while let Some(front) = self.pending.front() {
-            match front {
-                Pending::Forwarded(_) => break,
-                Pending::Local(reply) => {
-                    let reply = *reply;
-                    self.pending.pop_front();
-                    write_client(&mut self.client, reply).await?;
-                }
-                Pending::Stls => {
-                    self.pending.pop_front();
-                    write_client(&mut self.client, b"+OK Begin TLS negotiation\r\n").await?;
-                    return Ok(Flow::StartTls);
-                }
-            }
+        while let Some(Pending::Local(reply)) = self.pending.front() {
+            let reply = reply.clone();
+            self.pending.pop_front();
+            write_client(&mut self.client, &reply).await?;
         }
         Ok(Flow::Continue)
     }
+}
+
+fn too_many_errors() -> SessionEnd {
+    SessionEnd::Error(SessionError::ClientProtocol(
+        "too many protocol errors".into(),
+    ))
 }
 
 /// Ends the client connection cleanly (TLS close_notify, TCP FIN), bounded in time.

@@ -1,6 +1,6 @@
-//! The backend half of a POP3 [`Session`]: complete responses from the framer are matched with
-//! the command they answer (in order), rewritten where policy says so (CAPA, the AUTH mechanism
-//! list), scanned for RETR/TOP ([`super::scanning`]), and relayed to the client.
+//! The backend half of a POP3 [`Session`] after login: complete responses from the framer are
+//! matched with the command they answer (in order), rewritten where policy says so (CAPA through
+//! the allow-list), scanned for RETR/TOP ([`super::scanning`]), and relayed to the client.
 
 use super::*;
 
@@ -37,37 +37,19 @@ impl Session {
 
     async fn on_reply(
         &mut self,
-        reply: Reply,
+        reply: super::super::codec::Reply,
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        if reply.answered.is_none() || reply.status == Status::Continue {
-            // A SASL challenge, or a notice the backend sends before closing.
+        if reply.answered.is_none() {
+            // A notice the backend sends before closing.
             return self
                 .relay(&reply.line, stats)
                 .await
                 .map(|()| Flow::Continue);
         }
         let kind = self.complete();
-        let ok = reply.status == Status::Ok;
-        if !ok && !matches!(kind, Kind::Login | Kind::Auth | Kind::User) {
+        if reply.status != super::super::codec::Status::Ok {
             self.errors += 1;
-        }
-        match kind {
-            Kind::Login | Kind::Auth if ok => {
-                self.authenticated = true;
-                crate::session::record_auth(&self.context, true);
-                tracing::info!("login ok");
-            }
-            Kind::Login | Kind::Auth => {
-                crate::session::record_auth(&self.context, false);
-                tracing::info!("login failed");
-            }
-            _ => {}
-        }
-        if kind == Kind::Auth {
-            self.sasl = false;
-            self.plain_next = false;
-            self.client_framer.set_sasl(false);
         }
         self.relay(&reply.line, stats).await?;
         if kind == Kind::Quit {
@@ -78,12 +60,14 @@ impl Session {
 
     async fn on_multiline(
         &mut self,
-        response: MultiLine,
+        response: super::super::codec::MultiLine,
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
         let output = match self.complete() {
-            Kind::Capa => capa::rewrite_capa(&response, self.policy()).raw().clone(),
-            Kind::AuthList => capa::rewrite_auth_list(&response).raw().clone(),
+            Kind::Capa => Bytes::from(
+                Capabilities::from_body(&response.body())
+                    .response(response.status_line(), CapaPolicy::default()),
+            ),
             Kind::Message(request) => self.scan_message(response, request, stats).await?,
             _ => response.raw().clone(),
         };
