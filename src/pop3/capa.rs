@@ -171,7 +171,10 @@ mod tests {
             out.starts_with("+OK\r\nTOP\r\n") && out.ends_with("STLS\r\n.\r\n"),
             "{out}"
         );
-        assert!(!out.lines().any(|l| l == "USER") && !out.contains("SASL"), "{out}");
+        assert!(
+            !out.lines().any(|l| l == "USER") && !out.contains("SASL"),
+            "{out}"
+        );
         assert_eq!(out.matches("STLS").count(), 1);
     }
 

@@ -43,6 +43,9 @@ pub struct DovecotOptions {
     pub haproxy: bool,
     /// `mail_max_userip_connections` (Dovecot's default is 10; default here 1000).
     pub mail_max_userip_connections: u32,
+    /// `rawlog_dir = <dir>/rawlog/%u`: Dovecot writes what each logged-in IMAP/POP3 session
+    /// received (`*.in`) and sent (`*.out`); see [`Dovecot::rawlog_in`].
+    pub rawlog: bool,
     /// Extra `(name, password)` users present from the start (cheaper than
     /// [`Dovecot::add_user`], which has to wait for a new second).
     pub users: Vec<(String, String)>,
@@ -54,6 +57,7 @@ impl Default for DovecotOptions {
             extra_config: Vec::new(),
             login_trusted_networks: None,
             haproxy: false,
+            rawlog: false,
             mail_max_userip_connections: 1000,
             users: Vec::new(),
         }
@@ -120,6 +124,11 @@ impl Dovecot {
             generation: 0,
         };
         write_passwd(dir.path(), mail, &users);
+        if options.rawlog {
+            for (user, _) in &users.list {
+                ensure_rawlog_dir(dir.path(), mail, user);
+            }
+        }
         for attempt in 1..=START_ATTEMPTS {
             let ports = Ports::pick(options.haproxy);
             let config = render_config(dir.path(), &instance, mail, &ports, &options);
@@ -204,6 +213,31 @@ impl Dovecot {
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
                 chown(&path, Some(self.mail.uid), Some(self.mail.gid)).expect("chown");
                 path
+            })
+            .collect()
+    }
+
+    /// The lines Dovecot received in `user`'s logged-in sessions (needs
+    /// [`DovecotOptions::rawlog`]), one `Vec` per session in file-name (start time) order, each
+    /// line without its timestamp.
+    pub fn rawlog_in(&self, user: &str) -> Vec<Vec<String>> {
+        let dir = self.dir.path().join("rawlog").join(user);
+        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "in"));
+        files.sort();
+        files
+            .iter()
+            .map(|path| {
+                let bytes = fs::read(path).unwrap_or_default();
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .map(|line| match line.split_once(' ') {
+                        Some((stamp, rest)) if stamp.contains('.') => rest.to_string(),
+                        _ => line.to_string(),
+                    })
+                    .collect()
             })
             .collect()
     }
@@ -348,6 +382,16 @@ fn ensure_maildir(dir: &Path, mail: MailUser, user: &str) -> PathBuf {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod maildir");
     }
     maildir
+}
+
+/// `<dir>/rawlog/<user>`, owned by the mail user (Dovecot does not create it).
+fn ensure_rawlog_dir(dir: &Path, mail: MailUser, user: &str) {
+    let root = dir.join("rawlog");
+    let path = root.join(user);
+    fs::create_dir_all(&path).expect("create rawlog dir");
+    make_traversable(&root);
+    chown(&path, Some(mail.uid), Some(mail.gid)).expect("chown rawlog dir");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod rawlog dir");
 }
 
 /// Writes the passwd-file atomically with a new mtime per generation: Dovecot re-reads it

@@ -84,6 +84,9 @@ pub fn render_config(
     if let Some(networks) = &options.login_trusted_networks {
         conf.push_str(&format!("login_trusted_networks = {networks}\n"));
     }
+    if options.rawlog {
+        conf.push_str(&format!("rawlog_dir = {d}/rawlog/%u\n"));
+    }
     if ports.haproxy.is_some() {
         conf.push_str("haproxy_trusted_networks = 127.0.0.0/8\n");
     }
