@@ -67,7 +67,8 @@ impl Default for Limits {
     }
 }
 
-/// The shape of the response a forwarded command will get.
+/// The shape of the response a forwarded command will get (see
+/// [`super::grammar::Command::expect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
     /// One line, `+OK` or `-ERR`.
@@ -76,25 +77,6 @@ pub enum Expect {
     MultiLine,
     /// A SASL exchange (RFC 5034): `+ ` continuations until `+OK` or `-ERR`.
     Sasl,
-}
-
-impl Expect {
-    /// Classifies a client command line: CAPA, RETR, TOP, LIST/UIDL without argument and AUTH
-    /// without mechanism are multi-line after `+OK`; AUTH with a mechanism is a SASL exchange.
-    pub fn for_command(line: &[u8]) -> Expect {
-        let text = line.trim_ascii();
-        let (name, args) = match text.iter().position(|&b| b == b' ') {
-            Some(space) => (&text[..space], text[space + 1..].trim_ascii()),
-            None => (text, &b""[..]),
-        };
-        let name = name.to_ascii_uppercase();
-        match name.as_slice() {
-            b"CAPA" | b"RETR" | b"TOP" => Expect::MultiLine,
-            b"LIST" | b"UIDL" | b"AUTH" if args.is_empty() => Expect::MultiLine,
-            b"AUTH" => Expect::Sasl,
-            _ => Expect::SingleLine,
-        }
-    }
 }
 
 /// The status indicator of a response line.

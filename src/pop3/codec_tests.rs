@@ -234,27 +234,6 @@ fn pipeline_depth_is_bounded() {
 }
 
 #[test]
-fn command_classification() {
-    let cases: &[(&[u8], Expect)] = &[
-        (b"CAPA\r\n", Expect::MultiLine),
-        (b"list\r\n", Expect::MultiLine),
-        (b"LIST 3\r\n", Expect::SingleLine),
-        (b"UIDL \r\n", Expect::MultiLine),
-        (b"UIDL 1\r\n", Expect::SingleLine),
-        (b"RETR 1\r\n", Expect::MultiLine),
-        (b"TOP 1 5\r\n", Expect::MultiLine),
-        (b"AUTH\r\n", Expect::MultiLine),
-        (b"AUTH PLAIN\r\n", Expect::Sasl),
-        (b"AUTH PLAIN AGFsaWNlAHg=\r\n", Expect::Sasl),
-        (b"STAT\r\n", Expect::SingleLine),
-        (b"XYZZY\r\n", Expect::SingleLine),
-    ];
-    for (line, expect) in cases {
-        assert_eq!(Expect::for_command(line), *expect, "{line:?}");
-    }
-}
-
-#[test]
 fn stuffing_round_trip_examples() {
     assert_eq!(stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n");
     assert_eq!(unstuff(b"..a\r\nb\r\n..\r\n"), b".a\r\nb\r\n.\r\n");

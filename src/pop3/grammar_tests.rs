@@ -151,6 +151,10 @@ fn expectations_follow_the_command() {
     assert_eq!(Command::List(Some(1)).expect(), Expect::SingleLine);
     assert_eq!(Command::Uidl(Some(1)).expect(), Expect::SingleLine);
     assert_eq!(Command::Dele(1).expect(), Expect::SingleLine);
+    assert_eq!(Command::Capa.expect(), Expect::MultiLine);
+    assert_eq!(Command::Auth(None).expect(), Expect::MultiLine);
+    assert_eq!(parse(b"AUTH PLAIN\r\n").unwrap().expect(), Expect::Sasl);
+    assert_eq!(Command::Stat.expect(), Expect::SingleLine);
 }
 
 /// After login: a byte script through the client framer at every chunk size, each line parsed

@@ -38,7 +38,7 @@ fn config(policy: CapaPolicy, capa: &[u8]) -> PreloginConfig {
 
 struct Replay<'a> {
     core: Prelogin,
-    logins: std::vec::IntoIter<(bool, &'a [u8])>,
+    logins: std::collections::VecDeque<(bool, &'a [u8])>,
     out: Vec<Out>,
     transaction: Option<Vec<u8>>,
 }
@@ -54,7 +54,7 @@ impl Replay<'_> {
                 PreloginAction::StartTls => self.out.push(Out::StartTls),
                 PreloginAction::Login(request) => {
                     self.out.push(Out::Login(request));
-                    let (ok, reply) = self.logins.next().expect("scripted login outcome");
+                    let (ok, reply) = self.logins.pop_front().expect("scripted login outcome");
                     queue.extend(self.core.login_result(ok, reply));
                 }
                 PreloginAction::Authenticated(rest) => {
@@ -85,7 +85,7 @@ fn replay_at(
 ) -> Vec<Out> {
     let mut replay = Replay {
         core: Prelogin::new(config.clone()),
-        logins: logins.to_vec().into_iter(),
+        logins: logins.iter().copied().collect(),
         out: Vec::new(),
         transaction: None,
     };
