@@ -235,7 +235,7 @@ pub fn parse_command(bytes: &[u8]) -> Result<ParsedCommand, GrammarError> {
         Classified::Syntax => return Err(GrammarError::Syntax { tag }),
     };
     let parsed = ParsedCommand { tag, kind, command };
-    if !parsed.string_literals_are_clean() {
+    if !parsed.strings_are_clean() {
         return Err(GrammarError::Syntax { tag: parsed.tag });
     }
     Ok(parsed)
@@ -248,7 +248,7 @@ enum Classified {
 }
 
 fn utf8(bytes: &[u8]) -> Option<String> {
-    String::from_utf8(bytes.to_vec()).ok()
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
 fn mailbox_name(mailbox: &Mailbox<'_>) -> Option<String> {
@@ -361,11 +361,10 @@ fn set_literal_mode(line: &mut Vec<u8>, non_sync: bool) {
     };
     let body = body.strip_suffix(b"+").unwrap_or(body);
     let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || body.len() == digits || body[body.len() - digits - 1] != b'{' {
+    if digits == 0 || !body[..body.len() - digits].ends_with(b"{") {
         return;
     }
-    let keep = body.len();
-    line.truncate(keep);
+    line.truncate(body.len());
     if non_sync {
         line.push(b'+');
     }
@@ -377,21 +376,16 @@ impl ParsedCommand {
         CommandCodec::new().encode(&self.command).collect()
     }
 
-    /// Every literal but APPEND's message must be free of CR, LF and NUL.
-    fn string_literals_are_clean(&self) -> bool {
-        let mut literals: Vec<&[u8]> = Vec::new();
-        let fragments = self.codec_fragments();
-        for fragment in &fragments {
-            if let CodecFragment::Literal { data, .. } = fragment {
-                literals.push(data);
-            }
+    /// Every string but APPEND's message must be free of CR, LF and NUL, even in a literal.
+    fn strings_are_clean(&self) -> bool {
+        let bad = |data: &[u8]| data.iter().any(|b| matches!(b, b'\r' | b'\n' | 0));
+        if let CommandBody::Append { mailbox, .. } = &self.command.body {
+            // Flags are atoms and the date is quoted: the mailbox is the only other string.
+            return !matches!(mailbox, Mailbox::Other(name) if bad(name.as_ref()));
         }
-        if self.kind == CommandKind::Append {
-            literals.pop();
-        }
-        literals
+        self.codec_fragments()
             .iter()
-            .all(|data| !data.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)))
+            .all(|f| !matches!(f, CodecFragment::Literal { data, .. } if bad(data)))
     }
 
     /// The canonical serialisation. `literal_plus`: the backend advertised LITERAL+ (RFC 7888),

@@ -718,3 +718,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn non_canonical_client_forms_keep_their_meaning() {
+    for (input, expected) in [
+        (
+            "a fetch 1 body.peek[header.fields (from X-Prio)]<5.10>\r\n",
+            "a FETCH 1 BODY.PEEK[HEADER.FIELDS (from X-Prio)]<5.10>\r\n",
+        ),
+        (
+            "a uid fetch 7 (binary.peek[1.2]<0.100> rfc822.size)\r\n",
+            "a UID FETCH 7 (BINARY.PEEK[1.2]<0.100> RFC822.SIZE)\r\n",
+        ),
+        (
+            "a store 1 flags \\seen $Junk\r\n",
+            "a STORE 1 FLAGS (\\Seen $Junk)\r\n",
+        ),
+        (
+            "a STATUS {5}\r\ninbox (unseen)\r\n",
+            "a STATUS INBOX (UNSEEN)\r\n",
+        ),
+        ("a LIST \"\" \"INBOX.%\"\r\n", "a LIST \"\" \"INBOX.%\"\r\n"),
+        (
+            "a APPEND {4+}\r\nSent ~{1+}\r\nx\r\n",
+            "a APPEND {4}\r\nSent ~{1}\r\nx\r\n",
+        ),
+    ] {
+        assert_eq!(canon(input.as_bytes()), expected, "{input}");
+    }
+}
