@@ -747,3 +747,19 @@ fn non_canonical_client_forms_keep_their_meaning() {
         assert_eq!(canon(input.as_bytes()), expected, "{input}");
     }
 }
+
+#[test]
+fn trailing_arguments_and_bad_literals() {
+    syntax(b"a SELECT INBOX extra\r\n");
+    syntax(b"a LOGIN a b c\r\n");
+    syntax(b"a SELECT {5}\r\nINBOXb NOOP\r\n");
+    syntax(b"a SELECT {4294967295}\r\nx\r\n");
+    syntax(b"a SELECT {99999999999999999999}\r\nx\r\n");
+    syntax(b"a SELECT {5} \r\nINBOX\r\n");
+    syntax(b"a SELECT {-1}\r\nINBOX\r\n");
+    assert_eq!(
+        parse_command(b"a IDLE\r\nDONE\r\n"),
+        Err(GrammarError::TrailingBytes { tag: "a".into() })
+    );
+    syntax(b"a ENABLE\r\n");
+}
