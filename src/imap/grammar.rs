@@ -5,9 +5,9 @@
 //! ([`ParsedCommand::encode`]) of what was parsed, never the client's bytes. A command that does
 //! not parse, or is not on the allow-list below, is never forwarded.
 //!
-//! The grammar is RFC 9051 §6 / §9 (IMAP4rev2) and RFC 3501 §6 / §9 (IMAP4rev1) as implemented by
-//! `imap-codec` 2.0.0-alpha.10 (a sans-I/O nom parser with a matching encoder), plus the
-//! extensions below.
+//! The grammar is RFC 9051 §6 / §9 (IMAP4rev2) and RFC 3501 §6 / §9 (IMAP4rev1) as
+//! implemented by `imap-codec` 2.0.0-alpha.10 (a sans-I/O nom parser with a matching encoder),
+//! plus the extensions below.
 //!
 //! # Allow-list
 //!
@@ -47,8 +47,8 @@
 //!   encoding; we forward sequence sets exactly as parsed. Features: `starttls`, `ext_id`
 //!   (RFC 2971), `ext_namespace` (RFC 2342), `ext_utf8` (UTF-8 in quoted strings, as in the
 //!   RFC 9051 grammar `QUOTED-CHAR =/ UTF8-2 / UTF8-3 / UTF8-4`; clients send non-ASCII
-//!   passwords that way; it cannot break framing). Cargo unifies features: if another module enables
-//!   quirks on imap-codec, this grammar becomes laxer (the unit tests would show it).
+//!   passwords that way; it cannot break framing). Cargo unifies features: if another module
+//!   enables quirks on imap-codec, this grammar becomes laxer (the unit tests would show it).
 //! * Argument-less commands must be exactly `tag SP name CRLF`; command names are
 //!   case-insensitive (`a noop` parses); CRLF is strict (no bare LF).
 //! * No string argument other than APPEND's message may contain CR, LF or NUL, even inside a
@@ -61,6 +61,19 @@
 //!   backend rejects the login).
 //! * Nesting is bounded by imap-codec (SEARCH keys: 9 levels; others are not recursive), so deep
 //!   `((((...` input fails without deep recursion.
+//!
+//! # Capabilities passed through ([`capability_allowed`])
+//!
+//! `IMAP4rev1`, `LITERAL+`, `LITERAL-` (7888), `SASL-IR` (4959), `ID` (2971), `IDLE` (2177),
+//! `NAMESPACE` (2342), `UNSELECT` (3691), `MOVE` (6851), `UIDPLUS` (4315), `CHILDREN` (3348),
+//! `SPECIAL-USE` (6154: LIST attributes only), `BINARY` (3516), `QUOTA` and `QUOTA=RES-*`
+//! (9208), `SORT` and `THREAD=*` (5256). Stripped, among others: `IMAP4rev2` (its response
+//! shapes — ESEARCH by default, no RECENT, LIST changes — are not what the session relies on;
+//! a dual rev1/rev2 backend stays rev1 unless the client ENABLEs rev2), `ENABLE` (nothing
+//! enable-able is offered), `COMPRESS=*`, `NOTIFY`, `PREVIEW`, `SNIPPET=*`, `METADATA*`,
+//! `CONDSTORE`, `QRESYNC`, `UTF8=*`, `I18NLEVEL=*`, `URLAUTH`, `CATENATE`, `MULTIAPPEND`,
+//! `CONTEXT=*`, `ESEARCH`, `LIST-EXTENDED`, `LIST-STATUS`, `SORT=DISPLAY`, `WITHIN`,
+//! `QUOTASET`.
 //!
 //! # Literals in the canonical form
 //!
