@@ -8,6 +8,7 @@ pub mod codec;
 pub mod command;
 pub mod fetch;
 pub mod fetch_response;
+pub mod grammar;
 mod responses;
 pub mod scanning;
 pub mod section;
