@@ -16,11 +16,11 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ListenerTls, Protocol};
+use crate::context::{accept_tls, ConnectionGuard, ListenerRuntime, SessionContext};
 use crate::limits::LimitHit;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, Limit};
 use crate::net::Stream;
 use crate::proxy_protocol::{self, ProxyHeaderError};
-use crate::server::{accept_tls, ConnectionGuard, ListenerRuntime, SessionContext};
 
 /// Longest spent writing the refusal line to a client over a connection cap.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,7 +42,7 @@ pub async fn handle_connection(
         Ok(addresses) => addresses,
         Err(error) => {
             tracing::warn!(%error, "connection refused: PROXY header");
-            count(proxy_protocol::LIMIT_LABEL);
+            crate::session::count_limit(Limit::ProxyHeader);
             return;
         }
     };
@@ -55,8 +55,8 @@ pub async fn handle_connection(
     let permit = match limits.connections.try_acquire(addresses.peer.ip()) {
         Ok(permit) => permit,
         Err(hit) => {
-            tracing::warn!(limit = hit.label(), "connection refused: {hit}");
-            count(hit.label());
+            tracing::warn!(limit = hit.limit().as_str(), "connection refused: {hit}");
+            crate::session::count_limit(hit.limit());
             refuse(&runtime, tcp, hit).await;
             return;
         }
@@ -142,8 +142,4 @@ async fn refuse(runtime: &ListenerRuntime, mut tcp: TcpStream, hit: LimitHit) {
         tcp.shutdown().await
     };
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, write).await;
-}
-
-fn count(limit: &str) {
-    metrics().limit_rejections.with_label_values(&[limit]).inc();
 }

@@ -1,15 +1,20 @@
 //! portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
 //!
 //! Layers, bottom up: [`config`] (what the admin wrote), [`tls`] and [`net`] (streams and TLS for
-//! both sides), [`backend`] (connect to the legacy server), [`session`] (what both protocol
-//! sessions share), the protocol relays [`imap`] and [`pop3`], and [`server`] (listeners, accept
-//! loop, shutdown).
+//! both sides), [`backend`] (connect to the legacy server), [`context`] (what a connection gets
+//! from its listener, client TLS handshakes), [`session`] (what both protocol sessions share),
+//! the protocol sessions [`imap`] and [`pop3`], [`accept`] (per-connection setup) and [`server`]
+//! (listeners, accept loop, shutdown). Dependencies point down only.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms, unused_qualifications)]
 
 pub mod accept;
 pub mod backend;
 pub mod certinfo;
 pub mod check;
 pub mod config;
+pub mod context;
 pub mod framing;
 pub mod health;
 pub mod imap;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::LimitsConfig;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, Limit};
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -24,11 +24,11 @@ pub enum LimitHit {
 }
 
 impl LimitHit {
-    /// Value of the `limit` label of `limit_rejections_total`.
-    pub fn label(self) -> &'static str {
+    /// The `limit` label of `limit_rejections_total`.
+    pub fn limit(self) -> Limit {
         match self {
-            LimitHit::Total => "max_connections",
-            LimitHit::PerIp => "per_ip_connections",
+            LimitHit::Total => Limit::MaxConnections,
+            LimitHit::PerIp => Limit::PerIpConnections,
         }
     }
 }
@@ -168,7 +168,7 @@ impl AuthPenalty {
             tracing::info!(client = %ip, ?delay, "auth penalty: delaying login");
             metrics()
                 .limit_rejections
-                .with_label_values(&["auth_penalty"])
+                .with_label_values(&[Limit::AuthPenalty.as_str()])
                 .inc();
             tokio::time::sleep(delay).await;
         }

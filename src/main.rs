@@ -1,5 +1,7 @@
 //! The `portcullis` command line: `serve`, `check-config`.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -62,7 +62,7 @@ pub struct Metrics {
     pub connections_active: IntGaugeVec,
     /// `portcullis_tls_handshakes_total{listener,outcome,reason,version}`; see [`TLS_REASONS`].
     pub tls_handshakes: IntCounterVec,
-    /// `portcullis_logins_total{listener,protocol,outcome}`; see [`LOGIN_OUTCOMES`].
+    /// `portcullis_logins_total{listener,protocol,outcome}`; see [`LoginOutcome`].
     pub logins: IntCounterVec,
     /// `portcullis_backend_connect_seconds{backend}` histogram.
     pub backend_connect_seconds: HistogramVec,
@@ -84,7 +84,7 @@ pub struct Metrics {
     pub rule_hits: IntCounterVec,
     /// `portcullis_keepalives_sent_total{protocol}`.
     pub keepalives_sent: IntCounterVec,
-    /// `portcullis_limit_rejections_total{limit}`; see [`LIMITS`].
+    /// `portcullis_limit_rejections_total{limit}`; see [`Limit`].
     pub limit_rejections: IntCounterVec,
     /// `portcullis_sessions_total{listener,protocol,end}`; see [`SESSION_ENDS`].
     pub sessions: IntCounterVec,
@@ -308,8 +308,8 @@ impl Metrics {
                 self.policy_actions.with_label_values(&[cause, action]);
             }
         }
-        for limit in LIMITS {
-            self.limit_rejections.with_label_values(&[limit]);
+        for limit in Limit::ALL {
+            self.limit_rejections.with_label_values(&[limit.as_str()]);
         }
     }
 
@@ -319,9 +319,9 @@ impl Metrics {
             .with_label_values(&[listener, protocol]);
         self.connections_active
             .with_label_values(&[listener, protocol]);
-        for outcome in LOGIN_OUTCOMES {
+        for outcome in LoginOutcome::ALL {
             self.logins
-                .with_label_values(&[listener, protocol, outcome]);
+                .with_label_values(&[listener, protocol, outcome.as_str()]);
         }
         for direction in BYTE_DIRECTIONS {
             self.bytes.with_label_values(&[listener, direction]);

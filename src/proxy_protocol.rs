@@ -21,8 +21,6 @@ const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Largest v2 address + TLV block accepted (addresses are at most 216 octets; TLVs are bounded
 /// here so a peer cannot make portcullis buffer 64 KiB per connection).
 const V2_MAX_PAYLOAD: usize = 1024;
-/// Value of the `limit` label of `limit_rejections_total` for refused PROXY headers.
-pub const LIMIT_LABEL: &str = "proxy_header";
 
 /// Why an incoming PROXY header was refused.
 #[derive(Debug, thiserror::Error)]

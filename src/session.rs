@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backend::BackendError;
+use crate::context::SessionContext;
+use crate::metrics::{Limit, LoginOutcome};
 use crate::net::Stream;
-use crate::server::SessionContext;
 
 /// Which party a failure is attributed to (also a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,13 +203,13 @@ pub async fn connect_or_refuse<D: crate::backend::Dialect>(
 }
 
 /// Counts a login attempt: `ok`, `fail` (backend said no) or `refused` (policy, not forwarded).
-pub fn count_login(context: &SessionContext, outcome: &str) {
+pub fn count_login(context: &SessionContext, outcome: LoginOutcome) {
     crate::metrics::metrics()
         .logins
         .with_label_values(&[
             context.listener.name(),
             context.listener.protocol().as_str(),
-            outcome,
+            outcome.as_str(),
         ])
         .inc();
 }
@@ -216,7 +217,14 @@ pub fn count_login(context: &SessionContext, outcome: &str) {
 /// Records the outcome of a login the backend answered: the metric, and the per-address
 /// auth-failure penalty (doubling delays for repeated failures, cleared on success).
 pub fn record_auth(context: &SessionContext, ok: bool) {
-    count_login(context, if ok { "ok" } else { "fail" });
+    count_login(
+        context,
+        if ok {
+            LoginOutcome::Ok
+        } else {
+            LoginOutcome::Fail
+        },
+    );
     let penalty = context.penalty.clone();
     let ip = context.peer.ip();
     tokio::spawn(async move {
@@ -240,10 +248,10 @@ pub async fn scan_with_permit(
 }
 
 /// Counts a protocol limit that was hit (`line_length`, `literal_size`, ...).
-pub fn count_limit(limit: &str) {
+pub fn count_limit(limit: Limit) {
     crate::metrics::metrics()
         .limit_rejections
-        .with_label_values(&[limit])
+        .with_label_values(&[limit.as_str()])
         .inc();
 }
 
@@ -255,7 +263,7 @@ pub async fn upgrade_client(
     context: &SessionContext,
 ) -> Result<Stream, SessionError> {
     match stream {
-        Stream::Plain(tcp) => crate::server::accept_tls(&context.listener.tls, tcp)
+        Stream::Plain(tcp) => crate::context::accept_tls(&context.listener.tls, tcp)
             .await
             .map_err(SessionError::ClientTls),
         Stream::Tls(_) => Err(SessionError::ClientProtocol("STARTTLS inside TLS".into())),

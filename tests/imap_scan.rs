@@ -411,6 +411,8 @@ fn scan_append_waits_for_backends_without_literal_plus() {
     let proxy = support::proxy::imap_to_fake(&ca, port, "none", &scan);
     let mut client = raw::connect_tls(proxy.port(0), &ca);
     client.read_line();
+    let (_, status) = client.imap("l", "LOGIN user pass");
+    assert!(status.starts_with("l OK"), "{status}");
     let clean = &corpus::clean_messages()[0].1;
     assert!(append(&mut client, "a1", clean, true).starts_with("a1 OK"));
     assert!(

@@ -20,9 +20,9 @@ fn touch_every_family() {
             .with_label_values(&["imaps", protocol])
             .inc();
         m.keepalives_sent.with_label_values(&[protocol]).inc();
-        for outcome in metrics::LOGIN_OUTCOMES {
+        for outcome in metrics::LoginOutcome::ALL {
             m.logins
-                .with_label_values(&["imaps", protocol, outcome])
+                .with_label_values(&["imaps", protocol, outcome.as_str()])
                 .inc();
         }
         for end in metrics::SESSION_ENDS {
@@ -76,8 +76,10 @@ fn touch_every_family() {
         }
     }
     m.rule_hits.with_label_values(&["eicar-subject"]).inc();
-    for limit in metrics::LIMITS {
-        m.limit_rejections.with_label_values(&[limit]).inc();
+    for limit in metrics::Limit::ALL {
+        m.limit_rejections
+            .with_label_values(&[limit.as_str()])
+            .inc();
     }
 }
 

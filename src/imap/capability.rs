@@ -1,13 +1,19 @@
-//! Capability rewriting (RFC 9051 §7.2.2, RFC 2595 §3.1, RFC 4978, RFC 5802).
+//! Capability rewriting (RFC 9051 §7.2.2, RFC 2595 §3.1, RFC 4959, RFC 5530).
 //!
-//! The proxy terminates TLS and must see plaintext, so it rewrites every capability list the
-//! backend sends — the greeting's `[CAPABILITY …]` code, untagged `* CAPABILITY` responses and
-//! `[CAPABILITY …]` codes in tagged OKs:
-//! * the backend's own `STARTTLS` and `LOGINDISABLED` are dropped (they describe the backend link);
+//! Capabilities are an **allow-list**: the client is offered only what the proxy parses
+//! ([`super::grammar::capability_allowed`]); anything else the backend advertises is stripped,
+//! since a client that used it would take the session somewhere the proxy cannot follow. The
+//! proxy rewrites every capability list the backend sends — the greeting's `[CAPABILITY …]`
+//! code, untagged `* CAPABILITY` responses and `[CAPABILITY …]` codes in tagged OKs:
+//! * the backend's `STARTTLS`, `LOGINDISABLED`, `AUTH=*` and `SASL-IR` describe the backend
+//!   link and are dropped;
+//! * before login the proxy runs authentication itself, so it offers its own mechanisms
+//!   (`AUTH=PLAIN AUTH=LOGIN SASL-IR`) unless logins are disabled;
 //! * `STARTTLS` is advertised on a starttls listener before TLS, and `LOGINDISABLED` while TLS is
-//!   required but not yet up;
-//! * `COMPRESS=*` is dropped (compressed traffic could not be scanned);
-//! * `AUTH=*-PLUS` is dropped (channel binding cannot survive TLS termination).
+//!   required but not yet up.
+
+use super::grammar;
+use crate::sasl::MECHANISMS;
 
 /// What the client-facing side currently allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,25 +22,36 @@ pub struct CapabilityPolicy {
     pub offer_starttls: bool,
     /// Advertise LOGINDISABLED (TLS required, not yet up).
     pub login_disabled: bool,
+    /// The client has not logged in: advertise the proxy's SASL mechanisms.
+    pub pre_login: bool,
 }
 
 /// Whether a backend capability may be shown to the client.
 fn keep(capability: &str) -> bool {
     let upper = capability.to_ascii_uppercase();
-    !(upper == "STARTTLS"
+    let backend_link = upper == "STARTTLS"
         || upper == "LOGINDISABLED"
-        || upper.starts_with("COMPRESS=")
-        || (upper.starts_with("AUTH=") && upper.ends_with("-PLUS")))
+        || upper == "SASL-IR"
+        || upper.starts_with("AUTH=");
+    !backend_link && grammar::capability_allowed(capability)
 }
 
 /// Rewrites a space-separated capability list (the text after `CAPABILITY`).
 pub fn rewrite_list(list: &str, policy: CapabilityPolicy) -> String {
-    let mut out: Vec<&str> = list.split_ascii_whitespace().filter(|c| keep(c)).collect();
+    let mut out: Vec<String> = list
+        .split_ascii_whitespace()
+        .filter(|c| keep(c))
+        .map(str::to_string)
+        .collect();
+    if policy.pre_login && !policy.login_disabled {
+        out.extend(MECHANISMS.iter().map(|m| format!("AUTH={}", m.name())));
+        out.push("SASL-IR".into());
+    }
     if policy.offer_starttls {
-        out.push("STARTTLS");
+        out.push("STARTTLS".into());
     }
     if policy.login_disabled {
-        out.push("LOGINDISABLED");
+        out.push("LOGINDISABLED".into());
     }
     out.join(" ")
 }
@@ -81,6 +98,14 @@ pub fn list_from_reply(reply: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The list in a `[CAPABILITY …]` response code (e.g. of the greeting).
+pub fn list_from_code(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?;
+    let start = find_ci(text, "[CAPABILITY ")? + "[CAPABILITY ".len();
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_string())
+}
+
 fn replace_code(text: &str, list: &str) -> Option<String> {
     let start = find_ci(text, "[CAPABILITY ")? + "[CAPABILITY ".len();
     let end = start + text[start..].find(']')?;
@@ -109,22 +134,32 @@ mod tests {
     const BEFORE_TLS: CapabilityPolicy = CapabilityPolicy {
         offer_starttls: true,
         login_disabled: true,
+        pre_login: true,
     };
     const AFTER_TLS: CapabilityPolicy = CapabilityPolicy {
         offer_starttls: false,
         login_disabled: false,
+        pre_login: false,
+    };
+    const PRE_LOGIN_TLS: CapabilityPolicy = CapabilityPolicy {
+        pre_login: true,
+        ..AFTER_TLS
     };
 
     #[test]
     fn untagged_capability_is_filtered() {
-        let line = b"* CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=SCRAM-SHA-256-PLUS COMPRESS=DEFLATE IDLE\r\n";
+        let line = b"* CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=SCRAM-SHA-256-PLUS COMPRESS=DEFLATE IDLE PREVIEW XUNKNOWN SASL-IR\r\n";
         assert_eq!(
             rewrite_line(line, AFTER_TLS).unwrap(),
-            b"* CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE\r\n"
+            b"* CAPABILITY IMAP4rev1 IDLE\r\n"
         );
         assert_eq!(
             rewrite_line(line, BEFORE_TLS).unwrap(),
-            b"* CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE STARTTLS LOGINDISABLED\r\n"
+            b"* CAPABILITY IMAP4rev1 IDLE STARTTLS LOGINDISABLED\r\n"
+        );
+        assert_eq!(
+            rewrite_line(line, PRE_LOGIN_TLS).unwrap(),
+            b"* CAPABILITY IMAP4rev1 IDLE AUTH=PLAIN AUTH=LOGIN SASL-IR\r\n"
         );
     }
 
@@ -144,7 +179,11 @@ mod tests {
         let out = greeting_with(greeting, Some("IMAP4rev1 AUTH=PLAIN"), BEFORE_TLS);
         assert_eq!(
             out,
-            b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS LOGINDISABLED] Dovecot ready.\r\n"
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] Dovecot ready.\r\n"
+        );
+        assert_eq!(
+            list_from_code(greeting).as_deref(),
+            Some("IMAP4rev1 STARTTLS LOGINDISABLED")
         );
     }
 

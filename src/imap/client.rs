@@ -1,67 +1,44 @@
-//! The client half of an IMAP session: how each client command line is classified, refused,
-//! rewritten (FETCH, APPEND) or forwarded (RFC 9051 §6; RFC 2595 §3.1 for STARTTLS; RFC 5530
-//! response codes; RFC 4959 SASL-IR; RFC 2177 IDLE).
+//! The client half of an IMAP session after login: parse, then forward (RFC 9051 §6).
+//!
+//! Every command is assembled completely ([`super::assembler`]; the proxy itself answers
+//! synchronizing literals with `+`, RFC 9051 §7.5), parsed by the strict grammar
+//! ([`super::grammar`]) and then either answered by the proxy or forwarded in its canonical
+//! serialisation — never as the client's bytes. Refused: anything that does not parse or is not
+//! on the allow-list (`BAD`/`NO`), STARTTLS/LOGIN/AUTHENTICATE after login, COMPRESS (RFC 4978;
+//! compressed traffic could not be scanned). ENABLE (RFC 5161) is answered by the proxy with
+//! nothing enabled: every extension it could enable changes response shapes. A client's ID
+//! (RFC 2971) loses the fields only the proxy may set. IDLE (RFC 2177) accepts only `DONE`.
 
-use bytes::Bytes;
-
-use super::codec::{Announcement, Event};
+use super::assembler::Assembled;
+use super::codec::Event;
 use super::command::CommandHead;
-use super::session::{ClientMode, Flow, Kind, Pending, Session, MAX_PENDING, PRE_TLS_ALLOWED};
-use crate::sasl::plain_authcid;
+use super::grammar::{self, CommandKind, Fragment, ParsedCommand};
+use super::prelogin::refusal_text;
+use super::session::{ClientMode, Flow, Kind, Pending, Session, MAX_PENDING};
+use crate::metrics::Limit;
 use crate::session::{write_backend, Redacted, SessionError, SessionStats};
 
 impl Session {
-    /// Remembers who an AUTHENTICATE PLAIN logs in as (from SASL-IR, RFC 4959, or the first
-    /// continuation line), for logs and cache keys; other mechanisms stay anonymous.
-    fn note_sasl_mechanism(&mut self, args: &str) {
-        let mut words = args.split_ascii_whitespace();
-        let plain = words
-            .next()
-            .is_some_and(|m| m.eq_ignore_ascii_case("PLAIN"));
-        self.sasl_user = None;
-        self.sasl_plain_pending = false;
-        match words.next() {
-            Some(initial) if plain && initial != "=" => self.sasl_user = plain_authcid(initial),
-            None if plain => self.sasl_plain_pending = true,
-            _ => {}
-        }
-    }
-
     pub(super) async fn on_client_event(
         &mut self,
         event: Event,
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        if self.held.is_some() {
-            self.on_held_event(event, stats).await?;
-            return Ok(Flow::Continue);
+        if self.mode == ClientMode::Idle {
+            return self.on_idle_line(event, stats).await;
         }
-        match event {
-            Event::Line {
-                bytes,
-                first: true,
-                literal,
-            } if self.mode == ClientMode::Commands => {
-                self.current_tag = None;
-                self.discard_current = false;
-                let flow = self.on_command(bytes, literal, stats).await?;
-                if literal.is_some_and(|l| l.synchronizing) && self.discard_current {
-                    self.client_framer.cancel_literal();
-                }
-                Ok(flow)
-            }
-            Event::Line {
-                bytes, first: true, ..
-            } => self.on_mode_line(bytes, stats).await,
-            Event::Line { bytes, .. } | Event::Literal(bytes) => {
-                if !self.discard_current {
-                    stats.bytes_up += bytes.len() as u64;
-                    write_backend(&mut self.backend, &bytes).await?;
-                }
+        let assembled = self.assembler.push(event).map_err(|error| {
+            crate::session::count_limit(Limit::LiteralSize);
+            SessionError::ClientProtocol(format!("Protocol error: {error}"))
+        })?;
+        match assembled {
+            Assembled::Pending => Ok(Flow::Continue),
+            Assembled::SendContinuation => {
+                self.reply("+ Ready for literal data\r\n").await?;
                 Ok(Flow::Continue)
             }
-            Event::LiteralRejected { bytes, length } => {
-                let tag = CommandHead::parse(&bytes).map_or_else(|| "*".to_string(), |h| h.tag);
+            Assembled::LiteralTooLarge { line, length } => {
+                let tag = CommandHead::parse(&line).map_or_else(|| "*".to_string(), |h| h.tag);
                 tracing::info!(
                     length,
                     limit = self.context.listener.limits.max_client_literal,
@@ -73,145 +50,174 @@ impl Session {
                 .await?;
                 Ok(Flow::Continue)
             }
+            Assembled::Complete(bytes) => self.on_command(&bytes, stats).await,
         }
     }
 
-    /// A client line while in AUTHENTICATE or IDLE mode.
-    async fn on_mode_line(
+    /// A client line during IDLE: only `DONE` (RFC 2177 §3) is valid; anything else ends the
+    /// session, since the backend would read it as a command the proxy did not parse.
+    async fn on_idle_line(
         &mut self,
-        bytes: Bytes,
+        event: Event,
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        if self.mode == ClientMode::Idle && bytes.trim_ascii().eq_ignore_ascii_case(b"DONE") {
-            self.mode = ClientMode::Commands;
+        let done = matches!(&event, Event::Line { bytes, first: true, literal: None }
+            if bytes.strip_suffix(b"\r\n").is_some_and(|b| b.eq_ignore_ascii_case(b"DONE")));
+        if !done {
+            return Err(SessionError::ClientProtocol(
+                "Expected DONE to end IDLE".into(),
+            ));
         }
-        if std::mem::take(&mut self.sasl_plain_pending) {
-            self.sasl_user = std::str::from_utf8(&bytes).ok().and_then(plain_authcid);
-        }
-        tracing::trace!(line = %Redacted::hidden(), "client continuation");
-        stats.bytes_up += bytes.len() as u64;
-        write_backend(&mut self.backend, &bytes).await?;
+        self.mode = ClientMode::IdleDone;
+        stats.bytes_up += 6;
+        write_backend(&mut self.backend, b"DONE\r\n").await?;
         Ok(Flow::Continue)
     }
 
-    /// The first line of a client command.
+    /// A complete client command.
     async fn on_command(
         &mut self,
-        bytes: Bytes,
-        literal: Option<Announcement>,
+        bytes: &[u8],
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        let Some(head) = CommandHead::parse(&bytes) else {
-            self.discard_current = true;
-            self.reply("* BAD Invalid command: expected a tag and a command name\r\n")
-                .await?;
-            return Ok(Flow::Continue);
+        let command = match grammar::parse_command(bytes) {
+            Ok(command) => command,
+            Err(error) => {
+                tracing::debug!(%error, "client command refused by the grammar");
+                self.reply(&refusal_text(&error)).await?;
+                return Ok(Flow::Continue);
+            }
         };
-        let secret = matches!(head.name.as_str(), "LOGIN" | "AUTHENTICATE");
-        tracing::debug!(command = %Redacted::new(&bytes, secret), "client command");
-        self.current_tag = Some(head.tag.clone());
-        if let Some(refusal) = self.refusal(&head) {
-            self.discard_current = true;
+        tracing::debug!(command = %Redacted::new(bytes, false), "client command");
+        if let Some(refusal) = self.refusal(&command) {
             self.reply(&refusal).await?;
             return Ok(Flow::Continue);
         }
-        if head.name == "STARTTLS" {
-            self.discard_current = true;
-            self.reply(&format!("{} OK Begin TLS negotiation now\r\n", head.tag))
-                .await?;
-            return Ok(Flow::StartTls);
-        }
-        let mut forwarded = bytes.to_vec();
-        let mut fetch = None;
-        if matches!(head.name.as_str(), "FETCH" | "UID FETCH") {
-            let plan = match literal.is_some() {
-                true => Err(format!(
-                    "{} BAD [CLIENTBUG] literals in FETCH are not supported by the proxy\r\n",
-                    head.tag
-                )),
-                false => {
-                    self.plan_fetch(&head.tag, &head.name, &head.args, stats)
-                        .await
-                }
-            };
-            match plan {
-                Ok(Some((context, line))) => {
-                    fetch = Some(Box::new(context));
-                    forwarded = line;
-                }
-                Ok(None) => {}
-                Err(refusal) => {
-                    self.discard_current = true;
-                    self.reply(&refusal).await?;
-                    return Ok(Flow::Continue);
-                }
+        let tag = command.tag.clone();
+        match &command.kind {
+            CommandKind::Enable => {
+                let reply = format!("* ENABLED\r\n{tag} OK ENABLE completed\r\n");
+                self.reply(&reply).await?;
+                Ok(Flow::Continue)
+            }
+            CommandKind::Fetch { .. } => self.forward_fetch(command, stats).await,
+            CommandKind::Append if self.context.listener.scanner.policy().scan_append => {
+                self.forward_append(command, stats).await
+            }
+            _ => {
+                let kind = command_kind(&command.kind);
+                let command = command.without_forwarding_fields();
+                let fragments = command.encode(self.backend_literal_plus);
+                self.forward(tag, kind, None, fragments, stats).await
             }
         }
-        if head.name == "APPEND" && self.context.listener.scanner.policy().scan_append {
-            self.hold_append(head.tag, bytes, literal, stats).await?;
-            return Ok(Flow::Continue);
-        }
-        let kind = command_kind(&head);
-        if matches!(kind, Kind::Login(_) | Kind::Authenticate) {
-            self.context.penalty.delay(self.context.peer.ip()).await;
-        }
-        match kind {
-            Kind::Authenticate => {
-                self.mode = ClientMode::Authenticate(head.tag.clone());
-                self.note_sasl_mechanism(&head.args);
-            }
-            Kind::Idle => self.mode = ClientMode::Idle,
-            _ => {}
-        }
-        self.pending.push_back(Pending {
-            tag: head.tag,
-            kind,
-            fetch,
-        });
-        stats.bytes_up += forwarded.len() as u64;
-        write_backend(&mut self.backend, &forwarded).await?;
-        Ok(Flow::Continue)
     }
 
-    /// The proxy's own answer to a command it will not forward, if any.
-    fn refusal(&self, head: &CommandHead) -> Option<String> {
-        let tag = &head.tag;
-        let policy = self.policy();
+    /// The proxy's own answer to a parsed command it will not forward, if any.
+    fn refusal(&self, command: &ParsedCommand) -> Option<String> {
+        let tag = &command.tag;
         if self.draining {
             return Some(format!("{tag} NO [UNAVAILABLE] Server shutting down\r\n"));
         }
         if self.pending.len() >= MAX_PENDING {
             return Some(format!("{tag} NO [LIMIT] Too many commands in flight\r\n"));
         }
-        match head.name.as_str() {
-            "STARTTLS" if !policy.offer_starttls => {
-                Some(format!("{tag} BAD STARTTLS not available now\r\n"))
+        match command.kind {
+            CommandKind::StartTls => Some(format!("{tag} BAD STARTTLS not available now\r\n")),
+            CommandKind::Login(_) | CommandKind::Authenticate { .. } => {
+                Some(format!("{tag} BAD Already logged in\r\n"))
             }
-            "LOGIN" | "AUTHENTICATE" if policy.login_disabled => {
-                crate::session::count_login(&self.context, "refused");
-                Some(format!(
-                    "{tag} NO [PRIVACYREQUIRED] TLS is required before authentication: use STARTTLS\r\n"
-                ))
-            }
-            "COMPRESS" => Some(format!(
+            CommandKind::Compress => Some(format!(
                 "{tag} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
-            )),
-            name if policy.login_disabled && !PRE_TLS_ALLOWED.contains(&name) => Some(format!(
-                "{tag} BAD [PRIVACYREQUIRED] Use STARTTLS first\r\n"
             )),
             _ => None,
         }
     }
+
+    /// FETCH / UID FETCH: the canonical line goes through the scanning rewrite.
+    async fn forward_fetch(
+        &mut self,
+        command: ParsedCommand,
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        let tag = command.tag.clone();
+        let fragments = command.encode(self.backend_literal_plus);
+        let [Fragment::Line(line)] = fragments.as_slice() else {
+            let refusal = format!(
+                "{tag} BAD [CLIENTBUG] literals in FETCH are not supported by the proxy\r\n"
+            );
+            self.reply(&refusal).await?;
+            return Ok(Flow::Continue);
+        };
+        let Some(head) = CommandHead::parse(line) else {
+            return Err(SessionError::ClientProtocol(
+                "unparsable canonical FETCH".into(),
+            ));
+        };
+        match self
+            .plan_fetch(&head.tag, &head.name, &head.args, stats)
+            .await
+        {
+            Ok(Some((context, rewritten))) => {
+                let fragments = vec![Fragment::Line(rewritten)];
+                self.forward(tag, Kind::Other, Some(Box::new(context)), fragments, stats)
+                    .await
+            }
+            Ok(None) => {
+                let fragments = vec![Fragment::Line(line.clone())];
+                self.forward(tag, Kind::Other, None, fragments, stats).await
+            }
+            Err(refusal) => {
+                self.reply(&refusal).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Sends a parsed command's fragments to the backend and records it as pending. Without
+    /// LITERAL+ at the backend, the backend's `+` is awaited before each literal.
+    pub(super) async fn forward(
+        &mut self,
+        tag: String,
+        kind: Kind,
+        fetch: Option<Box<super::scanning::FetchContext>>,
+        fragments: Vec<Fragment>,
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        if kind == Kind::Idle {
+            self.mode = ClientMode::Idle;
+        }
+        self.pending.push_back(Pending {
+            tag: tag.clone(),
+            kind,
+            fetch,
+        });
+        let mut fragments = fragments.into_iter().peekable();
+        while let Some(fragment) = fragments.next() {
+            let bytes = match &fragment {
+                Fragment::Line(bytes) | Fragment::Literal(bytes) => bytes,
+            };
+            stats.bytes_up += bytes.len() as u64;
+            write_backend(&mut self.backend, bytes).await?;
+            let literal_follows = matches!(fragments.peek(), Some(Fragment::Literal(_)));
+            if literal_follows
+                && !self.backend_literal_plus
+                && !self.wait_for_continuation(&tag, stats).await?
+            {
+                break;
+            }
+        }
+        Ok(Flow::Continue)
+    }
 }
 
-fn command_kind(head: &CommandHead) -> Kind {
-    match head.name.as_str() {
-        "LOGIN" => Kind::Login(head.login_user()),
-        "AUTHENTICATE" => Kind::Authenticate,
-        "IDLE" => Kind::Idle,
-        "LOGOUT" => Kind::Logout,
-        "SELECT" | "EXAMINE" => Kind::Select(head.first_astring()),
-        "CLOSE" | "UNSELECT" => Kind::Close,
+/// What a forwarded command means for the session when its tagged answer arrives.
+fn command_kind(kind: &CommandKind) -> Kind {
+    match kind {
+        CommandKind::Idle => Kind::Idle,
+        CommandKind::Logout => Kind::Logout,
+        CommandKind::Select { mailbox, .. } => Kind::Select(mailbox.clone()),
+        CommandKind::Close | CommandKind::Unselect => Kind::Close,
         _ => Kind::Other,
     }
 }

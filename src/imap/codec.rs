@@ -15,6 +15,7 @@
 use bytes::Bytes;
 
 use crate::framing::InputBuffer;
+use crate::metrics::Limit;
 
 /// Which peer's bytes this framer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,13 +120,13 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// Metric label of the limit that was hit.
-    pub fn limit_label(&self) -> &'static str {
+    /// The limit that was hit (the `limit` metric label).
+    pub fn limit(&self) -> Limit {
         match self {
-            FrameError::LineTooLong(_) => "line_length",
-            FrameError::LiteralTooLarge { .. } | FrameError::BadLiteralLength => "literal_size",
-            FrameError::Nul => "syntax",
-            FrameError::TooDeep(_) => "nesting",
+            FrameError::LineTooLong(_) => Limit::LineLength,
+            FrameError::LiteralTooLarge { .. } | FrameError::BadLiteralLength => Limit::LiteralSize,
+            FrameError::Nul => Limit::Syntax,
+            FrameError::TooDeep(_) => Limit::Nesting,
         }
     }
 }
@@ -198,6 +199,11 @@ impl Framer {
         }
     }
 
+    /// Replaces the limits (the pre-login phase uses tighter ones than the session after it).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// The next complete event, `Ok(None)` when more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<Event>, FrameError> {
         if let Some(error) = &self.error {
@@ -237,8 +243,14 @@ impl Framer {
         if first {
             self.depth = 0;
         }
-        self.depth = check_line(&line, self.depth, self.limits.max_nesting)?;
-        let literal = parse_announcement(&line)?;
+        let (depth, open_quote) = check_line(&line, self.depth, self.limits.max_nesting)?;
+        self.depth = depth;
+        // A client's `{n}` inside a quoted string is text, not an announcement (RFC 9051 §4.3:
+        // a literal is announced only outside quotes); the grammar then refuses the line.
+        let literal = match open_quote && self.role == Role::Client {
+            true => None,
+            false => parse_announcement(&line)?,
+        };
         self.after_line(line, first, literal)
     }
 
@@ -280,8 +292,13 @@ impl Framer {
     }
 }
 
-/// Scans a line for NUL and nesting outside quoted strings; returns the new depth.
-fn check_line(line: &[u8], mut depth: usize, max_nesting: usize) -> Result<usize, FrameError> {
+/// Scans a line for NUL and nesting outside quoted strings; returns the new depth and whether
+/// the line ends inside an unterminated quoted string.
+fn check_line(
+    line: &[u8],
+    mut depth: usize,
+    max_nesting: usize,
+) -> Result<(usize, bool), FrameError> {
     let mut in_quote = false;
     let mut escaped = false;
     for &byte in line {
@@ -309,7 +326,7 @@ fn check_line(line: &[u8], mut depth: usize, max_nesting: usize) -> Result<usize
             _ => {}
         }
     }
-    Ok(depth)
+    Ok((depth, in_quote))
 }
 
 /// Recognises `{n}`, `{n+}`, `~{n}` or `~{n+}` right before the line ending.

@@ -1,7 +1,10 @@
-//! IMAP4rev1/IMAP4rev2 relay (RFC 3501 / RFC 9051): framing, capability rewriting, FETCH
-//! interception for scanning, and the session state machine.
+//! IMAP4rev1/IMAP4rev2 proxy (RFC 3501 / RFC 9051): framing ([`codec`]), command assembly
+//! ([`assembler`]) and grammar ([`grammar`]), the pre-login phase the proxy answers itself
+//! ([`prelogin`]), capability allow-listing ([`capability`]), FETCH interception for scanning,
+//! and the session that drives them ([`session`]).
 
 pub mod append;
+pub mod assembler;
 pub mod capability;
 mod client;
 pub mod codec;
@@ -9,6 +12,8 @@ pub mod command;
 pub mod fetch;
 pub mod fetch_response;
 pub mod grammar;
+mod login;
+pub mod prelogin;
 mod responses;
 pub mod scanning;
 pub mod section;

@@ -9,7 +9,7 @@ use super::command::Status;
 use super::fetch_response::fetch_seq;
 use super::scanning::MailboxState;
 use super::session::{ClientMode, Flow, Kind, Pending, Session};
-use crate::session::{record_auth, write_client, SessionEnd, SessionError, SessionStats};
+use crate::session::{write_client, SessionEnd, SessionError, SessionStats};
 
 impl Session {
     pub(super) async fn drain_backend(
@@ -52,14 +52,24 @@ impl Session {
         Ok(None)
     }
 
-    /// Remembers whether the backend offers LITERAL+ from any capability list it sends.
+    /// Remembers what the backend offers (LITERAL+, SASL-IR) from any capability list it sends.
     pub(super) fn note_capabilities(&mut self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line).to_ascii_uppercase();
-        if text.contains("CAPABILITY ") {
-            self.backend_literal_plus = text
-                .split_ascii_whitespace()
-                .any(|c| c.trim_end_matches(']') == "LITERAL+");
+        let text = String::from_utf8_lossy(line);
+        if let Some(list) = capability::list_from_code(line) {
+            self.note_capability_list(&list);
+        } else if let Some(list) = capability::list_from_reply(text.as_bytes()) {
+            self.note_capability_list(&list);
         }
+    }
+
+    /// Remembers what a backend capability list offers.
+    pub(super) fn note_capability_list(&mut self, list: &str) {
+        let has = |name: &str| {
+            list.split_ascii_whitespace()
+                .any(|c| c.eq_ignore_ascii_case(name))
+        };
+        self.backend_literal_plus = has("LITERAL+");
+        self.backend_sasl_ir = has("SASL-IR");
     }
 
     /// A complete backend response (a line plus any literals and continuation lines).
@@ -78,6 +88,12 @@ impl Session {
         };
         let status = Status::parse(&first);
         let mut output = concat(&response);
+        if first.starts_with(b"+") && self.mode != ClientMode::Idle {
+            // Continuations answer the proxy's literals (awaited where they are sent) or IDLE;
+            // any other one is the backend's business, not the client's.
+            tracing::debug!("unexpected backend continuation dropped");
+            return Ok(Flow::Continue);
+        }
         if fetch_seq(&first).is_some() {
             match self.on_fetch_response(output, stats).await? {
                 Some(bytes) => output = bytes,
@@ -105,12 +121,6 @@ impl Session {
 
     /// Bookkeeping for a tagged completion from the backend.
     fn on_tagged(&mut self, status: &Status, stats: &mut SessionStats) -> (Flow, Option<Vec<u8>>) {
-        if self.current_tag.as_deref() == Some(status.tag.as_str())
-            && self.client_framer.in_literal()
-        {
-            // The backend refused a synchronizing literal: the client will not send it.
-            self.client_framer.cancel_literal();
-        }
         let Some(index) = self.pending.iter().position(|p| p.tag == status.tag) else {
             return (Flow::Continue, None);
         };
@@ -132,39 +142,17 @@ impl Session {
     }
 
     /// Updates session state for a completed command.
-    fn complete(&mut self, pending: Pending, status: &Status, stats: &mut SessionStats) -> Flow {
-        if self.mode == ClientMode::Authenticate(pending.tag.clone())
-            || (pending.kind == Kind::Idle && self.mode == ClientMode::Idle)
-        {
+    fn complete(&mut self, pending: Pending, status: &Status, _stats: &mut SessionStats) -> Flow {
+        if pending.kind == Kind::Idle {
             self.mode = ClientMode::Commands;
         }
         match pending.kind {
-            Kind::Login(user) if status.is_ok() => {
-                self.authenticated = true;
-                if let Some(user) = user {
-                    stats.set_user(user);
-                }
-                record_auth(&self.context, true);
-                tracing::info!("login ok");
-            }
-            Kind::Authenticate if status.is_ok() => {
-                self.authenticated = true;
-                if let Some(user) = self.sasl_user.take() {
-                    stats.set_user(user);
-                }
-                record_auth(&self.context, true);
-                tracing::info!("authenticate ok");
-            }
-            Kind::Login(_) | Kind::Authenticate => {
-                record_auth(&self.context, false);
-                tracing::info!(condition = %status.condition, "login failed")
-            }
             Kind::Logout => return Flow::End(SessionEnd::Logout),
             Kind::Select(name) => {
                 let uidvalidity = self.mailbox.selecting_uidvalidity.take();
                 self.mailbox = MailboxState::default();
                 if status.is_ok() {
-                    self.mailbox.name = name;
+                    self.mailbox.name = Some(name);
                     self.mailbox.uidvalidity = uidvalidity;
                 }
             }
@@ -176,7 +164,7 @@ impl Session {
 }
 
 fn backend_violation(error: &FrameError) -> SessionError {
-    tracing::warn!(%error, limit = error.limit_label(), "backend framing error");
+    tracing::warn!(%error, limit = error.limit().as_str(), "backend framing error");
     SessionError::BackendProtocol(error.to_string())
 }
 

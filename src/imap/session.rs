@@ -1,28 +1,29 @@
-//! One IMAP client session: greeting, then a relay loop between client and backend that is
-//! byte-exact except where policy demands otherwise (RFC 9051 / RFC 3501):
-//! * capability lists are rewritten ([`super::capability`]);
-//! * STARTTLS (RFC 2595 §3.1) is answered by the proxy, which drops every byte the client
-//!   pipelined after it and upgrades the client stream;
-//! * before TLS on a `require_tls` listener only CAPABILITY, NOOP, LOGOUT, ID and STARTTLS pass;
-//!   LOGIN and AUTHENTICATE get `NO [PRIVACYREQUIRED]` (RFC 5530) and are never forwarded;
-//! * COMPRESS (RFC 4978) is refused, oversized synchronizing literals get `NO [TOOBIG]`;
-//! * AUTHENTICATE continuations and SASL-IR (RFC 4959), IDLE/DONE (RFC 2177) and LOGOUT are
-//!   tracked so the session knows which client lines are commands.
+//! One IMAP client session (RFC 9051 / RFC 3501), in two phases ([`Phase`]):
+//! * **pre-login** is the proxy's own ([`super::prelogin`]): greeting, CAPABILITY, NOOP, ID,
+//!   LOGOUT, STARTTLS (RFC 2595 §3.1: pipelined bytes dropped), LOGIN and AUTHENTICATE are
+//!   answered by the proxy, which then logs in to the backend itself ([`super::login`]); no
+//!   client byte reaches the backend before that;
+//! * **logged in**: every client command is assembled completely ([`super::assembler`]),
+//!   parsed by the grammar ([`super::grammar`]) and forwarded in its canonical form, or refused
+//!   by the proxy and never forwarded ([`super::client`]); responses are rewritten and FETCH
+//!   results scanned ([`super::responses`], [`super::scanning`]).
 
 use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
-use super::append::HeldAppend;
+use super::assembler::Assembler;
 use super::capability::{self, CapabilityPolicy};
 use super::codec::{Event, FrameError, Framer, Limits, Role};
 use super::command::{ImapDialect, Status};
+use super::prelogin::{self, PreLogin};
 use super::scanning::{FetchContext, MailboxState};
+use crate::context::SessionContext;
+use crate::metrics::{Limit, LoginOutcome};
 use crate::net::Stream;
-use crate::server::SessionContext;
 use crate::session::{
-    connect_or_refuse, count_limit, linger_close, next_input, upgrade_client, write_client, Input,
-    Relay, SessionEnd, SessionError, SessionStats,
+    connect_or_refuse, count_limit, count_login, linger_close, next_input, upgrade_client,
+    write_client, Input, Relay, SessionEnd, SessionError, SessionStats,
 };
 
 /// Most commands a client may have in flight at once.
@@ -31,18 +32,14 @@ pub(super) const MAX_PENDING: usize = 1024;
 const MIN_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 /// Read buffer size per direction.
 const READ_BUFFER: usize = 64 * 1024;
-/// Commands allowed before TLS on a listener that requires it.
-pub(super) const PRE_TLS_ALLOWED: &[&str] = &["CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS"];
 
 /// What a forwarded command means for the session when it completes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Kind {
-    Login(Option<String>),
-    Authenticate,
     Idle,
     Logout,
     /// SELECT/EXAMINE of this mailbox.
-    Select(Option<String>),
+    Select(String),
     /// CLOSE/UNSELECT.
     Close,
     Other,
@@ -56,15 +53,23 @@ pub(super) struct Pending {
     pub(super) fetch: Option<Box<FetchContext>>,
 }
 
-/// How client lines are to be read right now.
+/// How client lines are to be read right now (after login).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ClientMode {
     /// Lines are commands.
     Commands,
-    /// Lines are SASL responses for this tag (never parsed, never logged).
-    Authenticate(String),
-    /// Waiting for `DONE`.
+    /// IDLE (RFC 2177) is in progress: the only valid line is `DONE`.
     Idle,
+    /// `DONE` was sent; the IDLE command is not complete yet.
+    IdleDone,
+}
+
+/// The phase of the connection.
+pub(super) enum Phase {
+    /// The proxy answers the client itself; the backend has seen no client byte.
+    PreLogin(Box<PreLogin>),
+    /// Logged in (or PREAUTH): parsed commands are forwarded.
+    LoggedIn,
 }
 
 /// What the relay loop does next.
@@ -88,12 +93,17 @@ pub(super) struct Session {
     pub(super) context: SessionContext,
     pub(super) client: Stream,
     pub(super) backend: Stream,
+    pub(super) phase: Phase,
     pub(super) client_framer: Framer,
+    /// The client command being received after login.
+    pub(super) assembler: Assembler,
     pub(super) backend_framer: Framer,
-    /// An APPEND held for scanning (`scan_append`).
-    pub(super) held: Option<HeldAppend>,
+    /// The backend's capability list before login (from the connector), for the client's.
+    pub(super) backend_capabilities: String,
     /// The backend advertised LITERAL+ (RFC 7888).
     pub(super) backend_literal_plus: bool,
+    /// The backend advertised SASL-IR (RFC 4959).
+    pub(super) backend_sasl_ir: bool,
     /// Fragments of the backend response being assembled.
     pub(super) response: Vec<Event>,
     pub(super) response_size: u64,
@@ -101,18 +111,9 @@ pub(super) struct Session {
     /// The selected mailbox (for scan cache keys and quarantine records).
     pub(super) mailbox: MailboxState,
     pub(super) mode: ClientMode,
-    /// Tag of the client command whose fragments are still arriving.
-    pub(super) current_tag: Option<String>,
-    /// Drop the rest of the current client command (it was answered by the proxy).
-    pub(super) discard_current: bool,
-    pub(super) authenticated: bool,
     pub(super) draining: bool,
     /// Protocol errors so far (BAD answers); `max_errors` ends the session.
     pub(super) errors: u32,
-    /// The user an AUTHENTICATE PLAIN in progress names.
-    pub(super) sasl_user: Option<String>,
-    /// The next client line is the PLAIN response of an AUTHENTICATE without SASL-IR.
-    pub(super) sasl_plain_pending: bool,
     pub(super) last_activity: Instant,
 }
 
@@ -120,53 +121,49 @@ impl Session {
     async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
         let backend =
             connect_or_refuse::<ImapDialect>(context, &mut client, "* BYE [UNAVAILABLE]").await?;
+        let list = backend
+            .capabilities
+            .as_deref()
+            .and_then(capability::list_from_reply)
+            .or_else(|| capability::list_from_code(&backend.greeting))
+            .unwrap_or_else(|| "IMAP4rev1".into());
         let mut session = Session {
             context: context.clone(),
             client,
             backend: backend.stream,
-            held: None,
-            backend_literal_plus: false,
+            phase: Phase::LoggedIn,
             client_framer: Framer::new(Role::Client, client_limits(context)),
+            assembler: Assembler::new(max_command(context)),
             backend_framer: Framer::new(Role::Server, backend_limits(context)),
+            backend_capabilities: list.clone(),
+            backend_literal_plus: false,
+            backend_sasl_ir: false,
             response: Vec::new(),
             response_size: 0,
             pending: VecDeque::new(),
             mailbox: MailboxState::default(),
             mode: ClientMode::Commands,
-            current_tag: None,
-            discard_current: false,
-            authenticated: false,
             draining: false,
             errors: 0,
-            sasl_user: None,
-            sasl_plain_pending: false,
             last_activity: Instant::now(),
         };
-        let greeting_status = Status::parse(&backend.greeting);
-        if greeting_status
-            .as_ref()
-            .is_some_and(|s| s.condition == "PREAUTH")
-        {
-            if session.policy().login_disabled {
-                let _ = write_client(
-                    &mut session.client,
-                    b"* BYE [UNAVAILABLE] mail server misconfigured\r\n",
-                )
-                .await;
-                return Err(SessionEnd::BackendClosed);
-            }
-            session.authenticated = true;
+        session.note_capability_list(&list);
+        let preauthenticated =
+            Status::parse(&backend.greeting).is_some_and(|s| s.condition == "PREAUTH");
+        if preauthenticated && session.policy().login_disabled {
+            let _ = write_client(
+                &mut session.client,
+                b"* BYE [UNAVAILABLE] mail server misconfigured\r\n",
+            )
+            .await;
+            return Err(SessionEnd::BackendClosed);
         }
-        session.note_capabilities(&backend.greeting);
-        if let Some(reply) = &backend.capabilities {
-            session.note_capabilities(reply);
+        if !preauthenticated {
+            let settings = session.prelogin_settings();
+            session.phase =
+                Phase::PreLogin(Box::new(PreLogin::new(settings, client_limits(context))));
         }
-        let list = backend
-            .capabilities
-            .as_deref()
-            .and_then(capability::list_from_reply);
-        let greeting =
-            capability::greeting_with(&backend.greeting, list.as_deref(), session.policy());
+        let greeting = capability::greeting_with(&backend.greeting, Some(&list), session.policy());
         write_client(&mut session.client, &greeting)
             .await
             .map_err(SessionEnd::Error)?;
@@ -174,11 +171,40 @@ impl Session {
         Ok(session)
     }
 
+    /// Whether the client has logged in (or the backend greeted with PREAUTH).
+    pub(super) fn logged_in(&self) -> bool {
+        matches!(self.phase, Phase::LoggedIn)
+    }
+
+    /// What the pre-login core offers the client right now.
+    fn prelogin_settings(&self) -> prelogin::Settings {
+        let policy = CapabilityPolicy {
+            pre_login: true,
+            ..self.policy()
+        };
+        prelogin::Settings {
+            offer_starttls: policy.offer_starttls,
+            login_disabled: policy.login_disabled,
+            capabilities: capability::rewrite_list(&self.backend_capabilities, policy),
+        }
+    }
+
+    /// The capability policy for the client's side: STARTTLS/LOGINDISABLED from the TLS gate
+    /// (RFC 2595 §3.1), the proxy's own SASL mechanisms before login.
     pub(super) fn policy(&self) -> CapabilityPolicy {
         let (offer_starttls, login_disabled) = self.context.tls_gate(self.client.is_tls());
         CapabilityPolicy {
             offer_starttls,
             login_disabled,
+            pre_login: !self.logged_in(),
+        }
+    }
+
+    /// The policy for the answer to the proxy's login: logged in if it succeeded.
+    pub(super) fn policy_after_login(&self, ok: bool) -> CapabilityPolicy {
+        CapabilityPolicy {
+            pre_login: !ok,
+            ..self.policy()
         }
     }
 
@@ -210,7 +236,7 @@ impl Session {
                 }
             }
             if self.errors >= self.context.listener.limits.max_errors {
-                count_limit("max_errors");
+                count_limit(Limit::MaxErrors);
                 let _ = write_client(&mut self.client, b"* BYE Too many protocol errors\r\n").await;
                 linger_close(&mut self.client).await;
                 return SessionEnd::Error(SessionError::ClientProtocol(
@@ -253,18 +279,29 @@ impl Session {
             Input::BackendClosed => Ok(Flow::End(SessionEnd::BackendClosed)),
             Input::Client(n) => {
                 self.last_activity = Instant::now();
-                self.client_framer.feed(&client_buffer[..n]);
-                self.drain_client(stats).await
+                match &mut self.phase {
+                    Phase::PreLogin(core) => {
+                        core.feed(&client_buffer[..n]);
+                        self.drive_prelogin(stats).await
+                    }
+                    Phase::LoggedIn => {
+                        self.client_framer.feed(&client_buffer[..n]);
+                        self.drain_client(stats).await
+                    }
+                }
             }
             Input::Backend(n) => {
                 self.backend_framer.feed(&backend_buffer[..n]);
-                self.drain_backend(stats).await
+                match self.phase {
+                    Phase::PreLogin(_) => self.discard_backend_before_login(),
+                    Phase::LoggedIn => self.drain_backend(stats).await,
+                }
             }
             Input::Deadline => {
-                count_limit(if self.authenticated {
-                    "idle_timeout"
+                count_limit(if self.logged_in() {
+                    Limit::IdleTimeout
                 } else {
-                    "prelogin_timeout"
+                    Limit::PreloginTimeout
                 });
                 let _ = write_client(&mut self.client, b"* BYE Autologout; idle for too long\r\n")
                     .await;
@@ -275,7 +312,7 @@ impl Session {
 
     fn timeout(&self) -> std::time::Duration {
         let limits = &self.context.listener.limits;
-        if self.authenticated {
+        if self.logged_in() {
             // RFC 9051 §5.4: the inactivity autologout timer is at least 30 minutes.
             limits.idle_timeout.max(MIN_IDLE)
         } else {
@@ -285,20 +322,83 @@ impl Session {
 
     /// No command in flight and no partial command buffered.
     fn is_idle(&self) -> bool {
-        self.pending.is_empty()
-            && self.client_framer.at_message_boundary()
-            && self.response.is_empty()
+        let client_idle = match &self.phase {
+            Phase::PreLogin(core) => core.is_idle(),
+            Phase::LoggedIn => {
+                self.client_framer.at_message_boundary() && self.assembler.is_empty()
+            }
+        };
+        self.pending.is_empty() && client_idle && self.response.is_empty()
     }
 
+    /// STARTTLS (pre-login only): every byte pipelined after it is dropped (CVE-2011-0411).
     async fn upgrade(mut self) -> Result<Session, SessionError> {
-        // Every byte pipelined after STARTTLS is dropped with the old framer (CVE-2011-0411).
-        self.client_framer = Framer::new(Role::Client, client_limits(&self.context));
         self.client = upgrade_client(self.client, &self.context).await?;
         tracing::debug!(
             version = self.client.tls_version(),
             "client upgraded to TLS"
         );
+        let settings = self.prelogin_settings();
+        if let Phase::PreLogin(core) = &mut self.phase {
+            core.tls_started(settings);
+        }
         Ok(self)
+    }
+
+    /// Runs the pre-login core on buffered client bytes and performs its actions.
+    async fn drive_prelogin(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
+        loop {
+            let Phase::PreLogin(core) = &mut self.phase else {
+                return self.drain_client(stats).await;
+            };
+            let actions = core.poll().map_err(|e| prelogin_violation(&e))?;
+            if actions.is_empty() {
+                return Ok(Flow::Continue);
+            }
+            for action in actions {
+                match action {
+                    prelogin::Action::ToClient(bytes) => self.reply_bytes(&bytes).await?,
+                    prelogin::Action::StartTls => return Ok(Flow::StartTls),
+                    prelogin::Action::Logout => return Ok(Flow::End(SessionEnd::Logout)),
+                    prelogin::Action::LoginRefused => {
+                        count_login(&self.context, LoginOutcome::Refused)
+                    }
+                    prelogin::Action::Login { tag, credentials } => {
+                        self.login(&tag, credentials, stats).await?
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs in to the backend; on success the connection enters the logged-in phase with
+    /// whatever the client pipelined after its login command.
+    async fn login(
+        &mut self,
+        tag: &str,
+        credentials: crate::sasl::Credentials,
+        stats: &mut SessionStats,
+    ) -> Result<(), SessionError> {
+        let ok = self.backend_login(tag, credentials, stats).await?;
+        match std::mem::replace(&mut self.phase, Phase::LoggedIn) {
+            Phase::PreLogin(core) if ok => self.client_framer = core.into_framer(),
+            Phase::PreLogin(mut core) => {
+                core.login_failed();
+                self.phase = Phase::PreLogin(core);
+            }
+            Phase::LoggedIn => {}
+        }
+        Ok(())
+    }
+
+    /// Backend output before login answers nothing the client sent: it is logged, not relayed.
+    fn discard_backend_before_login(&mut self) -> Result<Flow, SessionError> {
+        while let Some(response) = self.next_backend_response()? {
+            if let Some(Event::Line { bytes, .. }) = response.first() {
+                tracing::debug!(line = %crate::backend::printable(bytes), "backend output before login dropped");
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     async fn bye_for(&mut self, error: &SessionError) -> Result<(), SessionError> {
@@ -329,10 +429,16 @@ impl Session {
     }
 
     pub(super) async fn reply(&mut self, text: &str) -> Result<(), SessionError> {
-        if text.split(' ').nth(1) == Some("BAD") {
-            self.errors += 1;
-        }
-        write_client(&mut self.client, text.as_bytes()).await
+        self.reply_bytes(text.as_bytes()).await
+    }
+
+    /// Sends the proxy's own answer; every `BAD` counts towards `max_errors`.
+    pub(super) async fn reply_bytes(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.errors += bytes
+            .split(|&b| b == b'\n')
+            .filter(|line| line.split(|&b| b == b' ').nth(1) == Some(b"BAD"))
+            .count() as u32;
+        write_client(&mut self.client, bytes).await
     }
 }
 
@@ -354,8 +460,27 @@ fn backend_limits(context: &SessionContext) -> Limits {
     }
 }
 
+/// Largest complete client command after login: two of the largest literals plus lines.
+fn max_command(context: &SessionContext) -> u64 {
+    let limits = &context.listener.limits;
+    limits
+        .max_client_literal
+        .saturating_mul(2)
+        .saturating_add(limits.max_line as u64)
+}
+
+fn prelogin_violation(error: &prelogin::PreLoginError) -> SessionError {
+    match error {
+        prelogin::PreLoginError::Frame(frame) => client_violation(frame),
+        prelogin::PreLoginError::TooLarge(_) => {
+            count_limit(Limit::LiteralSize);
+            SessionError::ClientProtocol(format!("Protocol error: {error}"))
+        }
+    }
+}
+
 fn client_violation(error: &FrameError) -> SessionError {
-    count_limit(error.limit_label());
-    tracing::info!(%error, limit = error.limit_label(), "client framing error");
+    count_limit(error.limit());
+    tracing::info!(%error, limit = error.limit().as_str(), "client framing error");
     SessionError::ClientProtocol(format!("Protocol error: {error}"))
 }

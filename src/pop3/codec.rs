@@ -14,6 +14,7 @@
 //!
 //! Hard limits: line length, multi-line total size, pipeline depth.
 
+use crate::metrics::Limit;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
@@ -157,13 +158,13 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// Metric label of the limit that was hit.
-    pub fn limit_label(&self) -> &'static str {
+    /// The limit that was hit (the `limit` metric label).
+    pub fn limit(&self) -> Limit {
         match self {
-            FrameError::LineTooLong(_) => "line_length",
-            FrameError::MultiLineTooLarge(_) => "response_size",
-            FrameError::PipelineFull(_) => "pipeline",
-            FrameError::BadResponse => "syntax",
+            FrameError::LineTooLong(_) => Limit::LineLength,
+            FrameError::MultiLineTooLarge(_) => Limit::ResponseSize,
+            FrameError::PipelineFull(_) => Limit::PipelineDepth,
+            FrameError::BadResponse => Limit::Syntax,
         }
     }
 }

@@ -29,8 +29,8 @@ use super::command::Pop3Dialect;
 use super::grammar::Command;
 use super::prelogin::{Prelogin, PreloginConfig};
 use super::scanning::MessageRequest;
+use crate::context::SessionContext;
 use crate::net::Stream;
-use crate::server::SessionContext;
 use crate::session::{
     next_input, upgrade_client, write_backend, write_client, Input, Relay, SessionEnd,
     SessionError, SessionStats,
@@ -177,7 +177,7 @@ impl Session {
                 }
             }
             if self.errors >= self.context.listener.limits.max_errors && self.pending.is_empty() {
-                crate::session::count_limit("max_errors");
+                crate::session::count_limit(crate::metrics::Limit::MaxErrors);
                 let _ = write_client(&mut self.client, super::prelogin::TOO_MANY_ERRORS).await;
                 break too_many_errors();
             }
@@ -245,9 +245,9 @@ impl Session {
             }
             Input::Deadline => {
                 crate::session::count_limit(if self.is_authenticated() {
-                    "idle_timeout"
+                    crate::metrics::Limit::IdleTimeout
                 } else {
-                    "prelogin_timeout"
+                    crate::metrics::Limit::PreloginTimeout
                 });
                 let _ = write_client(
                     &mut self.client,
@@ -435,11 +435,11 @@ async fn close_client(client: &mut Stream) {
 }
 
 fn client_violation(error: &FrameError) -> SessionError {
-    tracing::info!(%error, limit = error.limit_label(), "client framing error");
+    tracing::info!(%error, limit = error.limit().as_str(), "client framing error");
     SessionError::ClientProtocol(format!("[SYS/PERM] protocol error: {error}"))
 }
 
 fn backend_violation(error: &FrameError) -> SessionError {
-    tracing::warn!(%error, limit = error.limit_label(), "backend framing error");
+    tracing::warn!(%error, limit = error.limit().as_str(), "backend framing error");
     SessionError::BackendProtocol(error.to_string())
 }

@@ -167,11 +167,11 @@ fn closed(reason: CloseReason) -> SessionEnd {
     match reason {
         CloseReason::Quit => SessionEnd::Logout,
         CloseReason::TooManyErrors => {
-            crate::session::count_limit("max_errors");
+            crate::session::count_limit(crate::metrics::Limit::MaxErrors);
             too_many_errors()
         }
         CloseReason::LineTooLong => {
-            crate::session::count_limit("line_length");
+            crate::session::count_limit(crate::metrics::Limit::LineLength);
             SessionEnd::Error(SessionError::ClientProtocol("line too long".into()))
         }
     }
