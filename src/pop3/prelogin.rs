@@ -150,6 +150,9 @@ pub enum PreloginAction {
     /// Logged in: switch to the TRANSACTION state; these client bytes were pipelined after the
     /// login and belong to it.
     Authenticated(Vec<u8>),
+    /// A login was refused by policy (TLS required) without reaching the backend (counted
+    /// as `refused`).
+    LoginRefused,
     /// Close the connection.
     Close(CloseReason),
 }
@@ -314,6 +317,7 @@ impl Prelogin {
         );
         if is_login && self.config.policy.hide_login {
             tracing::info!(command = command.keyword(), "login before TLS refused");
+            actions.push(PreloginAction::LoginRefused);
             return reply(actions, TLS_REQUIRED);
         }
         match command {

@@ -17,6 +17,7 @@ enum Out {
     StartTls,
     Login(LoginRequest),
     Authenticated,
+    LoginRefused,
     Transaction(Vec<u8>),
     Close(CloseReason),
 }
@@ -61,6 +62,7 @@ impl Replay<'_> {
                     self.out.push(Out::Authenticated);
                     self.transaction = Some(rest);
                 }
+                PreloginAction::LoginRefused => self.out.push(Out::LoginRefused),
                 PreloginAction::Close(reason) => self.out.push(Out::Close(reason)),
             }
         }
@@ -367,23 +369,24 @@ fn stls_discards_pipelined_bytes() {
         before.contains("STLS\r\n") && !before.contains("USER"),
         "{before}"
     );
-    assert_eq!(out[1], client(std::str::from_utf8(TLS_REQUIRED).unwrap()));
-    assert_eq!(out[2], client("+OK Begin TLS negotiation\r\n"));
-    assert_eq!(out[3], Out::StartTls);
+    assert_eq!(out[1], Out::LoginRefused);
+    assert_eq!(out[2], client(std::str::from_utf8(TLS_REQUIRED).unwrap()));
+    assert_eq!(out[3], client("+OK Begin TLS negotiation\r\n"));
+    assert_eq!(out[4], Out::StartTls);
     assert_eq!(
-        out[4],
+        out[5],
         client("-ERR No username given\r\n"),
         "USER evil was discarded"
     );
-    let Out::Client(after) = &out[5] else {
+    let Out::Client(after) = &out[6] else {
         panic!("{out:?}")
     };
     assert!(
         !after.contains("STLS") && after.contains("USER\r\n"),
         "{after}"
     );
-    assert_eq!(out[6], client("-ERR STLS not available\r\n"));
-    assert_eq!(out.len(), 7);
+    assert_eq!(out[7], client("-ERR STLS not available\r\n"));
+    assert_eq!(out.len(), 8);
 }
 
 #[test]
@@ -398,9 +401,13 @@ fn logins_before_required_tls_are_refused() {
         &[Segment::Bytes(script.as_bytes())],
         &[],
     );
+    let refusal = [
+        Out::LoginRefused,
+        client(std::str::from_utf8(TLS_REQUIRED).unwrap()),
+    ];
     assert_eq!(
         out,
-        vec![client(std::str::from_utf8(TLS_REQUIRED).unwrap()); 5]
+        refusal.iter().cycle().take(10).cloned().collect::<Vec<_>>()
     );
 }
 

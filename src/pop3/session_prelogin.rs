@@ -38,6 +38,10 @@ impl Session {
                     self.client_framer.feed(&pipelined);
                     return self.drain_client(stats).await;
                 }
+                PreloginAction::LoginRefused => crate::session::count_login(
+                    &self.context,
+                    crate::metrics::LoginOutcome::Refused,
+                ),
                 PreloginAction::Close(reason) => return Ok(Flow::End(closed(reason))),
             }
         }
