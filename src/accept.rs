@@ -66,11 +66,10 @@ pub async fn handle_connection(
         listener: runtime.clone(),
         peer: addresses.peer,
         local: addresses.local,
-        proxied_by: addresses.proxied_by,
         shutdown,
         penalty: limits.penalty.clone(),
         scan_permits: limits.scan_permits.clone(),
-        connection: Arc::new(ConnectionGuard::new(permit, active)),
+        _connection: Arc::new(ConnectionGuard::new(permit, active)),
     };
     let stream = match runtime.config.tls {
         ListenerTls::Implicit => match accept_tls(&runtime.tls, tcp).await {

@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendConn, BackendError, BackendTarget, Dialect};
-use crate::config::{ForwardClientIp, LimitsConfig, ListenerConfig, ListenerTls, Protocol};
+use crate::config::{LimitsConfig, ListenerConfig, ListenerTls, Protocol};
 use crate::limits::{AuthPenalty, ConnectionLimiter, ConnectionPermit};
 use crate::metrics::{metrics, tls_version_label, ActiveConnection};
 use crate::net::Stream;
@@ -116,8 +116,6 @@ pub struct SessionContext {
     /// The address the client connected to (PROXY header destination, else the socket's
     /// local address): `x-connected-ip`/`x-connected-port` in IMAP `ID`.
     pub local: SocketAddr,
-    /// The load balancer's address when the connection came with a PROXY header.
-    pub proxied_by: Option<SocketAddr>,
     /// Cancelled when the process shuts down.
     pub shutdown: CancellationToken,
     /// Failed-login delays: `penalty.delay(ip)` before relaying a login, then
@@ -126,16 +124,10 @@ pub struct SessionContext {
     /// Acquire one permit per message scan (`max_scans`).
     pub scan_permits: Arc<Semaphore>,
     /// Releases the connection's limit slot when the last clone is dropped.
-    pub connection: Arc<ConnectionGuard>,
+    pub _connection: Arc<ConnectionGuard>,
 }
 
 impl SessionContext {
-    /// How this listener's backend wants the client address (`forward_client_ip`); `id` and
-    /// `xclient` are the sessions' job, the PROXY variants are done by [`Self::connect_backend`].
-    pub fn forward_client_ip(&self) -> ForwardClientIp {
-        self.listener.backend.config.forward_client_ip
-    }
-
     /// What the client may do on this connection given whether it is TLS yet (RFC 2595 §3.1/§4,
     /// shared by IMAP STARTTLS and POP3 STLS): `(offer the upgrade, refuse logins)`.
     pub fn tls_gate(&self, client_is_tls: bool) -> (bool, bool) {

@@ -9,23 +9,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unused_qualifications)]
 
-pub mod accept;
+mod accept;
 pub mod backend;
-pub mod certinfo;
+mod certinfo;
 pub mod check;
 pub mod config;
-pub mod context;
-pub mod framing;
+mod context;
+mod framing;
 pub mod health;
 pub mod imap;
-pub mod limits;
+mod limits;
 pub mod metrics;
-pub mod net;
+mod net;
 pub mod pop3;
 pub mod proxy_protocol;
 pub mod reload;
-pub mod sasl;
+mod sasl;
 pub mod scan;
 pub mod server;
-pub mod session;
-pub mod tls;
+mod session;
+mod tls;

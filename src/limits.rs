@@ -79,7 +79,8 @@ impl ConnectionLimiter {
     }
 
     /// Connections currently open.
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    fn open(&self) -> usize {
         self.lock().total
     }
 

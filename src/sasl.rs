@@ -222,13 +222,6 @@ fn parse_plain(message: &[u8]) -> Result<Credentials, SaslError> {
     Ok(credentials)
 }
 
-/// The authentication identity of a base64-encoded SASL PLAIN message; `None` if it does not
-/// decode. The password is never returned.
-pub fn plain_authcid(encoded: &str) -> Option<String> {
-    let decoded = decode(encoded.trim().as_bytes()).ok()?;
-    parse_plain(&decoded).ok().map(|c| c.user)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,16 +230,6 @@ mod tests {
         base64::engine::general_purpose::STANDARD
             .encode(text)
             .into_bytes()
-    }
-
-    #[test]
-    fn authcid_is_read_and_garbage_refused() {
-        assert_eq!(
-            plain_authcid("AGFsaWNlAHNlY3JldA==").as_deref(),
-            Some("alice")
-        );
-        assert_eq!(plain_authcid("not base64!"), None);
-        assert_eq!(plain_authcid("YWxpY2U="), None);
     }
 
     #[test]

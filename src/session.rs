@@ -18,10 +18,6 @@ pub enum Side {
     Client,
     /// The legacy server.
     Backend,
-    /// The virus scanner or rules engine.
-    Scanner,
-    /// portcullis itself.
-    Internal,
 }
 
 impl Side {
@@ -30,8 +26,6 @@ impl Side {
         match self {
             Side::Client => "client",
             Side::Backend => "backend",
-            Side::Scanner => "scanner",
-            Side::Internal => "internal",
         }
     }
 }
@@ -392,14 +386,6 @@ impl<'a> Redacted<'a> {
     /// no known secret-bearing command is recognised).
     pub fn new(line: &'a [u8], secret: bool) -> Redacted<'a> {
         Redacted { line, secret }
-    }
-
-    /// A line that is entirely secret (a SASL response, a password).
-    pub fn hidden() -> Redacted<'static> {
-        Redacted {
-            line: b"",
-            secret: true,
-        }
     }
 }
 

@@ -3,18 +3,18 @@
 //! ([`prelogin`]), capability allow-listing ([`capability`]), FETCH interception for scanning,
 //! and the session that drives them ([`session`]).
 
-pub mod append;
-pub mod assembler;
-pub mod capability;
+mod append;
+mod assembler;
+mod capability;
 mod client;
 pub mod codec;
 pub mod command;
-pub mod fetch;
+mod fetch;
 pub mod fetch_response;
 pub mod grammar;
 mod login;
-pub mod prelogin;
+mod prelogin;
 mod responses;
-pub mod scanning;
-pub mod section;
-pub mod session;
+mod scanning;
+mod section;
+pub(crate) mod session;

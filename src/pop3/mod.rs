@@ -7,11 +7,11 @@
 //! allow-list, [`command`] provides the backend [`command::Pop3Dialect`] and [`session`] drives
 //! one client connection.
 
-pub mod capa;
+mod capa;
 pub mod codec;
-pub mod command;
+mod command;
 pub mod grammar;
-pub mod multiline;
-pub mod prelogin;
-pub mod scanning;
-pub mod session;
+mod multiline;
+mod prelogin;
+mod scanning;
+pub(crate) mod session;

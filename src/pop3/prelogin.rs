@@ -208,11 +208,6 @@ impl Prelogin {
         self.errors
     }
 
-    /// The client-side policy in force (changes after STLS).
-    pub fn policy(&self) -> CapaPolicy {
-        self.config.policy
-    }
-
     /// Whether the driver should read client bytes now (not while a login or the TLS upgrade
     /// is outstanding, nor after the end).
     pub fn wants_input(&self) -> bool {
