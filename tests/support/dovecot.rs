@@ -213,6 +213,23 @@ impl Dovecot {
         fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// Waits (polling, up to `timeout`) until `needle` occurs at least `count` times in the
+    /// Dovecot log; returns the log then, panics with the log on timeout.
+    pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_contents();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Dovecot did not log {needle:?} {count} time(s) within {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// The instance's private directory (config, log, homes).
     pub fn dir(&self) -> &Path {
         self.dir.path()
