@@ -178,3 +178,26 @@ pub fn literal_size(line: &[u8]) -> Option<usize> {
     let digits = digits.strip_suffix(b"+").unwrap_or(digits);
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
+
+impl<S: Read + Write> LineClient<S> {
+    /// Like [`LineClient::read_imap_response`], but `Ok(None)` at EOF and errors (timeouts,
+    /// resets) returned instead of panicking — for tests that report a closed session as a
+    /// property failure.
+    pub fn try_read_imap_response(&mut self) -> std::io::Result<Option<ImapResponse>> {
+        let mut response = ImapResponse::default();
+        loop {
+            let mut line = Vec::new();
+            if self.reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(None);
+            }
+            response.raw.extend_from_slice(&line);
+            let Some(size) = literal_size(&line) else {
+                return Ok(Some(response));
+            };
+            let mut literal = vec![0; size];
+            self.reader.read_exact(&mut literal)?;
+            response.raw.extend_from_slice(&literal);
+            response.literals.push(literal);
+        }
+    }
+}
