@@ -31,17 +31,19 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, TestRunner};
 
 use support::certs::TestCa;
-use support::dovecot::{imap_tag, split_imap_commands, Dovecot, DovecotOptions};
+use support::dovecot::{imap_tag, Dovecot, DovecotOptions};
 use support::fake::{recording_imap_backend, RecordedImapSession};
-use support::proxy::{
-    direct_imap, dovecot_backend, imap_to_fake, listener, tls_section, TestProxy,
-};
+use support::proxy::{dovecot_backend, imap_to_fake, listener, tls_section, TestProxy};
 use support::raw::{self, LineClient, TlsStream};
 
 /// The mailbox named by smuggled commands (created up front, so a smuggled SELECT would work).
 const MARK: &str = "Smuggled";
+/// The user of the fake-backend test and the harness check.
 const USER: &str = "alice";
 const PASSWORD: &str = "wonderland-Pass1";
+/// Dovecot users `c0`… (password [`PASSWORD`]): each case logs in as the next one, so a
+/// backend session that ends late can never be mistaken for a later case's.
+const CASE_USERS: usize = 160;
 /// Generous for one response on a loaded machine, short enough to keep a hanging case cheap.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The proxy's limits for these tests: no auth penalty (failed SASL attempts are part of the
@@ -344,12 +346,13 @@ impl Rendered {
 }
 
 struct Renderer {
+    user: String,
     next: usize,
     out: Vec<Rendered>,
 }
 
-fn sasl_plain() -> String {
-    let encoded = support::mime::base64(format!("\0{USER}\0{PASSWORD}").as_bytes());
+fn sasl_plain(user: &str) -> String {
+    let encoded = support::mime::base64(format!("\0{user}\0{PASSWORD}").as_bytes());
     String::from_utf8(encoded)
         .expect("ascii")
         .trim_end()
@@ -369,7 +372,7 @@ impl Renderer {
             Smuggle::Select => format!("{tag} SELECT {MARK}\r\n"),
             Smuggle::Compress => format!("{tag} COMPRESS DEFLATE\r\n"),
             Smuggle::Starttls => format!("{tag} STARTTLS\r\n"),
-            Smuggle::Login => format!("{tag} LOGIN {USER} {PASSWORD}\r\n"),
+            Smuggle::Login => format!("{tag} LOGIN {} {PASSWORD}\r\n", self.user),
         };
         (line, tag)
     }
@@ -514,23 +517,24 @@ impl Renderer {
 
     fn login(&mut self, login: Login) {
         let t = self.tag('r');
+        let user = self.user.clone();
         let chunks = match login {
-            Login::Atoms => vec![format!("{t} LOGIN {USER} {PASSWORD}\r\n")],
-            Login::Quoted => vec![format!("{t} LOGIN \"{USER}\" \"{PASSWORD}\"\r\n")],
-            Login::Lower => vec![format!("{t} login {USER} {PASSWORD}\r\n")],
+            Login::Atoms => vec![format!("{t} LOGIN {user} {PASSWORD}\r\n")],
+            Login::Quoted => vec![format!("{t} LOGIN \"{user}\" \"{PASSWORD}\"\r\n")],
+            Login::Lower => vec![format!("{t} login {user} {PASSWORD}\r\n")],
             Login::Literal => vec![
-                format!("{t} LOGIN {USER} {{{}}}\r\n", PASSWORD.len()),
+                format!("{t} LOGIN {user} {{{}}}\r\n", PASSWORD.len()),
                 format!("{PASSWORD}\r\n"),
             ],
             Login::LiteralPlus => vec![format!(
-                "{t} LOGIN {{{}+}}\r\n{USER} {{{}+}}\r\n{PASSWORD}\r\n",
-                USER.len(),
+                "{t} LOGIN {{{}+}}\r\n{user} {{{}+}}\r\n{PASSWORD}\r\n",
+                user.len(),
                 PASSWORD.len()
             )],
-            Login::SaslIr => vec![format!("{t} AUTHENTICATE PLAIN {}\r\n", sasl_plain())],
+            Login::SaslIr => vec![format!("{t} AUTHENTICATE PLAIN {}\r\n", sasl_plain(&user))],
             Login::SaslContinuation => vec![
                 format!("{t} AUTHENTICATE PLAIN\r\n"),
-                format!("{}\r\n", sasl_plain()),
+                format!("{}\r\n", sasl_plain(&user)),
             ],
         };
         let chunks = chunks.into_iter().map(String::into_bytes).collect();
@@ -547,8 +551,9 @@ impl Renderer {
     }
 }
 
-fn render(stream: &Stream) -> Vec<Rendered> {
+fn render(stream: &Stream, user: &str) -> Vec<Rendered> {
     let mut renderer = Renderer {
+        user: user.to_string(),
         next: 0,
         out: Vec::new(),
     };
@@ -580,6 +585,14 @@ struct Outcome {
 impl Outcome {
     fn answered(&self, tag: &str) -> bool {
         self.tagged.iter().any(|(t, _)| t == tag)
+    }
+
+    /// Whether the stream's login got its OK.
+    fn logged_in(&self, commands: &[Rendered]) -> bool {
+        commands.iter().filter(|c| c.login).any(|c| {
+            let ok = format!("{} OK", c.tag);
+            self.tagged.iter().any(|(_, line)| line.starts_with(&ok))
+        })
     }
 }
 
@@ -702,25 +715,34 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Bytes as escaped text, one output line per received line (continuation lines indented);
+/// long lines are abbreviated in the middle.
 fn show(bytes: &[u8]) -> String {
-    let mut text = String::new();
-    for &b in bytes {
-        match b {
-            b'\r' => text.push_str("\\r"),
-            b'\n' => text.push_str("\\n\n    "),
-            0x20..=0x7e => text.push(b as char),
-            _ => text.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    if text.len() > 400 {
-        let cut = (0..=300)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        format!("{}…(+{} chars)", &text[..cut], text.len() - cut)
-    } else {
-        text
-    }
+    let lines: Vec<String> = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .map(|line| {
+            let mut text = String::new();
+            for &b in line {
+                match b {
+                    b'\r' => text.push_str("\\r"),
+                    b'\n' => text.push_str("\\n"),
+                    0x20..=0x7e => text.push(b as char),
+                    _ => text.push_str(&format!("\\x{b:02x}")),
+                }
+            }
+            if text.len() > 160 {
+                format!(
+                    "{}…({} chars)…{}",
+                    &text[..80],
+                    text.len() - 120,
+                    &text[text.len() - 40..]
+                )
+            } else {
+                text
+            }
+        })
+        .collect();
+    lines.join("\n    ")
 }
 
 fn describe(commands: &[Rendered]) -> String {
@@ -874,14 +896,23 @@ fn rawlog_dovecot() -> Dovecot {
     let dovecot = Dovecot::start_with(DovecotOptions {
         imap_rawlog: true,
         extra_config: vec!["auth_failure_delay = 0".into()],
+        users: (0..CASE_USERS)
+            .map(|i| (format!("c{i}"), PASSWORD.to_string()))
+            .collect(),
         ..DovecotOptions::default()
     });
     assert_eq!((dovecot.user(), dovecot.password()), (USER, PASSWORD));
-    let mut direct = direct_imap(&dovecot);
-    let (_, status) = direct.imap("c", &format!("CREATE {MARK}"));
-    assert!(status.starts_with("c OK"), "{status}");
-    direct.imap("z", "LOGOUT");
+    for i in 0..CASE_USERS {
+        dovecot.maildir_folder(&format!("c{i}"), MARK);
+    }
     dovecot
+}
+
+/// The Dovecot user for the next case.
+fn next_case_user() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("c{}", n % CASE_USERS)
 }
 
 /// The harness itself: a direct session's rawlog holds exactly its post-login commands, literals
@@ -889,12 +920,17 @@ fn rawlog_dovecot() -> Dovecot {
 #[test]
 fn rawlog_shows_what_dovecot_received() {
     let dovecot = rawlog_dovecot();
-    let known = dovecot.imap_rawlog_files(USER);
+    let user = "c0";
+    let known = dovecot.imap_rawlog_files(user);
     let mut client = raw::connect_tls(dovecot.imaps_port, &dovecot.ca);
     client.read_line();
-    let (_, status) = client.imap("l", &format!("LOGIN {USER} {PASSWORD}"));
+    let (_, status) = client.imap("l", &format!("LOGIN {user} {PASSWORD}"));
     assert!(status.starts_with("l OK"), "{status}");
-    client.imap("a", "NOOP");
+    let (_, status) = client.imap("a", &format!("STATUS {MARK} (MESSAGES)"));
+    assert!(
+        status.starts_with("a OK"),
+        "the {MARK} mailbox is missing: {status}"
+    );
     client.send_line("b STATUS {5}");
     assert!(client.read_line().starts_with('+'));
     client.send_raw(b"INBOX (MESSAGES)\r\n");
@@ -903,7 +939,7 @@ fn rawlog_shows_what_dovecot_received() {
     read_until_tagged(&mut client, "c");
     client.imap("z", "LOGOUT");
     let sessions = dovecot
-        .wait_imap_rawlog(USER, &known, 1, Duration::from_secs(10))
+        .wait_imap_rawlog(user, &known, 1, Duration::from_secs(10))
         .expect("rawlog");
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let received: Vec<String> = sessions[0]
@@ -914,7 +950,7 @@ fn rawlog_shows_what_dovecot_received() {
     assert_eq!(
         received,
         [
-            "a NOOP\r\n",
+            "a STATUS Smuggled (MESSAGES)\r\n",
             "b STATUS {5}\r\nINBOX (MESSAGES)\r\n",
             "c STATUS {5+}\r\nINBOX (MESSAGES)\r\n",
             "z LOGOUT\r\n"
@@ -944,16 +980,18 @@ fn backend_executes_only_what_the_proxy_accounted_for() {
             + &dovecot_backend("dovecot", &dovecot, "imap", "none")),
     );
     let result = runner(24).run(&stream(), |stream| {
-        let commands = render(&stream);
-        let known = dovecot.imap_rawlog_files(USER);
+        let user = next_case_user();
+        let commands = render(&stream, &user);
+        let known = dovecot.imap_rawlog_files(&user);
         let outcome = Session::new(proxy.port(0), &dovecot.ca).run(&commands);
         let mut failures = check_responses(&commands, &outcome);
         let mut extra = String::new();
-        match dovecot.wait_imap_rawlog(USER, &known, 1, Duration::from_secs(10)) {
+        let expected = usize::from(outcome.logged_in(&commands));
+        match dovecot.wait_imap_rawlog(&user, &known, expected, Duration::from_secs(10)) {
             Ok(sessions) => {
-                if sessions.len() != 1 {
+                if sessions.len() != expected {
                     failures.push(format!(
-                        "(a) {} backend sessions for one client session",
+                        "(a) {} backend sessions, {expected} logins",
                         sessions.len()
                     ));
                 }
@@ -981,10 +1019,10 @@ fn backend_executes_only_what_the_proxy_accounted_for() {
 #[test]
 fn nothing_but_the_proxys_own_login_reaches_the_backend_before_login() {
     let ca = TestCa::new();
-    let (port, sessions) = recording_imap_backend();
+    let (port, sessions) = recording_imap_backend(USER, PASSWORD);
     let proxy = imap_to_fake(&ca, port, "none", LIMITS);
     let result = runner(24).run(&stream(), |stream| {
-        let commands = render(&stream);
+        let commands = render(&stream, USER);
         let before = sessions.lock().expect("lock").len();
         let outcome = Session::new(proxy.port(0), &ca).run(&commands);
         let mut failures = check_responses(&commands, &outcome);
@@ -1003,8 +1041,11 @@ fn nothing_but_the_proxys_own_login_reaches_the_backend_before_login() {
                 show(&session.post_login.concat())
             ));
             failures.extend(check_pre_login(&commands, session));
-            let post = split_imap_commands(&session.post_login.concat());
-            failures.extend(check_backend_commands(&commands, &post, "the backend"));
+            failures.extend(check_backend_commands(
+                &commands,
+                &session.post_login,
+                "the backend",
+            ));
         }
         verdict(failures, &commands, &extra)
     });
@@ -1039,7 +1080,7 @@ fn check_pre_login(commands: &[Rendered], session: &RecordedImapSession) -> Vec<
         }
         if sasl_line_next {
             sasl_line_next = false;
-            if command.trim_ascii_end() != sasl_plain().as_bytes() {
+            if command.trim_ascii_end() != sasl_plain(USER).as_bytes() {
                 failures.push(format!(
                     "(pre-login) SASL response not the proxy's: {shown}"
                 ));
@@ -1070,7 +1111,7 @@ fn check_pre_login(commands: &[Rendered], session: &RecordedImapSession) -> Vec<
                 logins += 1;
                 let ir = words.nth(1);
                 match ir {
-                    Some(ir) if ir == sasl_plain() => {}
+                    Some(ir) if ir == sasl_plain(USER) => {}
                     Some(_) => failures.push(format!("(pre-login) foreign SASL-IR: {shown}")),
                     None => sasl_line_next = true,
                 }

@@ -90,11 +90,22 @@ pub struct RecordedImapSession {
 /// Capabilities the recording backend announces (before and after login).
 pub const RECORDING_BACKEND_CAPS: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE AUTH=PLAIN";
 
-/// A scripted plaintext IMAP backend that accepts any LOGIN / AUTHENTICATE PLAIN, answers
-/// every other command `OK` (pre-login: CAPABILITY, ID, NOOP, LOGOUT; anything else `BAD`)
-/// and records every byte it receives, split into commands. Synchronizing literals get a
-/// `+` continuation. Returns the port and the sessions, one per accepted connection.
-pub fn recording_imap_backend() -> (u16, Arc<Mutex<Vec<RecordedImapSession>>>) {
+/// A scripted plaintext IMAP backend that accepts LOGIN / AUTHENTICATE PLAIN with `user` and
+/// `password` (anything else: `NO`), answers every other command `OK` (pre-login: CAPABILITY,
+/// ID, NOOP, LOGOUT; anything else `BAD`) and records every byte it receives, split into
+/// commands the way a server frames them. Synchronizing literals get a `+` continuation.
+/// Returns the port and the sessions, one per accepted connection.
+pub fn recording_imap_backend(
+    user: &str,
+    password: &str,
+) -> (u16, Arc<Mutex<Vec<RecordedImapSession>>>) {
+    let sasl = String::from_utf8(super::mime::base64(
+        format!("\0{user}\0{password}").as_bytes(),
+    ))
+    .expect("ascii")
+    .trim_end()
+    .to_string();
+    let (user, password) = (user.to_string(), password.to_string());
     let sessions = Arc::new(Mutex::new(Vec::<RecordedImapSession>::new()));
     let record = sessions.clone();
     let port = serve(move |tcp| {
@@ -125,23 +136,38 @@ pub fn recording_imap_backend() -> (u16, Arc<Mutex<Vec<RecordedImapSession>>>) {
             let mut words = text.split_ascii_whitespace();
             let tag = words.next().unwrap_or("*").to_string();
             let name = words.next().unwrap_or("").to_ascii_uppercase();
-            let has_ir = words.nth(1).is_some();
+            let mechanism = words.next().unwrap_or("").to_ascii_uppercase();
+            let initial = words.next().map(str::to_string);
+            let ok = format!("{tag} OK [CAPABILITY {RECORDING_BACKEND_CAPS}] logged in\r\n");
+            let no = format!("{tag} NO [AUTHENTICATIONFAILED] wrong\r\n");
             let reply = match (logged_in, name.as_str()) {
                 (false, "LOGIN") => {
-                    logged_in = true;
-                    format!("{tag} OK [CAPABILITY {RECORDING_BACKEND_CAPS}] logged in\r\n")
+                    logged_in = text.contains(&user) && text.contains(&password);
+                    if logged_in {
+                        ok
+                    } else {
+                        no
+                    }
                 }
                 (false, "AUTHENTICATE") => {
-                    if !has_ir {
-                        send(&mut writer, b"+ \r\n");
-                        let mut response = Vec::new();
-                        if reader.read_until(b'\n', &mut response).unwrap_or(0) == 0 {
-                            break;
+                    let response = match initial {
+                        Some(initial) => initial,
+                        None => {
+                            send(&mut writer, b"+ \r\n");
+                            let mut response = Vec::new();
+                            if reader.read_until(b'\n', &mut response).unwrap_or(0) == 0 {
+                                break;
+                            }
+                            note(false, response.clone());
+                            String::from_utf8_lossy(&response).trim_end().to_string()
                         }
-                        note(false, response);
+                    };
+                    logged_in = mechanism == "PLAIN" && response == sasl;
+                    if logged_in {
+                        ok
+                    } else {
+                        no
                     }
-                    logged_in = true;
-                    format!("{tag} OK [CAPABILITY {RECORDING_BACKEND_CAPS}] logged in\r\n")
                 }
                 (_, "LOGOUT") => {
                     send(&mut writer, format!("* BYE bye\r\n{tag} OK\r\n").as_bytes());
@@ -175,10 +201,10 @@ fn read_imap_command<R: Read, W: Write>(
             return None;
         }
         command.extend_from_slice(&line);
-        let Some(size) = super::raw::literal_size(&line) else {
+        let Some((size, sync)) = super::raw::announced_literal(&line) else {
             return Some(command);
         };
-        if !line.ends_with(b"+}\r\n") {
+        if sync {
             send(writer, b"+ go ahead\r\n");
         }
         let mut literal = vec![0; size];

@@ -201,3 +201,34 @@ impl<S: Read + Write> LineClient<S> {
         }
     }
 }
+
+/// The literal a client command line announces, the way a server frames it: `{n}`, `{n+}` or
+/// `~{n}` at the very end of the line (before CRLF) and outside any quoted string (a `"{12}`
+/// inside an unterminated quote announces nothing). Returns `(n, synchronizing)`.
+pub fn announced_literal(line: &[u8]) -> Option<(usize, bool)> {
+    let body = line.strip_suffix(b"\r\n")?;
+    let mut quoted = false;
+    let mut escaped = false;
+    for &b in body {
+        match (quoted, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, false, b'"') => quoted = !quoted,
+            _ => {}
+        }
+    }
+    if quoted {
+        return None;
+    }
+    let inner = body.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&b| b == b'{')?;
+    let digits = &inner[open + 1..];
+    let (digits, sync) = match digits.strip_suffix(b"+") {
+        Some(digits) => (digits, false),
+        None => (digits, true),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((std::str::from_utf8(digits).ok()?.parse().ok()?, sync))
+}
