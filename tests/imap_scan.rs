@@ -237,7 +237,8 @@ fn pass_block_and_unwritable_quarantine_policies() {
     let clean = corpus::clean_messages()[0].1.clone();
     dovecot.seed_messages(dovecot.user(), &[clean.clone(), infected]);
     let dir = tempfile::tempdir().expect("dir");
-    let down = format!("\"tcp://127.0.0.1:{}\"", support::free_port());
+    let closed = support::ports::ClosedPort::new();
+    let down = format!("\"tcp://127.0.0.1:{}\"", closed.port());
     // on_error = pass: scanner down, the original is delivered.
     let proxy = start(
         &dovecot,
@@ -428,7 +429,8 @@ fn reload_changes_the_scan_policy_for_running_sessions() {
     let clean = corpus::clean_messages()[0].1.clone();
     dovecot.seed_messages(dovecot.user(), std::slice::from_ref(&clean));
     let dir = tempfile::tempdir().expect("dir");
-    let down = format!("\"tcp://127.0.0.1:{}\"", support::free_port());
+    let closed = support::ports::ClosedPort::new();
+    let down = format!("\"tcp://127.0.0.1:{}\"", closed.port());
     let config = |policy: &str| {
         tls_section(&dovecot)
             + &scan_section(&down, dir.path(), policy)

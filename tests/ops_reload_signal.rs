@@ -28,38 +28,64 @@ struct Portcullis {
 impl Portcullis {
     /// Writes `first` as the served certificate and starts the binary on a free port.
     fn start(dovecot: &Dovecot, first: &Leaf) -> Portcullis {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("pc-reload-")
             .tempdir()
             .unwrap();
         fs::create_dir(dir.path().join("rules")).unwrap();
         install(first, dir.path());
-        let port = free_port();
         let config = dir.path().join("portcullis.toml");
-        fs::write(&config, config_text(dir.path(), port, dovecot.imap_port)).unwrap();
         let log = dir.path().join("portcullis.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn portcullis");
-        let proc = Portcullis {
-            child,
-            log,
-            port,
-            config,
-            dir,
-        };
-        assert!(
-            wait_for_port(port, Duration::from_secs(20)),
-            "portcullis did not listen:\n{}",
-            proc.log()
-        );
-        proc
+        // The port is picked free and bound later by the binary: another process may take it
+        // in between. Ready means "our child logged that it listens"; a lost race (child exits
+        // with the bind error) is retried on a new port.
+        for attempt in 1..=5 {
+            let port = free_port();
+            fs::write(&config, config_text(dir.path(), port, dovecot.imap_port)).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("spawn portcullis");
+            let mut proc = Portcullis {
+                child,
+                log: log.clone(),
+                port,
+                config: config.clone(),
+                dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let address = format!("127.0.0.1:{port}");
+                let listening = proc
+                    .log()
+                    .lines()
+                    .any(|line| line.contains("listening") && line.contains(&address));
+                if listening && wait_for_port(port, Duration::from_secs(5)) {
+                    return proc;
+                }
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    let text = proc.log();
+                    assert!(
+                        text.contains("in use") && attempt < 5,
+                        "portcullis exited with {status}:\n{text}"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "portcullis did not listen:\n{}",
+                    proc.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            dir = std::mem::replace(&mut proc.dir, tempfile::tempdir().unwrap());
+        }
+        unreachable!("the last attempt either returns or panics")
     }
 
     fn log(&self) -> String {

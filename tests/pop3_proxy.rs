@@ -191,8 +191,14 @@ fn client_vanishing_mid_retr_deletes_nothing() {
     let status = client.pop3("RETR 2");
     assert!(status.starts_with("+OK"), "{status}");
     client.read_raw_line();
+    let ended = dovecot.log_contents().matches("Disconnected").count();
     drop(client);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The backend session must be over (without QUIT, so no UPDATE state) before checking.
+    dovecot.wait_log(
+        "Disconnected",
+        ended + 1,
+        std::time::Duration::from_secs(20),
+    );
     let (mut client, _) = plain(proxy.port(0));
     login(&mut client, dovecot.user(), dovecot.password());
     assert!(client.pop3("STAT").starts_with("+OK 2 "));

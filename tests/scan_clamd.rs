@@ -15,6 +15,9 @@ use portcullis::scan::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod support;
+use support::free_port;
+
 const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 const EICAR_B64: &str =
     "WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=";
@@ -27,17 +30,9 @@ struct Clamd {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Clamd {
     fn start(stream_max_length: Option<&str>) -> Clamd {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
         std::fs::create_dir(&db).unwrap();
         std::fs::write(
@@ -45,53 +40,73 @@ impl Clamd {
             format!("Test.EICAR:0:*:{}\n", hex::encode(EICAR)),
         )
         .unwrap();
-        let port = free_port();
-        let socket = dir.path().join("clamd.sock");
-        let mut conf = format!(
-            "Foreground yes\nTCPSocket {port}\nTCPAddr 127.0.0.1\nLocalSocket {}\nDatabaseDirectory {}\n\
-             LogFile {}\nScanMail yes\nScanArchive yes\nSelfCheck 0\nBytecode no\nUser root\n",
-            socket.display(),
-            db.display(),
-            dir.path().join("clamd.log").display()
-        );
-        if let Some(limit) = stream_max_length {
-            conf.push_str(&format!("StreamMaxLength {limit}\n"));
+        // The port is picked free and bound later by clamd: a lost race (clamd exits) is
+        // retried on a new port.
+        for attempt in 1.. {
+            let port = free_port();
+            let socket = dir.path().join("clamd.sock");
+            let mut conf = format!(
+                "Foreground yes\nTCPSocket {port}\nTCPAddr 127.0.0.1\nLocalSocket {}\nDatabaseDirectory {}\n\
+                 LogFile {}\nScanMail yes\nScanArchive yes\nSelfCheck 0\nBytecode no\nUser root\n",
+                socket.display(),
+                db.display(),
+                dir.path().join("clamd.log").display()
+            );
+            if let Some(limit) = stream_max_length {
+                conf.push_str(&format!("StreamMaxLength {limit}\n"));
+            }
+            let conf_path = dir.path().join("clamd.conf");
+            std::fs::write(&conf_path, conf).unwrap();
+            let child = Command::new("/usr/sbin/clamd")
+                .arg("-c")
+                .arg(&conf_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start clamd");
+            let mut clamd = Clamd {
+                child,
+                port,
+                socket,
+                dir,
+            };
+            match clamd.wait_for_pong() {
+                Ok(()) => return clamd,
+                Err(log) if attempt < 5 => {
+                    let _ = clamd.child.kill();
+                    let _ = clamd.child.wait();
+                    eprintln!("clamd start attempt {attempt} failed, retrying:\n{log}");
+                    dir = std::mem::replace(&mut clamd.dir, tempfile::tempdir().unwrap());
+                }
+                Err(log) => panic!("clamd did not answer PING; log:\n{log}"),
+            }
         }
-        let conf_path = dir.path().join("clamd.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("/usr/sbin/clamd")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start clamd");
-        let clamd = Clamd {
-            child,
-            port,
-            socket,
-            dir,
-        };
-        clamd.wait_for_pong();
-        clamd
+        unreachable!("the loop returns or panics")
     }
 
-    fn wait_for_pong(&self) {
+    /// Waits for PONG from our child; `Err(log)` if it exits (e.g. its port was taken) or
+    /// stays silent for 30 s.
+    fn wait_for_pong(&mut self) -> Result<(), String> {
+        let log = |dir: &tempfile::TempDir| {
+            std::fs::read_to_string(dir.path().join("clamd.log")).unwrap_or_default()
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("clamd exited with {status}\n{}", log(&self.dir)));
+            }
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let mut reply = Vec::new();
                 if stream.write_all(b"zPING\0").is_ok()
                     && stream.read_to_end(&mut reply).is_ok()
                     && reply == b"PONG\0"
                 {
-                    return;
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let log = std::fs::read_to_string(self.dir.path().join("clamd.log")).unwrap_or_default();
-        panic!("clamd did not answer PING within 30 s; log:\n{log}");
+        Err(format!("no PONG within 30 s\n{}", log(&self.dir)))
     }
 
     fn tcp(&self) -> String {
@@ -228,7 +243,8 @@ async fn stream_max_length_exceeded_is_error_never_clean() {
 #[tokio::test]
 async fn unreachable_endpoint_fails_over_to_the_second() {
     let clamd = Clamd::start(None);
-    let dead = format!("tcp://127.0.0.1:{}", free_port());
+    let closed = support::ports::ClosedPort::new();
+    let dead = format!("tcp://127.0.0.1:{}", closed.port());
     let e = env(vec![
         dead.clone(),
         "unix:/nonexistent/clamd.sock".into(),

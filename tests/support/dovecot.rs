@@ -49,6 +49,9 @@ pub struct DovecotOptions {
     /// Extra `(name, password)` users present from the start (cheaper than
     /// [`Dovecot::add_user`], which has to wait for a new second).
     pub users: Vec<(String, String)>,
+    /// IMAP raw protocol log: `rawlog_dir = <dir>/rawlog/%u` in `protocol imap { }`, read back
+    /// with [`Dovecot::imap_rawlog_files`] / [`Dovecot::wait_imap_rawlog`].
+    pub imap_rawlog: bool,
 }
 
 impl Default for DovecotOptions {
@@ -60,6 +63,7 @@ impl Default for DovecotOptions {
             rawlog: false,
             mail_max_userip_connections: 1000,
             users: Vec::new(),
+            imap_rawlog: false,
         }
     }
 }
@@ -124,9 +128,9 @@ impl Dovecot {
             generation: 0,
         };
         write_passwd(dir.path(), mail, &users);
-        if options.rawlog {
-            for (user, _) in &users.list {
-                ensure_rawlog_dir(dir.path(), mail, user);
+        if options.rawlog || options.imap_rawlog {
+            for (name, _) in &users.list {
+                ensure_imap_rawlog_dir(dir.path(), mail, name);
             }
         }
         for attempt in 1..=START_ATTEMPTS {
@@ -187,12 +191,30 @@ impl Dovecot {
         users.list.push((name.to_string(), password.to_string()));
         users.generation += 1;
         write_passwd(self.dir.path(), self.mail, &users);
+        ensure_imap_rawlog_dir(self.dir.path(), self.mail, name);
         wait_for_next_second();
     }
 
     /// The user's maildir (`<home>/Maildir`), created with the right owner if missing.
     pub fn maildir(&self, user: &str) -> PathBuf {
         ensure_maildir(self.dir.path(), self.mail, user)
+    }
+
+    /// Creates the (empty) mailbox `name` of `user` directly on disk (Maildir++ folder
+    /// `.name`, owned by the mail user) — cheaper than an IMAP CREATE per user.
+    pub fn maildir_folder(&self, user: &str, name: &str) -> PathBuf {
+        let folder = self.maildir(user).join(format!(".{name}"));
+        for path in [
+            folder.clone(),
+            folder.join("cur"),
+            folder.join("new"),
+            folder.join("tmp"),
+        ] {
+            fs::create_dir_all(&path).expect("create maildir folder");
+            chown(&path, Some(self.mail.uid), Some(self.mail.gid)).expect("chown folder");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod folder");
+        }
+        folder
     }
 
     /// Writes each message as a new unseen file into `Maildir/cur` (owned by the mail user).
@@ -247,6 +269,23 @@ impl Dovecot {
         fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// Waits (polling, up to `timeout`) until `needle` occurs at least `count` times in the
+    /// Dovecot log; returns the log then, panics with the log on timeout.
+    pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_contents();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Dovecot did not log {needle:?} {count} time(s) within {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// The instance's private directory (config, log, homes).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -255,6 +294,170 @@ impl Dovecot {
     /// Path of the generated `dovecot.conf`.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("dovecot.conf")
+    }
+}
+
+/// What Dovecot's IMAP rawlog recorded as received in one post-login session.
+#[derive(Debug, Clone)]
+pub struct ImapRawlog {
+    /// The `<date>-<time>.<pid>.<n>.in` file.
+    pub path: PathBuf,
+    /// The received bytes with rawlog's per-line timestamps stripped (literals included).
+    pub input: Vec<u8>,
+}
+
+impl ImapRawlog {
+    /// Parses a rawlog `.in` file's contents: every line starts with `<secs>.<usecs> `.
+    pub fn from_file_contents(path: PathBuf, contents: &[u8]) -> ImapRawlog {
+        let mut input = Vec::with_capacity(contents.len());
+        for line in contents.split_inclusive(|&b| b == b'\n') {
+            input.extend_from_slice(strip_rawlog_timestamp(line));
+        }
+        ImapRawlog { path, input }
+    }
+
+    /// The commands received, each as its bytes from the tag up to the final CRLF with its
+    /// literals inlined (split the way an IMAP server frames them, see
+    /// [`super::raw::announced_literal`]).
+    pub fn commands(&self) -> Vec<Vec<u8>> {
+        split_imap_commands(&self.input)
+    }
+
+    /// The tag (first space-separated token) of each command.
+    pub fn tags(&self) -> Vec<String> {
+        self.commands().iter().map(|c| imap_tag(c)).collect()
+    }
+}
+
+/// Removes one leading `<digits>.<digits> ` timestamp, if present.
+fn strip_rawlog_timestamp(line: &[u8]) -> &[u8] {
+    let Some(space) = line.iter().position(|&b| b == b' ') else {
+        return line;
+    };
+    let stamp = &line[..space];
+    let is_stamp = stamp.contains(&b'.')
+        && stamp.iter().all(|&b| b.is_ascii_digit() || b == b'.')
+        && stamp.first().is_some_and(u8::is_ascii_digit);
+    if is_stamp {
+        &line[space + 1..]
+    } else {
+        line
+    }
+}
+
+/// Splits a client-to-server IMAP byte stream into commands (see [`ImapRawlog::commands`]);
+/// a trailing incomplete command is returned as it is.
+pub fn split_imap_commands(input: &[u8]) -> Vec<Vec<u8>> {
+    let mut commands = Vec::new();
+    let mut current = Vec::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        let (line, after) = rest.split_at(end);
+        current.extend_from_slice(line);
+        rest = after;
+        match super::raw::announced_literal(line) {
+            Some((size, _)) => {
+                let take = size.min(rest.len());
+                current.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+            }
+            _ => commands.push(std::mem::take(&mut current)),
+        }
+    }
+    if !current.is_empty() {
+        commands.push(current);
+    }
+    commands
+}
+
+/// The first space-separated token of a command line (lossy text).
+pub fn imap_tag(command: &[u8]) -> String {
+    let end = command
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .unwrap_or(command.len());
+    String::from_utf8_lossy(&command[..end]).into_owned()
+}
+
+/// The pid in a rawlog file name `<date>-<time>.<pid>.<n>.in`.
+fn rawlog_pid(path: &Path) -> Option<i32> {
+    let name = path.file_name()?.to_str()?;
+    name.split('.').nth(1)?.parse().ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks for existence; no memory is involved.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+impl Dovecot {
+    /// The directory Dovecot writes `user`'s IMAP rawlog files to (needs
+    /// [`DovecotOptions::imap_rawlog`]).
+    pub fn imap_rawlog_dir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("rawlog").join(user)
+    }
+
+    /// The `.in` files of `user`'s IMAP sessions so far, sorted by name.
+    pub fn imap_rawlog_files(&self, user: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(self.imap_rawlog_dir(user))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "in"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// Waits for the IMAP sessions of `user` that started after `known` (a snapshot of
+    /// [`Dovecot::imap_rawlog_files`]) to be complete and returns what each received.
+    ///
+    /// Complete means: at least `sessions` new `.in` files exist and the imap process named in
+    /// each file name has exited (rawlog is flushed and closed by then). Polls until `timeout`;
+    /// `Err` describes what was missing.
+    pub fn wait_imap_rawlog(
+        &self,
+        user: &str,
+        known: &[PathBuf],
+        sessions: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ImapRawlog>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let fresh: Vec<PathBuf> = self
+                .imap_rawlog_files(user)
+                .into_iter()
+                .filter(|p| !known.contains(p))
+                .collect();
+            let running: Vec<&PathBuf> = fresh
+                .iter()
+                .filter(|p| rawlog_pid(p).is_none_or(process_alive))
+                .collect();
+            if fresh.len() >= sessions && running.is_empty() {
+                return Ok(fresh
+                    .into_iter()
+                    .map(|path| {
+                        let contents = fs::read(&path).unwrap_or_default();
+                        ImapRawlog::from_file_contents(path, &contents)
+                    })
+                    .collect());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "after {timeout:?}: {} new rawlog session(s) of {sessions} expected, still \
+                     running: {running:?}",
+                    fresh.len()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -358,6 +561,19 @@ fn startup_log(dir: &Path) -> String {
     )
 }
 
+/// `<dir>/rawlog/<user>`, owned by the mail user (Dovecot's imap process writes there as that
+/// user and does not create the directory). Harmless when rawlog is off.
+fn ensure_imap_rawlog_dir(dir: &Path, mail: MailUser, user: &str) -> PathBuf {
+    let root = dir.join("rawlog");
+    fs::create_dir_all(&root).expect("create rawlog dir");
+    make_traversable(&root);
+    let path = root.join(user);
+    fs::create_dir_all(&path).expect("create user rawlog dir");
+    chown(&path, Some(mail.uid), Some(mail.gid)).expect("chown rawlog dir");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod rawlog dir");
+    path
+}
+
 fn home(dir: &Path, user: &str) -> PathBuf {
     dir.join("home").join(user)
 }
@@ -382,16 +598,6 @@ fn ensure_maildir(dir: &Path, mail: MailUser, user: &str) -> PathBuf {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod maildir");
     }
     maildir
-}
-
-/// `<dir>/rawlog/<user>`, owned by the mail user (Dovecot does not create it).
-fn ensure_rawlog_dir(dir: &Path, mail: MailUser, user: &str) {
-    let root = dir.join("rawlog");
-    let path = root.join(user);
-    fs::create_dir_all(&path).expect("create rawlog dir");
-    make_traversable(&root);
-    chown(&path, Some(mail.uid), Some(mail.gid)).expect("chown rawlog dir");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod rawlog dir");
 }
 
 /// Writes the passwd-file atomically with a new mtime per generation: Dovecot re-reads it

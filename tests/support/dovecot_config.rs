@@ -106,6 +106,11 @@ pub fn render_config(
         ports.pop3s,
         ports.haproxy.map(|p| p.1),
     ));
+    if options.imap_rawlog && !options.rawlog {
+        conf.push_str(&format!(
+            "protocol imap {{\n  rawlog_dir = {d}/rawlog/%u\n}}\n"
+        ));
+    }
     for line in &options.extra_config {
         conf.push_str(line);
         conf.push('\n');

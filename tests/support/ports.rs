@@ -52,3 +52,32 @@ pub fn wait_until_closed(ports: &[u16], timeout: Duration) -> bool {
     }
     false
 }
+
+/// A loopback port on which connections are refused for as long as this value lives: the port is
+/// bound (so no other process can take it) but never listened on. Use it for "backend down" /
+/// "scanner down" endpoints instead of a [`free_port`], which someone else may bind meanwhile.
+pub struct ClosedPort {
+    socket: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    /// Binds 127.0.0.1:0 without listening.
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .expect("bind 127.0.0.1:0");
+        ClosedPort { socket }
+    }
+
+    /// The reserved port number.
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().expect("local_addr").port()
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        ClosedPort::new()
+    }
+}

@@ -149,3 +149,35 @@ pub fn backend_at(name: &str, address: &str, tls: &str, ca: &Path) -> String {
         ca.display().to_string()
     )
 }
+
+/// A proxy whose single implicit-TLS listener requires a PROXY header from a trusted loopback
+/// "load balancer", in front of the plaintext backend `address`, handing the client address on
+/// with `forward_client_ip = forward` (`none`, `id`, `xclient`, `proxy-v1`, `proxy-v2`).
+pub fn behind_load_balancer(
+    dovecot: &Dovecot,
+    protocol: &str,
+    address: &str,
+    forward: &str,
+) -> TestProxy {
+    let config = tls_section(dovecot)
+        + &format!(
+            "[[listener]]\nname = \"lb\"\nprotocol = {protocol:?}\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\nbackend = \"b\"\nproxy_protocol = true\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n"
+        )
+        + &backend_at("b", address, "none", &dovecot.ca.ca_pem_path())
+        + &format!("forward_client_ip = {forward:?}\n");
+    TestProxy::start(&config)
+}
+
+/// Connects to a [`behind_load_balancer`] listener as `client` (announced in a PROXY v1
+/// header), does TLS and reads the greeting (asserted non-empty).
+pub fn connect_as(port: u16, client: &str, ca: &TestCa) -> LineClient<TlsStream> {
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    tcp.set_read_timeout(Some(super::raw::IO_TIMEOUT))
+        .expect("timeout");
+    let header = format!("PROXY TCP4 {client} 127.0.0.1 40000 993\r\n");
+    std::io::Write::write_all(&mut tcp, header.as_bytes()).expect("header");
+    let mut client = LineClient::new(super::raw::tls_over(tcp, ca));
+    assert!(!client.read_line().is_empty(), "no greeting");
+    client
+}

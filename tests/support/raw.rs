@@ -178,3 +178,57 @@ pub fn literal_size(line: &[u8]) -> Option<usize> {
     let digits = digits.strip_suffix(b"+").unwrap_or(digits);
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
+
+impl<S: Read + Write> LineClient<S> {
+    /// Like [`LineClient::read_imap_response`], but `Ok(None)` at EOF and errors (timeouts,
+    /// resets) returned instead of panicking — for tests that report a closed session as a
+    /// property failure.
+    pub fn try_read_imap_response(&mut self) -> std::io::Result<Option<ImapResponse>> {
+        let mut response = ImapResponse::default();
+        loop {
+            let mut line = Vec::new();
+            if self.reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(None);
+            }
+            response.raw.extend_from_slice(&line);
+            let Some(size) = literal_size(&line) else {
+                return Ok(Some(response));
+            };
+            let mut literal = vec![0; size];
+            self.reader.read_exact(&mut literal)?;
+            response.raw.extend_from_slice(&literal);
+            response.literals.push(literal);
+        }
+    }
+}
+
+/// The literal a client command line announces, the way a server frames it: `{n}`, `{n+}` or
+/// `~{n}` at the very end of the line (before CRLF) and outside any quoted string (a `"{12}`
+/// inside an unterminated quote announces nothing). Returns `(n, synchronizing)`.
+pub fn announced_literal(line: &[u8]) -> Option<(usize, bool)> {
+    let body = line.strip_suffix(b"\r\n")?;
+    let mut quoted = false;
+    let mut escaped = false;
+    for &b in body {
+        match (quoted, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, false, b'"') => quoted = !quoted,
+            _ => {}
+        }
+    }
+    if quoted {
+        return None;
+    }
+    let inner = body.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&b| b == b'{')?;
+    let digits = &inner[open + 1..];
+    let (digits, sync) = match digits.strip_suffix(b"+") {
+        Some(digits) => (digits, false),
+        None => (digits, true),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((std::str::from_utf8(digits).ok()?.parse().ok()?, sync))
+}
