@@ -243,7 +243,11 @@ impl Framer {
         if first {
             self.depth = 0;
         }
-        let (depth, open_quote) = check_line(&line, self.depth, self.limits.max_nesting)?;
+        // A client's NUL is for the grammar to refuse (`BAD`, the session goes on); a server
+        // that sends one outside a literal8 has broken the framing.
+        let reject_nul = self.role == Role::Server;
+        let (depth, open_quote) =
+            check_line(&line, self.depth, self.limits.max_nesting, reject_nul)?;
         self.depth = depth;
         // A client's `{n}` inside a quoted string is text, not an announcement (RFC 9051 §4.3:
         // a literal is announced only outside quotes); the grammar then refuses the line.
@@ -298,11 +302,12 @@ fn check_line(
     line: &[u8],
     mut depth: usize,
     max_nesting: usize,
+    reject_nul: bool,
 ) -> Result<(usize, bool), FrameError> {
     let mut in_quote = false;
     let mut escaped = false;
     for &byte in line {
-        if byte == 0 {
+        if byte == 0 && reject_nul {
             return Err(FrameError::Nul);
         }
         if in_quote {

@@ -175,7 +175,10 @@ fn long_lines_nul_and_nesting() {
     let long = vec![b'a'; 5000];
     let (_, error) = replay_all_chunk_sizes(Role::Client, limits, &long);
     assert_eq!(error, Some(FrameError::LineTooLong(1024)));
-    let (_, error) = replay_all_chunk_sizes(Role::Client, limits, b"a LOGIN \"us\0er\" pw\r\n");
+    let nul = b"a LOGIN \"us\0er\" pw\r\n";
+    let (_, error) = replay_all_chunk_sizes(Role::Client, limits, nul);
+    assert_eq!(error, None, "a client's NUL is the grammar's to refuse");
+    let (_, error) = replay_all_chunk_sizes(Role::Server, limits, b"* OK \"us\0er\"\r\n");
     assert_eq!(error, Some(FrameError::Nul));
     let deep = [b"a X ".as_slice(), &[b'('; 70], b"\r\n"].concat();
     let (_, error) = replay_all_chunk_sizes(Role::Client, limits, &deep);
