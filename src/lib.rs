@@ -15,6 +15,7 @@ mod certinfo;
 pub mod check;
 pub mod config;
 mod context;
+mod driver;
 mod framing;
 pub mod health;
 pub mod imap;

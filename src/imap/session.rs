@@ -10,8 +10,6 @@
 
 use std::collections::VecDeque;
 
-use tokio::time::Instant;
-
 use super::assembler::Assembler;
 use super::capability::{self, CapabilityPolicy};
 use super::codec::{Event, FrameError, Framer, Limits, Role};
@@ -22,16 +20,14 @@ use crate::context::SessionContext;
 use crate::metrics::{Limit, LoginOutcome};
 use crate::net::Stream;
 use crate::session::{
-    connect_or_refuse, count_limit, count_login, linger_close, next_input, upgrade_client,
-    write_client, Input, Relay, SessionEnd, SessionError, SessionStats,
+    connect_or_refuse, count_limit, count_login, upgrade_client, write_client, SessionEnd,
+    SessionError, SessionStats,
 };
 
 /// Most commands a client may have in flight at once.
 pub(super) const MAX_PENDING: usize = 1024;
 /// The shortest idle timeout an authenticated IMAP session gets (RFC 9051 §5.4).
 const MIN_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
-/// Read buffer size per direction.
-const READ_BUFFER: usize = 64 * 1024;
 
 /// What a forwarded command means for the session when it completes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,18 +68,13 @@ pub(super) enum Phase {
     LoggedIn,
 }
 
-/// What the relay loop does next.
-pub(super) enum Flow {
-    Continue,
-    StartTls,
-    End(SessionEnd),
-}
+pub(super) use crate::driver::Flow;
 
 /// Runs a session on an accepted (possibly already TLS) client stream.
 pub async fn run(context: SessionContext, client: Stream) {
     let mut stats = SessionStats::default();
     let end = match Session::start(&context, client).await {
-        Ok(session) => session.run(&mut stats).await,
+        Ok(session) => crate::driver::drive(session, &mut stats).await,
         Err(end) => end,
     };
     stats.log_summary(&context, &end);
@@ -114,7 +105,6 @@ pub(super) struct Session {
     pub(super) draining: bool,
     /// Protocol errors so far (BAD answers); `max_errors` ends the session.
     pub(super) errors: u32,
-    pub(super) last_activity: Instant,
 }
 
 impl Session {
@@ -145,7 +135,6 @@ impl Session {
             mode: ClientMode::Commands,
             draining: false,
             errors: 0,
-            last_activity: Instant::now(),
         };
         session.note_capability_list(&list);
         let preauthenticated =
@@ -208,120 +197,8 @@ impl Session {
         }
     }
 
-    async fn run(mut self, stats: &mut SessionStats) -> SessionEnd {
-        let mut client_buffer = vec![0u8; READ_BUFFER];
-        let mut backend_buffer = vec![0u8; READ_BUFFER];
-        loop {
-            let flow = self
-                .step(stats, &mut client_buffer, &mut backend_buffer)
-                .await;
-            match flow {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::StartTls) => match self.upgrade().await {
-                    Ok(upgraded) => self = upgraded,
-                    Err(error) => return SessionEnd::Error(error),
-                },
-                Ok(Flow::End(SessionEnd::BackendClosed)) => {
-                    let _ = self
-                        .reply("* BYE [UNAVAILABLE] mail server closed the connection\r\n")
-                        .await;
-                    return SessionEnd::BackendClosed;
-                }
-                Ok(Flow::End(end)) => return end,
-                Err(error) => {
-                    if self.bye_for(&error).await.is_ok() {
-                        linger_close(&mut self.client).await;
-                    }
-                    return SessionEnd::Error(error);
-                }
-            }
-            if self.errors >= self.context.listener.limits.max_errors {
-                count_limit(Limit::MaxErrors);
-                let _ = write_client(&mut self.client, b"* BYE Too many protocol errors\r\n").await;
-                linger_close(&mut self.client).await;
-                return SessionEnd::Error(SessionError::ClientProtocol(
-                    "too many protocol errors".into(),
-                ));
-            }
-            if self.draining && self.is_idle() {
-                let _ = write_client(
-                    &mut self.client,
-                    b"* BYE [UNAVAILABLE] Server shutting down\r\n",
-                )
-                .await;
-                return SessionEnd::Shutdown;
-            }
-        }
-    }
-
-    /// Waits for one input (client bytes, backend bytes, shutdown, timeout) and handles it.
-    async fn step(
-        &mut self,
-        stats: &mut SessionStats,
-        client_buffer: &mut [u8],
-        backend_buffer: &mut [u8],
-    ) -> Result<Flow, SessionError> {
-        let deadline = self.last_activity + self.timeout();
-        let relay = Relay {
-            client: &mut self.client,
-            backend: &mut self.backend,
-            client_buffer,
-            backend_buffer,
-        };
-        let input =
-            next_input(relay, &self.context.shutdown, self.draining, true, deadline).await?;
-        match input {
-            Input::Shutdown => {
-                self.draining = true;
-                Ok(Flow::Continue)
-            }
-            Input::ClientClosed => Ok(Flow::End(SessionEnd::ClientClosed)),
-            Input::BackendClosed => Ok(Flow::End(SessionEnd::BackendClosed)),
-            Input::Client(n) => {
-                self.last_activity = Instant::now();
-                match &mut self.phase {
-                    Phase::PreLogin(core) => {
-                        core.feed(&client_buffer[..n]);
-                        self.drive_prelogin(stats).await
-                    }
-                    Phase::LoggedIn => {
-                        self.client_framer.feed(&client_buffer[..n]);
-                        self.drain_client(stats).await
-                    }
-                }
-            }
-            Input::Backend(n) => {
-                self.backend_framer.feed(&backend_buffer[..n]);
-                match self.phase {
-                    Phase::PreLogin(_) => self.discard_backend_before_login(),
-                    Phase::LoggedIn => self.drain_backend(stats).await,
-                }
-            }
-            Input::Deadline => {
-                count_limit(if self.logged_in() {
-                    Limit::IdleTimeout
-                } else {
-                    Limit::PreloginTimeout
-                });
-                let _ = write_client(&mut self.client, b"* BYE Autologout; idle for too long\r\n")
-                    .await;
-                Ok(Flow::End(SessionEnd::Timeout))
-            }
-        }
-    }
-
-    fn timeout(&self) -> std::time::Duration {
-        let limits = &self.context.listener.limits;
-        if self.logged_in() {
-            // RFC 9051 §5.4: the inactivity autologout timer is at least 30 minutes.
-            limits.idle_timeout.max(MIN_IDLE)
-        } else {
-            limits.prelogin_timeout
-        }
-    }
-
     /// No command in flight and no partial command buffered.
-    fn is_idle(&self) -> bool {
+    fn nothing_in_flight(&self) -> bool {
         let client_idle = match &self.phase {
             Phase::PreLogin(core) => core.is_idle(),
             Phase::LoggedIn => {
@@ -332,7 +209,7 @@ impl Session {
     }
 
     /// STARTTLS (pre-login only): every byte pipelined after it is dropped (CVE-2011-0411).
-    async fn upgrade(mut self) -> Result<Session, SessionError> {
+    async fn upgrade_tls(mut self) -> Result<Session, SessionError> {
         self.client = upgrade_client(self.client, &self.context).await?;
         tracing::debug!(
             version = self.client.tls_version(),
@@ -401,17 +278,6 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    async fn bye_for(&mut self, error: &SessionError) -> Result<(), SessionError> {
-        let text = match error {
-            SessionError::ClientProtocol(reason) => format!("* BYE {reason}\r\n"),
-            SessionError::BackendProtocol(_) | SessionError::BackendIo(_) => {
-                "* BYE [UNAVAILABLE] mail server connection failed\r\n".into()
-            }
-            _ => return Ok(()),
-        };
-        write_client(&mut self.client, text.as_bytes()).await
-    }
-
     async fn drain_client(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
         loop {
             let event = self
@@ -457,6 +323,100 @@ fn backend_limits(context: &SessionContext) -> Limits {
         max_line: limits.max_line,
         max_literal: limits.max_backend_literal,
         max_nesting: limits.max_nesting,
+    }
+}
+
+impl crate::driver::ProtocolSession for Session {
+    const NOTICES: crate::driver::Notices = crate::driver::Notices {
+        timeout: b"* BYE Autologout; idle for too long\r\n",
+        shutdown: b"* BYE [UNAVAILABLE] Server shutting down\r\n",
+        too_many_errors: b"* BYE Too many protocol errors\r\n",
+    };
+    const MIN_IDLE: std::time::Duration = MIN_IDLE;
+
+    fn context(&self) -> &SessionContext {
+        &self.context
+    }
+
+    fn streams(&mut self) -> (&mut Stream, &mut Stream) {
+        (&mut self.client, &mut self.backend)
+    }
+
+    fn logged_in(&self) -> bool {
+        Session::logged_in(self)
+    }
+
+    fn wants_client(&self) -> bool {
+        true
+    }
+
+    fn is_idle(&self) -> bool {
+        self.nothing_in_flight()
+    }
+
+    fn errors(&self) -> u32 {
+        self.errors
+    }
+
+    fn draining(&self) -> bool {
+        self.draining
+    }
+
+    fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    async fn on_client_bytes(
+        &mut self,
+        data: &[u8],
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        match &mut self.phase {
+            Phase::PreLogin(core) => {
+                core.feed(data);
+                self.drive_prelogin(stats).await
+            }
+            Phase::LoggedIn => {
+                self.client_framer.feed(data);
+                self.drain_client(stats).await
+            }
+        }
+    }
+
+    async fn on_backend_bytes(
+        &mut self,
+        data: &[u8],
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        self.backend_framer.feed(data);
+        match self.phase {
+            Phase::PreLogin(_) => self.discard_backend_before_login(),
+            Phase::LoggedIn => self.drain_backend(stats).await,
+        }
+    }
+
+    async fn on_backend_closed(&mut self) -> Result<Flow, SessionError> {
+        let _ = self
+            .reply("* BYE [UNAVAILABLE] mail server closed the connection\r\n")
+            .await;
+        Ok(Flow::End(SessionEnd::BackendClosed))
+    }
+
+    async fn upgrade(self) -> Result<Self, SessionError> {
+        self.upgrade_tls().await
+    }
+
+    async fn farewell(&mut self, error: &SessionError) -> bool {
+        let text = match error {
+            SessionError::ClientProtocol(reason) => format!("* BYE {reason}\r\n"),
+            SessionError::BackendProtocol(_) | SessionError::BackendIo(_) => {
+                "* BYE [UNAVAILABLE] mail server connection failed\r\n".into()
+            }
+            _ => return false,
+        };
+        write_client(&mut self.client, text.as_bytes())
+            .await
+            .is_ok()
     }
 }
 

@@ -20,8 +20,6 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
-use tokio::time::Instant;
 
 use super::capa::{CapaPolicy, Capabilities};
 use super::codec::{Event, FrameError, Framer, Limits, Role};
@@ -32,16 +30,11 @@ use super::scanning::MessageRequest;
 use crate::context::SessionContext;
 use crate::net::Stream;
 use crate::session::{
-    next_input, upgrade_client, write_backend, write_client, Input, Relay, SessionEnd,
-    SessionError, SessionStats,
+    upgrade_client, write_backend, write_client, SessionEnd, SessionError, SessionStats,
 };
 
-/// Read buffer size per direction.
-const READ_BUFFER: usize = 64 * 1024;
 /// RFC 1939 §3: the autologout timer must be at least 10 minutes.
 const MIN_IDLE: Duration = Duration::from_secs(600);
-/// Longest the proxy waits for a client to take its closing bytes.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a forwarded command means when its answer arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +55,7 @@ enum Pending {
     Local(Bytes),
 }
 
-/// What the relay loop does next.
-enum Flow {
-    Continue,
-    StartTls,
-    End(SessionEnd),
-}
+use crate::driver::Flow;
 
 /// AUTHORIZATION (answered by the proxy) or TRANSACTION (parsed, then forwarded).
 #[derive(Debug)]
@@ -85,7 +73,7 @@ mod prelogin_side;
 pub async fn run(context: SessionContext, client: Stream) {
     let mut stats = SessionStats::default();
     let end = match Session::start(&context, client).await {
-        Ok(session) => session.run(&mut stats).await,
+        Ok(session) => crate::driver::drive(session, &mut stats).await,
         Err(end) => end,
     };
     stats.log_summary(&context, &end);
@@ -105,7 +93,6 @@ pub struct Session {
     /// QUIT forwarded: no further client command is read.
     halted: bool,
     draining: bool,
-    last_activity: Instant,
     /// `-ERR` answers so far; `max_errors` ends the session.
     pub(super) errors: u32,
 }
@@ -131,7 +118,6 @@ impl Session {
             capabilities: Capabilities::default(),
             halted: false,
             draining: false,
-            last_activity: Instant::now(),
             errors: 0,
         };
         session.backend_framer.feed(&backend.leftover);
@@ -157,43 +143,6 @@ impl Session {
         Ok(session)
     }
 
-    async fn run(mut self, stats: &mut SessionStats) -> SessionEnd {
-        let mut client_buffer = vec![0u8; READ_BUFFER];
-        let mut backend_buffer = vec![0u8; READ_BUFFER];
-        let end = loop {
-            let flow = self
-                .step(stats, &mut client_buffer, &mut backend_buffer)
-                .await;
-            match flow {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::StartTls) => match self.upgrade().await {
-                    Ok(upgraded) => self = upgraded,
-                    Err(error) => return SessionEnd::Error(error),
-                },
-                Ok(Flow::End(end)) => break end,
-                Err(error) => {
-                    self.farewell(&error).await;
-                    break SessionEnd::Error(error);
-                }
-            }
-            if self.errors >= self.context.listener.limits.max_errors && self.pending.is_empty() {
-                crate::session::count_limit(crate::metrics::Limit::MaxErrors);
-                let _ = write_client(&mut self.client, super::prelogin::TOO_MANY_ERRORS).await;
-                break too_many_errors();
-            }
-            if self.draining && self.pending.is_empty() {
-                let _ = write_client(
-                    &mut self.client,
-                    b"-ERR [SYS/TEMP] server shutting down\r\n",
-                )
-                .await;
-                break SessionEnd::Shutdown;
-            }
-        };
-        close_client(&mut self.client).await;
-        end
-    }
-
     /// Whether more client bytes may be read now (bounded back-pressure).
     fn wants_client(&self) -> bool {
         let ready = match &self.phase {
@@ -205,74 +154,11 @@ impl Session {
         ready && !self.draining
     }
 
-    /// Waits for one input (client bytes, backend bytes, shutdown, timeout) and handles it.
-    async fn step(
-        &mut self,
-        stats: &mut SessionStats,
-        client_buffer: &mut [u8],
-        backend_buffer: &mut [u8],
-    ) -> Result<Flow, SessionError> {
-        let deadline = self.last_activity + self.timeout();
-        let wants_client = self.wants_client();
-        let relay = Relay {
-            client: &mut self.client,
-            backend: &mut self.backend,
-            client_buffer,
-            backend_buffer,
-        };
-        let input = next_input(
-            relay,
-            &self.context.shutdown,
-            self.draining,
-            wants_client,
-            deadline,
-        )
-        .await?;
-        match input {
-            Input::Shutdown => {
-                self.draining = true;
-                Ok(Flow::Continue)
-            }
-            Input::ClientClosed => Ok(Flow::End(SessionEnd::ClientClosed)),
-            Input::BackendClosed => self.backend_closed().await,
-            Input::Client(n) => {
-                self.last_activity = Instant::now();
-                self.on_client_bytes(&client_buffer[..n], stats).await
-            }
-            Input::Backend(n) => {
-                self.last_activity = Instant::now();
-                self.on_backend_bytes(&backend_buffer[..n], stats).await
-            }
-            Input::Deadline => {
-                crate::session::count_limit(if self.is_authenticated() {
-                    crate::metrics::Limit::IdleTimeout
-                } else {
-                    crate::metrics::Limit::PreloginTimeout
-                });
-                let _ = write_client(
-                    &mut self.client,
-                    b"-ERR [SYS/TEMP] autologout: idle for too long\r\n",
-                )
-                .await;
-                Ok(Flow::End(SessionEnd::Timeout))
-            }
-        }
-    }
-
     fn is_authenticated(&self) -> bool {
         matches!(self.phase, Phase::Transaction)
     }
 
-    fn timeout(&self) -> Duration {
-        let limits = &self.context.listener.limits;
-        if self.is_authenticated() {
-            limits.idle_timeout.max(MIN_IDLE)
-        } else {
-            limits.prelogin_timeout
-        }
-    }
-
-    async fn on_client_bytes(
+    async fn client_bytes(
         &mut self,
         data: &[u8],
         stats: &mut SessionStats,
@@ -289,7 +175,7 @@ impl Session {
         }
     }
 
-    async fn on_backend_bytes(
+    async fn backend_bytes(
         &mut self,
         data: &[u8],
         stats: &mut SessionStats,
@@ -326,7 +212,7 @@ impl Session {
         Ok(Flow::End(SessionEnd::BackendClosed))
     }
 
-    async fn upgrade(mut self) -> Result<Session, SessionError> {
+    async fn upgrade_tls(mut self) -> Result<Session, SessionError> {
         // Every byte pipelined after STLS was dropped by the core (RFC 2595 §4, CVE-2011-0411).
         self.client = upgrade_client(self.client, &self.context).await?;
         if let Phase::Prelogin(core) = &mut self.phase {
@@ -340,15 +226,17 @@ impl Session {
     }
 
     /// The last words to the client after a failure.
-    async fn farewell(&mut self, error: &SessionError) {
+    async fn last_words(&mut self, error: &SessionError) -> bool {
         let text = match error {
             SessionError::ClientProtocol(reason) => format!("-ERR {reason}\r\n"),
             SessionError::BackendProtocol(_) | SessionError::BackendIo(_) => {
                 "-ERR [SYS/TEMP] mail server connection failed\r\n".to_string()
             }
-            _ => return,
+            _ => return false,
         };
-        let _ = write_client(&mut self.client, text.as_bytes()).await;
+        write_client(&mut self.client, text.as_bytes())
+            .await
+            .is_ok()
     }
 
     /// Handles every complete client line the pipeline limit allows.
@@ -423,15 +311,79 @@ impl Session {
     }
 }
 
+impl crate::driver::ProtocolSession for Session {
+    const NOTICES: crate::driver::Notices = crate::driver::Notices {
+        timeout: b"-ERR [SYS/TEMP] autologout: idle for too long\r\n",
+        shutdown: b"-ERR [SYS/TEMP] server shutting down\r\n",
+        too_many_errors: super::prelogin::TOO_MANY_ERRORS,
+    };
+    const MIN_IDLE: Duration = MIN_IDLE;
+
+    fn context(&self) -> &SessionContext {
+        &self.context
+    }
+
+    fn streams(&mut self) -> (&mut Stream, &mut Stream) {
+        (&mut self.client, &mut self.backend)
+    }
+
+    fn logged_in(&self) -> bool {
+        self.is_authenticated()
+    }
+
+    fn wants_client(&self) -> bool {
+        Session::wants_client(self)
+    }
+
+    fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn errors(&self) -> u32 {
+        self.errors
+    }
+
+    fn draining(&self) -> bool {
+        self.draining
+    }
+
+    fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    async fn on_client_bytes(
+        &mut self,
+        data: &[u8],
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        self.client_bytes(data, stats).await
+    }
+
+    async fn on_backend_bytes(
+        &mut self,
+        data: &[u8],
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError> {
+        self.backend_bytes(data, stats).await
+    }
+
+    async fn on_backend_closed(&mut self) -> Result<Flow, SessionError> {
+        self.backend_closed().await
+    }
+
+    async fn upgrade(self) -> Result<Self, SessionError> {
+        self.upgrade_tls().await
+    }
+
+    async fn farewell(&mut self, error: &SessionError) -> bool {
+        self.last_words(error).await
+    }
+}
+
 fn too_many_errors() -> SessionEnd {
     SessionEnd::Error(SessionError::ClientProtocol(
         "too many protocol errors".into(),
     ))
-}
-
-/// Ends the client connection cleanly (TLS close_notify, TCP FIN), bounded in time.
-async fn close_client(client: &mut Stream) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
 }
 
 fn client_violation(error: &FrameError) -> SessionError {

@@ -1,0 +1,195 @@
+//! The one async loop both protocol sessions run under: it owns the read buffers, waits for
+//! the next input (client bytes, backend bytes, shutdown, the idle or pre-login deadline),
+//! hands it to the protocol, performs the STARTTLS/STLS upgrade the protocol asks for, enforces
+//! `max_errors`, drains on shutdown, and closes the client connection with the protocol's last
+//! words. What a byte means is the protocol's business ([`ProtocolSession`]); when and how it
+//! is read is the driver's.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use crate::context::SessionContext;
+use crate::metrics::Limit;
+use crate::net::Stream;
+use crate::session::{
+    count_limit, linger_close, next_input, write_client, Input, Relay, SessionEnd, SessionError,
+    SessionStats,
+};
+
+/// Read buffer size per direction.
+const READ_BUFFER: usize = 64 * 1024;
+/// Longest the driver waits for a client to take its closing bytes.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a protocol session asks the driver to do after an input.
+#[derive(Debug)]
+pub(crate) enum Flow {
+    /// Wait for the next input.
+    Continue,
+    /// Upgrade the client stream to TLS (STARTTLS/STLS was accepted).
+    StartTls,
+    /// End the session.
+    End(SessionEnd),
+}
+
+/// The lines a protocol sends when the driver ends a session on its own.
+pub(crate) struct Notices {
+    /// The idle or pre-login deadline passed.
+    pub timeout: &'static [u8],
+    /// The process is shutting down and the session is idle.
+    pub shutdown: &'static [u8],
+    /// `max_errors` was reached.
+    pub too_many_errors: &'static [u8],
+}
+
+/// A protocol session as the driver sees it (IMAP and POP3 implement it).
+pub(crate) trait ProtocolSession: Sized + Send {
+    /// The protocol's closing lines.
+    const NOTICES: Notices;
+    /// The shortest idle timeout once logged in (RFC 9051 §5.4: 30 minutes; RFC 1939 §3: 10).
+    const MIN_IDLE: Duration;
+
+    /// The connection's context.
+    fn context(&self) -> &SessionContext;
+    /// The client and backend streams.
+    fn streams(&mut self) -> (&mut Stream, &mut Stream);
+    /// Whether the client has logged in.
+    fn logged_in(&self) -> bool;
+    /// Whether more client bytes may be read now (bounded back-pressure).
+    fn wants_client(&self) -> bool;
+    /// No command in flight and none partly received.
+    fn is_idle(&self) -> bool;
+    /// Protocol errors answered so far.
+    fn errors(&self) -> u32;
+    /// Whether the session was told to drain.
+    fn draining(&self) -> bool;
+    /// Tells the session the process is shutting down (new commands are refused).
+    fn start_draining(&mut self);
+    /// Client bytes arrived.
+    async fn on_client_bytes(
+        &mut self,
+        data: &[u8],
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError>;
+    /// Backend bytes arrived.
+    async fn on_backend_bytes(
+        &mut self,
+        data: &[u8],
+        stats: &mut SessionStats,
+    ) -> Result<Flow, SessionError>;
+    /// The backend closed its side; tell the client if it is owed an answer.
+    async fn on_backend_closed(&mut self) -> Result<Flow, SessionError>;
+    /// Upgrades the client stream after STARTTLS/STLS; the protocol drops buffered plaintext.
+    async fn upgrade(self) -> Result<Self, SessionError>;
+    /// The last words after a failure (`* BYE …` / `-ERR …`); whether any were sent.
+    async fn farewell(&mut self, error: &SessionError) -> bool;
+}
+
+/// Runs `session` until it ends; returns how.
+pub(crate) async fn drive<P: ProtocolSession>(
+    mut session: P,
+    stats: &mut SessionStats,
+) -> SessionEnd {
+    let mut buffers = Buffers {
+        client: vec![0u8; READ_BUFFER],
+        backend: vec![0u8; READ_BUFFER],
+        last_activity: Instant::now(),
+    };
+    let (end, linger) = loop {
+        match step(&mut session, &mut buffers, stats).await {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::StartTls) => match session.upgrade().await {
+                Ok(upgraded) => session = upgraded,
+                Err(error) => return SessionEnd::Error(error),
+            },
+            Ok(Flow::End(end)) => break (end, false),
+            Err(error) => {
+                let linger = session.farewell(&error).await;
+                break (SessionEnd::Error(error), linger);
+            }
+        }
+        if let Some(end) = stop_reason(&mut session).await {
+            break (end, true);
+        }
+    };
+    let (client, _) = session.streams();
+    if linger {
+        linger_close(client).await;
+    } else {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
+    }
+    end
+}
+
+struct Buffers {
+    client: Vec<u8>,
+    backend: Vec<u8>,
+    last_activity: Instant,
+}
+
+/// `max_errors` reached, or shutting down with nothing in flight: the closing line is sent.
+async fn stop_reason<P: ProtocolSession>(session: &mut P) -> Option<SessionEnd> {
+    let max_errors = session.context().listener.limits.max_errors;
+    let (notice, end) = if session.errors() >= max_errors && session.is_idle() {
+        count_limit(Limit::MaxErrors);
+        let error = SessionError::ClientProtocol("too many protocol errors".into());
+        (P::NOTICES.too_many_errors, SessionEnd::Error(error))
+    } else if session.draining() && session.is_idle() {
+        (P::NOTICES.shutdown, SessionEnd::Shutdown)
+    } else {
+        return None;
+    };
+    let (client, _) = session.streams();
+    let _ = write_client(client, notice).await;
+    Some(end)
+}
+
+/// Waits for one input and hands it to the session.
+async fn step<P: ProtocolSession>(
+    session: &mut P,
+    buffers: &mut Buffers,
+    stats: &mut SessionStats,
+) -> Result<Flow, SessionError> {
+    let limits = &session.context().listener.limits;
+    let timeout = match session.logged_in() {
+        true => limits.idle_timeout.max(P::MIN_IDLE),
+        false => limits.prelogin_timeout,
+    };
+    let deadline = buffers.last_activity + timeout;
+    let shutdown = session.context().shutdown.clone();
+    let (draining, wants_client) = (session.draining(), session.wants_client());
+    let (client, backend) = session.streams();
+    let relay = Relay {
+        client,
+        backend,
+        client_buffer: &mut buffers.client,
+        backend_buffer: &mut buffers.backend,
+    };
+    match next_input(relay, &shutdown, draining, wants_client, deadline).await? {
+        Input::Shutdown => {
+            session.start_draining();
+            Ok(Flow::Continue)
+        }
+        Input::ClientClosed => Ok(Flow::End(SessionEnd::ClientClosed)),
+        Input::BackendClosed => session.on_backend_closed().await,
+        Input::Client(n) => {
+            buffers.last_activity = Instant::now();
+            session.on_client_bytes(&buffers.client[..n], stats).await
+        }
+        Input::Backend(n) => {
+            buffers.last_activity = Instant::now();
+            session.on_backend_bytes(&buffers.backend[..n], stats).await
+        }
+        Input::Deadline => {
+            count_limit(match session.logged_in() {
+                true => Limit::IdleTimeout,
+                false => Limit::PreloginTimeout,
+            });
+            let (client, _) = session.streams();
+            let _ = write_client(client, P::NOTICES.timeout).await;
+            Ok(Flow::End(SessionEnd::Timeout))
+        }
+    }
+}
