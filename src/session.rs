@@ -322,6 +322,27 @@ pub async fn read_backend(stream: &mut Stream, buffer: &mut [u8]) -> Result<usiz
     stream.read(buffer).await.map_err(SessionError::BackendIo)
 }
 
+/// Longest the proxy waits for the backend during an exchange it runs itself (its login, its
+/// CAPA, a literal continuation); Dovecot delays failed logins by seconds.
+pub const BACKEND_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads more backend bytes for an exchange the proxy runs itself: at least one byte before
+/// `deadline`, else a backend error (timeout, or the backend closed the connection).
+pub async fn read_backend_by(
+    stream: &mut Stream,
+    buffer: &mut [u8],
+    deadline: tokio::time::Instant,
+) -> Result<usize, SessionError> {
+    let read = tokio::time::timeout_at(deadline, read_backend(stream, buffer));
+    match read.await {
+        Err(_) => Err(SessionError::BackendIo(std::io::ErrorKind::TimedOut.into())),
+        Ok(Ok(0)) => Err(SessionError::BackendIo(
+            std::io::ErrorKind::UnexpectedEof.into(),
+        )),
+        Ok(result) => result,
+    }
+}
+
 /// Writes all bytes to the client and flushes.
 ///
 /// A client that stops reading cannot hold the session forever: every 64 KiB must be accepted

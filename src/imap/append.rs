@@ -7,10 +7,7 @@
 use super::grammar::{Fragment, ParsedCommand};
 use super::session::{Flow, Kind, Session};
 use crate::scan::{OnError, OnOversize, RuleAction, Verdict};
-use crate::session::{SessionError, SessionStats};
-
-/// Longest the proxy waits for the backend's `+` before sending a literal.
-const CONTINUATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+use crate::session::{read_backend_by, SessionError, SessionStats, BACKEND_EXCHANGE_TIMEOUT};
 
 /// What to do with an APPEND after scanning.
 enum AppendDecision {
@@ -89,6 +86,7 @@ impl Session {
         stats: &mut SessionStats,
     ) -> Result<bool, SessionError> {
         let mut buffer = vec![0u8; 16 * 1024];
+        let deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
         loop {
             while let Some(response) = self.next_backend_response()? {
                 if response
@@ -102,15 +100,7 @@ impl Session {
                     return Ok(false);
                 }
             }
-            let read = crate::session::read_backend(&mut self.backend, &mut buffer);
-            let n = tokio::time::timeout(CONTINUATION_TIMEOUT, read)
-                .await
-                .map_err(|_| SessionError::BackendIo(std::io::ErrorKind::TimedOut.into()))??;
-            if n == 0 {
-                return Err(SessionError::BackendIo(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                ));
-            }
+            let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
             self.backend_framer.feed(&buffer[..n]);
         }
     }

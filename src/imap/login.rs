@@ -11,12 +11,13 @@ use super::command::Status;
 use super::session::Session;
 use crate::sasl::Credentials;
 use crate::session::SessionStats;
-use crate::session::{read_backend, record_auth, write_backend, write_client, SessionError};
+use crate::session::{
+    read_backend_by, record_auth, write_backend, write_client, SessionError,
+    BACKEND_EXCHANGE_TIMEOUT,
+};
 
 /// Tag of the proxy's login command.
 const LOGIN_TAG: &str = "PCLS1";
-/// Longest the backend may take to answer a login (Dovecot delays failures by seconds).
-const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The login command as pieces: after each piece but the last, the backend's `+` is awaited
 /// (synchronizing literals, or an AUTHENTICATE without SASL-IR).
@@ -94,7 +95,7 @@ impl Session {
         if let Some(first) = pieces.next() {
             write_backend(&mut self.backend, &first).await?;
         }
-        let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
         let mut buffer = vec![0u8; 16 * 1024];
         loop {
             while let Some(response) = self.next_backend_response()? {
@@ -117,15 +118,7 @@ impl Session {
                     _ => self.relay_login_untagged(&first).await?,
                 }
             }
-            let read = read_backend(&mut self.backend, &mut buffer);
-            let n = tokio::time::timeout_at(deadline, read)
-                .await
-                .map_err(|_| SessionError::BackendIo(std::io::ErrorKind::TimedOut.into()))??;
-            if n == 0 {
-                return Err(SessionError::BackendIo(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                ));
-            }
+            let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
             self.backend_framer.feed(&buffer[..n]);
         }
     }

@@ -7,7 +7,7 @@
 use super::super::codec::{Reply, Status};
 use super::super::prelogin::{CloseReason, LoginCommand, LoginRequest, PreloginAction};
 use super::*;
-use crate::session::read_backend;
+use crate::session::{read_backend_by, BACKEND_EXCHANGE_TIMEOUT};
 
 /// Longest a backend may take to answer a login (its own failure delay included).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -108,6 +108,7 @@ impl Session {
     /// The backend's answer line to the command just sent.
     async fn backend_reply(&mut self) -> Result<Reply, SessionError> {
         let mut buffer = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
         loop {
             match self
                 .backend_framer
@@ -122,12 +123,7 @@ impl Session {
                 }
                 None => {}
             }
-            let n = read_backend(&mut self.backend, &mut buffer).await?;
-            if n == 0 {
-                return Err(SessionError::BackendIo(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                ));
-            }
+            let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
             self.backend_framer.feed(&buffer[..n]);
         }
     }
@@ -140,6 +136,7 @@ impl Session {
             .map_err(|e| backend_violation(&e))?;
         write_backend(&mut self.backend, &Command::Capa.to_line()).await?;
         let mut buffer = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
         loop {
             match self
                 .backend_framer
@@ -155,12 +152,7 @@ impl Session {
                 }
                 None => {}
             }
-            let n = read_backend(&mut self.backend, &mut buffer).await?;
-            if n == 0 {
-                return Err(SessionError::BackendIo(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                ));
-            }
+            let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
             self.backend_framer.feed(&buffer[..n]);
         }
     }
