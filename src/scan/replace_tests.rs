@@ -271,6 +271,14 @@ async fn hostile_headers_never_reach_the_notice() {
             text.contains("To: bob@example.org\r\n"),
             "{case}: clean header kept"
         );
+        // the hostile header (the third line of the original) is dropped, not repaired
+        let hostile = String::from_utf8_lossy(&original)
+            .split("\r\n")
+            .nth(2)
+            .and_then(|line| line.split(':').next())
+            .map(|name| format!("\r\n{name}:"))
+            .unwrap();
+        assert!(!format!("\r\n{text}").contains(&hostile), "{case}: {text}");
         assert!(
             !text.contains("X-Portcullis-Notice: minimal"),
             "{case}: one bad header must not cost the whole notice"
