@@ -3,7 +3,8 @@
 //! bounded caches. Protocol-agnostic: IMAP and POP3 sessions call [`Scanner::process`] and
 //! deliver what the returned [`Disposition`] says.
 //!
-//! Guarantees: a blocked message never comes back as `Deliver`; clean mail is delivered
+//! Guarantees: a blocked message never comes back as `Deliver`; its replacement is itself checked
+//! (EICAR, rules, antivirus) and carries nothing the checks flag; clean mail is delivered
 //! byte-identical; a temporary failure never carries substitute content; originals are
 //! quarantined before a replacement is returned, and a failed quarantine write is a `TempFail`.
 
@@ -13,8 +14,10 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod mime;
+mod notice;
 mod policy;
 pub mod quarantine;
+pub mod reencode;
 pub mod replace;
 pub mod rules;
 pub mod stats;

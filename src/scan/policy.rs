@@ -1,5 +1,6 @@
 //! The policy table: what each verdict becomes under `on_error` / `on_oversize`, and the
-//! block / strip / tag actions (quarantine first, then the replacement or modified bytes).
+//! block / strip / tag actions (quarantine first, then the replacement or modified bytes). The
+//! replacement is built and checked by [`super::notice`] before anything is quarantined.
 //!
 //! A failed quarantine write always ends in `TempFail`: `pass` would hand a blocked message to the
 //! client and `block` would lose the original, and nothing may ever be lost.
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use super::cache::Hash;
 use super::config::{OnError, OnOversize};
 use super::quarantine;
-use super::replace::{self, Notice};
+use super::replace::Notice;
 use super::rules::RuleAction;
 use super::stats::PolicyAction;
 use super::verdict::{Disposition, MessageRef, Verdict};
@@ -132,15 +133,18 @@ impl Inner {
     ) -> Disposition {
         let quarantine_id = quarantine::quarantine_id(&hash);
         let contact = self.policy().contact.clone();
-        let replacement = {
-            let parsed = mime::parse(&original);
-            let notice = Notice {
-                verdict: &verdict,
-                quarantine_id: &quarantine_id,
-                contact: &contact,
-                template: &self.template,
-            };
-            replace::build(parsed.as_ref(), &notice)
+        let notice = Notice {
+            verdict: &verdict,
+            quarantine_id: &quarantine_id,
+            contact: &contact,
+            template: &self.template,
+        };
+        let replacement = match self.safe_replacement(&original, &notice).await {
+            Ok(replacement) => replacement,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build a checked notice: withholding message");
+                return self.tempfail(e.to_string());
+            }
         };
         if let Err(tempfail) = self
             .quarantine(

@@ -212,16 +212,31 @@ async fn policy_table_on_oversize() {
                     }
                 ),
                 OnOversize::Tempfail => assert!(matches!(d, Disposition::TempFail { .. })),
-                OnOversize::Block => assert!(matches!(
-                    d,
-                    Disposition::Replace {
-                        verdict: Verdict::Oversize,
-                        ..
-                    }
-                )),
+                // the notice must be checked by the antivirus before it is served: with clamd
+                // down that is a temporary failure (never cached), whatever `on_error` says
+                OnOversize::Block => {
+                    assert!(matches!(d, Disposition::TempFail { .. }), "{d:?}");
+                    assert_eq!(scanner.cached(&msg(1)).await, None);
+                }
             }
         }
     }
+    // with an engine that answers, `block` serves the (checked) notice
+    let mut s = setup("");
+    s.cfg.max_size = ByteSize(16);
+    s.cfg.on_oversize = OnOversize::Block;
+    let scanner = Scanner::new(&s.cfg).await.unwrap();
+    let d = scanner.process(infected(), &msg(1)).await;
+    assert!(
+        matches!(
+            d,
+            Disposition::Replace {
+                verdict: Verdict::Oversize,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
 }
 
 #[tokio::test]
