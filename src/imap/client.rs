@@ -3,17 +3,14 @@
 //! Every command is assembled completely ([`super::assembler`]; the proxy itself answers
 //! synchronizing literals with `+`, RFC 9051 §7.5), parsed by the strict grammar
 //! ([`super::grammar`]) and then either answered by the proxy or forwarded in its canonical
-//! serialisation — never as the client's bytes. Refused: anything that does not parse or is not
-//! on the allow-list (`BAD`/`NO`), STARTTLS/LOGIN/AUTHENTICATE after login, COMPRESS (RFC 4978;
-//! compressed traffic could not be scanned). ENABLE (RFC 5161) is answered by the proxy with
-//! nothing enabled: every extension it could enable changes response shapes. A client's ID
-//! (RFC 2971) loses the fields only the proxy may set. IDLE (RFC 2177) accepts only `DONE`.
+//! serialisation — never as the client's bytes ([`super::decide`] says which). FETCH and APPEND
+//! go through scanning; IDLE (RFC 2177) accepts only `DONE`.
 
 use super::assembler::Assembled;
 use super::codec::Event;
 use super::command::CommandHead;
-use super::grammar::{self, CommandKind, Fragment, ParsedCommand};
-use super::prelogin::refusal_text;
+use super::decide::{decide, Decision, Situation};
+use super::grammar::{CommandKind, Fragment, ParsedCommand};
 use super::session::{ClientMode, Flow, Kind, Pending, Session, MAX_PENDING};
 use crate::metrics::Limit;
 use crate::session::{write_backend, Redacted, SessionError, SessionStats};
@@ -74,63 +71,35 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// A complete client command.
+    /// A complete client command: decided by [`super::decide`], then answered or forwarded.
     async fn on_command(
         &mut self,
         bytes: &[u8],
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        let command = match grammar::parse_command(bytes) {
-            Ok(command) => command,
-            Err(error) => {
-                tracing::debug!(%error, "client command refused by the grammar");
-                self.reply(&refusal_text(&error)).await?;
+        let situation = Situation {
+            draining: self.draining,
+            pipeline_full: self.pending.len() >= MAX_PENDING,
+        };
+        let command = match decide(bytes, situation) {
+            Decision::Reply(reply) => {
+                self.reply(&reply).await?;
                 return Ok(Flow::Continue);
             }
+            Decision::Forward(command) => *command,
         };
         tracing::debug!(command = %Redacted::new(bytes, false), "client command");
-        if let Some(refusal) = self.refusal(&command) {
-            self.reply(&refusal).await?;
-            return Ok(Flow::Continue);
-        }
-        let tag = command.tag.clone();
         match &command.kind {
-            CommandKind::Enable => {
-                let reply = format!("* ENABLED\r\n{tag} OK ENABLE completed\r\n");
-                self.reply(&reply).await?;
-                Ok(Flow::Continue)
-            }
             CommandKind::Fetch { .. } => self.forward_fetch(command, stats).await,
             CommandKind::Append if self.context.listener.scanner.policy().scan_append => {
                 self.forward_append(command, stats).await
             }
             _ => {
                 let kind = command_kind(&command.kind);
-                let command = command.without_forwarding_fields();
                 let fragments = command.encode(self.backend_literal_plus);
-                self.forward(tag, kind, None, fragments, stats).await
+                self.forward(command.tag, kind, None, fragments, stats)
+                    .await
             }
-        }
-    }
-
-    /// The proxy's own answer to a parsed command it will not forward, if any.
-    fn refusal(&self, command: &ParsedCommand) -> Option<String> {
-        let tag = &command.tag;
-        if self.draining {
-            return Some(format!("{tag} NO [UNAVAILABLE] Server shutting down\r\n"));
-        }
-        if self.pending.len() >= MAX_PENDING {
-            return Some(format!("{tag} NO [LIMIT] Too many commands in flight\r\n"));
-        }
-        match command.kind {
-            CommandKind::StartTls => Some(format!("{tag} BAD STARTTLS not available now\r\n")),
-            CommandKind::Login(_) | CommandKind::Authenticate { .. } => {
-                Some(format!("{tag} BAD Already logged in\r\n"))
-            }
-            CommandKind::Compress => Some(format!(
-                "{tag} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
-            )),
-            _ => None,
         }
     }
 

@@ -9,6 +9,7 @@ mod capability;
 mod client;
 pub mod codec;
 pub mod command;
+mod decide;
 mod fetch;
 pub mod fetch_response;
 pub mod grammar;
