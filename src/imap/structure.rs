@@ -140,7 +140,9 @@ fn part_structure(
         attributes => params(out, attributes),
     }
     out.push(b' ');
-    nstring(out, part.content_id());
+    // mail-parser strips the msg-id brackets (RFC 2045 §7); the item carries them.
+    let id = part.content_id().map(|id| format!("<{id}>"));
+    nstring(out, id.as_deref());
     out.push(b' ');
     nstring(out, part.content_description());
     out.push(b' ');
@@ -152,8 +154,8 @@ fn part_structure(
         .raw_message
         .get(part.offset_body as usize..part.offset_end as usize)
         .unwrap_or_default();
-    let lines = body.iter().filter(|&&b| b == b'\n').count()
-        + usize::from(!body.is_empty() && !body.ends_with(b"\n"));
+    // Dovecot counts line ends; the CRLF before a boundary belongs to the boundary.
+    let lines = body.iter().filter(|&&b| b == b'\n').count();
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
     if let PartType::Message(inner) = &part.body {
         out.push(b' ');
@@ -253,7 +255,7 @@ mod tests {
     #[test]
     fn body_structure_of_multipart() {
         let structure = String::from_utf8(body_structure(MESSAGE, true).unwrap()).unwrap();
-        assert!(structure.starts_with("((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 2 NIL NIL NIL NIL)"), "{structure}");
+        assert!(structure.starts_with("((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 1 NIL NIL NIL NIL)"), "{structure}");
         assert!(
             structure.contains("(\"attachment\" (\"filename\" \"a.bin\"))"),
             "{structure}"
@@ -264,6 +266,18 @@ mod tests {
         );
         let body = String::from_utf8(body_structure(MESSAGE, false).unwrap()).unwrap();
         assert!(body.ends_with("\"base64\" 8) \"mixed\")"), "{body}");
+    }
+
+    /// Checked against Dovecot 2.3's answer for the same part.
+    #[test]
+    fn content_id_keeps_brackets_and_lines_count_line_ends() {
+        let part =
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-ID: <c1>\r\n\r\nline1\r\nline2";
+        let structure = String::from_utf8(body_structure(part, false).unwrap()).unwrap();
+        assert_eq!(
+            structure,
+            "(\"text\" \"plain\" (\"charset\" \"utf-8\") \"<c1>\" NIL \"7bit\" 12 1)"
+        );
     }
 
     #[test]
