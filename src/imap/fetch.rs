@@ -1,13 +1,39 @@
 //! FETCH parsing for scanning (RFC 9051 §6.4.5 / §7.5.2, RFC 3501 §6.4.5, RFC 3516 BINARY).
 //!
-//! Request side: which items a client asked for, which of them carry message content
-//! (`BODY[…]`/`BODY.PEEK[…]` except HEADER, HEADER.FIELDS(.NOT) and MIME sections, `RFC822`,
-//! `RFC822.TEXT`, `BINARY[…]`, `BINARY.PEEK[…]`, each with or without `<origin.count>`), and the
+//! Request side: which items a client asked for, which of them need a scan verdict, and the
 //! rewritten item list the proxy forwards (adding `BODY.PEEK[]` and `UID` so it can scan the
 //! whole message in the same round trip).
 //!
-//! Response side: a `* n FETCH (…)` response split into items with byte spans, so the proxy can
-//! drop items it added, keep the client's items byte-exact, or substitute their values.
+//! # Which items need the verdict (one rule)
+//!
+//! An item needs the verdict before any byte of it reaches the client unless its value is
+//! metadata that does not depend on the message's octets at all: `FLAGS`, `UID`,
+//! `INTERNALDATE`, `MODSEQ` (RFC 7162), `EMAILID`/`THREADID` (RFC 8474), `SAVEDATE` (RFC 8514).
+//! Everything else needs it, header-class items included:
+//!
+//! * every `BODY[…]`/`BODY.PEEK[…]`/`BINARY[…]`/`BINARY.PEEK[…]` section, partial or not —
+//!   `HEADER`, `HEADER.FIELDS (…)`, `HEADER.FIELDS.NOT (…)`, `n.MIME`, `n.HEADER…` and `n.TEXT`
+//!   as much as `TEXT` and part numbers (RFC 9051 §6.4.5): a part's MIME header carries filenames
+//!   and descriptions, a nested message's header is that message's content, and a message or part
+//!   without a blank line is *all* header;
+//! * `RFC822`, `RFC822.TEXT`, `RFC822.HEADER`, `ENVELOPE`, `BODY`, `BODYSTRUCTURE` (which carries
+//!   part parameters and the envelopes of nested messages), `RFC822.SIZE` and `BINARY.SIZE[…]`
+//!   (the sizes of what is served differ for a blocked message).
+//!
+//! Serving top-level header items before the verdict was considered and rejected: the headers of
+//! a blocked message are content too (clamd finds EICAR in a `Subject:`), and what the client
+//! caches for a UID must be what the replacement gives, which the original's header block is not
+//! (the replacement keeps only some headers and adds its own). The cost is that a header-only
+//! mailbox sync downloads each message once; the verdict cache makes every later fetch cheap.
+//! Once a message is known to be blocked or modified, every item is computed from the served
+//! message ([`super::section`]); a clean one is served byte-identical from the original.
+//!
+//! Any item the proxy does not recognise is refused (`BAD`), never relayed unscanned; the grammar
+//! already refuses `PREVIEW`/`SNIPPET` and those capabilities are not advertised.
+//!
+//! Response side: a `* n FETCH (…)` response is split into items with byte spans
+//! ([`super::fetch_response`]), so the proxy can drop items it added, keep the client's items
+//! byte-exact, or substitute their values.
 
 /// What a requested or returned item is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +53,22 @@ pub enum ItemKind {
     Rfc822Size,
     /// `BINARY.SIZE[section]`.
     BinarySize(String),
+    /// `RFC822.HEADER` (the top-level header block).
+    Rfc822Header,
+    /// `ENVELOPE`.
+    Envelope,
+    /// `BODYSTRUCTURE` (`extensible`) or `BODY` without a section.
+    Structure {
+        /// `BODYSTRUCTURE` rather than `BODY`.
+        extensible: bool,
+    },
     /// `UID`.
     Uid,
-    /// Anything else (FLAGS, ENVELOPE, BODYSTRUCTURE, RFC822.HEADER, INTERNALDATE, ...).
-    Other,
+    /// Metadata independent of the message's octets: `FLAGS`, `INTERNALDATE`, `MODSEQ`,
+    /// `EMAILID`, `THREADID`, `SAVEDATE`.
+    Meta,
+    /// An item the proxy does not know (refused in requests; needs a verdict in responses).
+    Unknown,
 }
 
 /// One requested item.
@@ -56,24 +94,22 @@ impl RequestItem {
         })
     }
 
-    /// Whether it returns message content.
-    pub fn carries_content(&self) -> bool {
-        match &self.kind {
-            ItemKind::Section { section, .. } => !is_header_only(section),
-            ItemKind::Rfc822 | ItemKind::Rfc822Text => true,
-            _ => false,
-        }
-    }
-
-    /// Whether its value depends on the verdict (content or a content size).
+    /// Whether its value depends on the verdict (see the module documentation).
     pub fn needs_verdict(&self) -> bool {
-        self.carries_content() || matches!(self.kind, ItemKind::BinarySize(_))
+        self.kind.needs_verdict()
     }
 
     /// Whether its value is the whole message, unsliced.
     pub fn is_whole_message(&self) -> bool {
         let whole_section = matches!(&self.kind, ItemKind::Section { binary: false, section } if section.is_empty());
         self.partial.is_none() && (whole_section || self.kind == ItemKind::Rfc822)
+    }
+}
+
+impl ItemKind {
+    /// Whether a value of this kind depends on the message's octets (and so on the verdict).
+    pub fn needs_verdict(&self) -> bool {
+        !matches!(self, ItemKind::Uid | ItemKind::Meta)
     }
 }
 
@@ -97,8 +133,15 @@ fn classify(upper: &str) -> Option<(ItemKind, Option<(u64, u64)>)> {
         ("RFC822", None) => ItemKind::Rfc822,
         ("RFC822.TEXT", None) => ItemKind::Rfc822Text,
         ("RFC822.SIZE", None) => ItemKind::Rfc822Size,
+        ("RFC822.HEADER", None) => ItemKind::Rfc822Header,
+        ("ENVELOPE", None) => ItemKind::Envelope,
+        ("BODYSTRUCTURE", None) => ItemKind::Structure { extensible: true },
+        ("BODY", None) => ItemKind::Structure { extensible: false },
         ("UID", None) => ItemKind::Uid,
-        (_, None) => ItemKind::Other,
+        ("FLAGS" | "INTERNALDATE" | "MODSEQ" | "EMAILID" | "THREADID" | "SAVEDATE", None) => {
+            ItemKind::Meta
+        }
+        (_, None) => ItemKind::Unknown,
         (_, Some(_)) => return None,
     };
     Some((kind, partial))
@@ -121,24 +164,6 @@ fn split_item(item: &str) -> Option<(&str, Option<&str>, Option<&str>)> {
 fn parse_partial(text: &str) -> Option<(u64, u64)> {
     let (origin, count) = text.split_once('.')?;
     Some((origin.parse().ok()?, count.parse().ok()?))
-}
-
-/// Sections whose content is headers only (never delayed, never scanned): `HEADER`,
-/// `HEADER.FIELDS (…)`, `HEADER.FIELDS.NOT (…)` and `MIME`, after any part number.
-pub fn is_header_only(section: &str) -> bool {
-    let mut rest = section;
-    loop {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            break;
-        }
-        rest = &rest[digits..];
-        match rest.strip_prefix('.') {
-            Some(tail) => rest = tail,
-            None => break,
-        }
-    }
-    rest.starts_with("HEADER") || rest == "MIME"
 }
 
 /// A parsed FETCH / UID FETCH command (the part after the command name).
@@ -187,7 +212,10 @@ impl FetchRequest {
                     "ENVELOPE",
                     "BODY",
                 ])),
-                _ => items.push(RequestItem::parse(raw)?),
+                _ => match RequestItem::parse(raw)? {
+                    item if item.kind == ItemKind::Unknown => return None,
+                    item => items.push(item),
+                },
             }
         }
         if items.is_empty() {

@@ -2,12 +2,12 @@
 
 use super::*;
 
-fn carries(item: &str) -> bool {
-    RequestItem::parse(item).unwrap().carries_content()
+fn needs(item: &str) -> bool {
+    RequestItem::parse(item).unwrap().needs_verdict()
 }
 
 #[test]
-fn content_items_are_recognised() {
+fn content_items_need_the_verdict() {
     for item in [
         "BODY[]",
         "BODY.PEEK[]",
@@ -20,28 +20,66 @@ fn content_items_are_recognised() {
         "BODY[]<0.100>",
         "BODY[2]<10.50>",
         "body.peek[1.TEXT]",
+        "BINARY.SIZE[1]",
     ] {
-        assert!(carries(item), "{item}");
+        assert!(needs(item), "{item}");
     }
+}
+
+/// Issue 9 item 1: header-class items are content too (a part's MIME header, a nested
+/// message's header, a message without a blank line), so they wait for the verdict.
+#[test]
+fn header_class_items_need_the_verdict() {
     for item in [
         "BODY[HEADER]",
+        "BODY.PEEK[HEADER]",
         "BODY.PEEK[HEADER.FIELDS (FROM TO)]",
+        "BODY.PEEK[HEADER.FIELDS.NOT (X)]",
+        "BODY[HEADER]<0.10>",
         "BODY[1.MIME]",
+        "BODY.PEEK[2.MIME]",
+        "BODY.PEEK[2.HEADER]",
+        "BODY[2.HEADER.FIELDS (SUBJECT)]",
         "BODY[2.HEADER.FIELDS.NOT (X)]",
+        "BODY[2.1.TEXT]",
         "RFC822.HEADER",
         "ENVELOPE",
         "BODYSTRUCTURE",
         "BODY",
-        "FLAGS",
         "RFC822.SIZE",
-        "UID",
-        "BINARY.SIZE[1]",
     ] {
-        assert!(!carries(item), "{item}");
+        assert!(needs(item), "{item}");
     }
-    assert!(RequestItem::parse("BINARY.SIZE[1]")
-        .unwrap()
-        .needs_verdict());
+}
+
+#[test]
+fn metadata_items_need_no_verdict() {
+    for item in ["FLAGS", "UID", "INTERNALDATE", "MODSEQ", "flags"] {
+        assert!(!needs(item), "{item}");
+    }
+    let request = FetchRequest::parse("1:* (UID FLAGS INTERNALDATE)").unwrap();
+    assert!(!request.needs_verdict());
+    for args in ["1 FAST", "1 ALL", "1 FULL", "1 (FLAGS ENVELOPE)"] {
+        assert!(FetchRequest::parse(args).unwrap().needs_verdict(), "{args}");
+    }
+}
+
+#[test]
+fn unknown_items_are_refused() {
+    for args in [
+        "1 (PREVIEW)",
+        "1 (SNIPPET)",
+        "1 (FLAGS X-GM-MSGID)",
+        "1 PREVIEW",
+        "1 (FLAGS<0.10>)",
+    ] {
+        assert_eq!(FetchRequest::parse(args), None, "{args:?}");
+    }
+    assert_eq!(
+        RequestItem::parse("PREVIEW").map(|i| i.kind),
+        Some(ItemKind::Unknown)
+    );
+    assert!(ItemKind::Unknown.needs_verdict());
 }
 
 #[test]

@@ -8,7 +8,10 @@
 //!   items come byte-exact from the original when it is clean, are computed from the replacement
 //!   (or modified message) when it is not, and are withheld on a temporary failure, which turns
 //!   the tagged OK into `NO [UNAVAILABLE]`. Items the proxy added are removed.
-//! * Header-only items (ENVELOPE, BODYSTRUCTURE, FLAGS, HEADER sections) are never delayed.
+//! * Only metadata (FLAGS, UID, INTERNALDATE, MODSEQ) goes out without a verdict. Header-class
+//!   items (`BODY[HEADER…]`, `BODY[n.MIME]`, `RFC822.HEADER`, ENVELOPE, BODYSTRUCTURE) and sizes
+//!   wait for it like content does, and for a blocked or modified message they are computed from
+//!   the served message, never taken from the original (issue 9; rule in [`super::fetch`]).
 //! * While a scan takes long, untagged `* OK` keep-alives go to the client.
 
 use std::borrow::Cow;
@@ -304,14 +307,9 @@ fn is_whole(item: &ResponseItem) -> bool {
     item.origin.is_none() && (whole_section || item.kind == ItemKind::Rfc822)
 }
 
+/// Whether the item's value depends on the message's octets (a `NIL` value carries none).
 fn needs_verdict(item: &ResponseItem) -> bool {
-    match &item.kind {
-        ItemKind::Section { section, .. } => !super::fetch::is_header_only(section),
-        ItemKind::Rfc822 | ItemKind::Rfc822Text | ItemKind::BinarySize(_) => {
-            !matches!(item.value, Value::Nil)
-        }
-        _ => false,
-    }
+    item.kind.needs_verdict() && item.value != Value::Nil
 }
 
 /// The encoded item for the client, or `None` to leave it out.
@@ -322,22 +320,37 @@ fn serve_item<'a>(
     context: Option<&FetchContext>,
 ) -> Option<Cow<'a, [u8]>> {
     let original = || Cow::Borrowed(raw.get(item.span.clone()).unwrap_or_default());
-    let is_content = needs_verdict(item) && !matches!(item.kind, ItemKind::BinarySize(_));
     match serve {
         Serve::Original => Some(original()),
-        Serve::Withhold if is_content || matches!(item.kind, ItemKind::BinarySize(_)) => None,
+        Serve::Withhold if needs_verdict(item) => None,
         Serve::Withhold => Some(original()),
-        Serve::From(bytes) => match &item.kind {
-            ItemKind::Rfc822Size => Some(Cow::Owned(
-                format!("RFC822.SIZE {}", bytes.len()).into_bytes(),
-            )),
-            ItemKind::BinarySize(section) => {
-                let size = section::extract(bytes, section, true).map_or(0, |c| c.len());
-                Some(Cow::Owned(format!("{} {size}", item.name).into_bytes()))
-            }
-            _ if is_content => Some(Cow::Owned(substitute(item, bytes, context))),
-            _ => Some(original()),
-        },
+        Serve::From(_) if !needs_verdict(item) => Some(original()),
+        Serve::From(bytes) => computed(item, bytes, context).map(Cow::Owned),
+    }
+}
+
+/// An item computed from `bytes` (the replacement or modified message); `None` leaves it out.
+fn computed(item: &ResponseItem, bytes: &[u8], context: Option<&FetchContext>) -> Option<Vec<u8>> {
+    let named = |value: Vec<u8>| {
+        let mut out = format!("{} ", item.name).into_bytes();
+        out.extend_from_slice(&value);
+        out
+    };
+    match &item.kind {
+        ItemKind::Rfc822Size => Some(format!("RFC822.SIZE {}", bytes.len()).into_bytes()),
+        ItemKind::BinarySize(section) => {
+            let size = section::extract(bytes, section, true).map_or(0, |c| c.len());
+            Some(format!("{} {size}", item.name).into_bytes())
+        }
+        ItemKind::Envelope => section::structure::envelope(bytes).map(named),
+        ItemKind::Structure { extensible } => {
+            section::structure::body_structure(bytes, *extensible).map(named)
+        }
+        ItemKind::Rfc822
+        | ItemKind::Rfc822Text
+        | ItemKind::Rfc822Header
+        | ItemKind::Section { .. } => Some(substitute(item, bytes, context)),
+        ItemKind::Uid | ItemKind::Meta | ItemKind::Unknown => None,
     }
 }
 
@@ -346,6 +359,7 @@ fn substitute(item: &ResponseItem, bytes: &[u8], context: Option<&FetchContext>)
     let content = match &item.kind {
         ItemKind::Rfc822 => Some(bytes.to_vec()),
         ItemKind::Rfc822Text => section::extract(bytes, "TEXT", false),
+        ItemKind::Rfc822Header => section::header(bytes),
         ItemKind::Section { binary, section } => section::extract(bytes, section, *binary),
         _ => None,
     };

@@ -3,9 +3,11 @@
 //!
 //! * RETR: the whole message is scanned; a clean one is relayed byte for byte, a blocked one is
 //!   replaced (dot-stuffed anew), a temporary failure is answered `-ERR [SYS/TEMP]` instead.
-//! * `TOP n m` with m > 0 is forwarded as `RETR n`, so the verdict covers the whole message; the
-//!   client then gets the headers and first m body lines of the original or of the replacement.
-//!   `TOP n 0` carries no body and passes through.
+//! * `TOP n m` is forwarded as `RETR n`, so the verdict covers the whole message; the client then
+//!   gets the headers, the blank line and the first m body lines of the original or of the
+//!   replacement. That includes `TOP n 0` (issue 9): a header is content too (clamd finds EICAR
+//!   in a header line) and a message without a blank line is *all* header, so it is never passed
+//!   through unscanned.
 
 use bytes::Bytes;
 
@@ -20,17 +22,15 @@ use crate::session::{SessionError, SessionStats};
 pub enum MessageRequest {
     /// `RETR n`.
     Retr(u32),
-    /// `TOP n m` (m > 0), forwarded as `RETR n`.
+    /// `TOP n m` (m may be 0), forwarded as `RETR n`.
     Top(u32, u64),
 }
 
 impl MessageRequest {
-    /// The request a parsed command makes; `None` for `TOP n 0` (headers only, passed through)
-    /// and every command that retrieves no message.
+    /// The request a parsed command makes; `None` for every command that retrieves no message.
     pub fn of(command: &Command) -> Option<MessageRequest> {
         match *command {
             Command::Retr(n) => Some(MessageRequest::Retr(n)),
-            Command::Top(_, 0) => None,
             Command::Top(n, lines) => Some(MessageRequest::Top(n, u64::from(lines))),
             _ => None,
         }
@@ -144,7 +144,9 @@ mod tests {
         let top = MessageRequest::of(&Command::Top(3, 5)).unwrap();
         assert_eq!(top, MessageRequest::Top(3, 5));
         assert_eq!(top.forwarded().to_line(), b"RETR 3\r\n");
-        assert_eq!(MessageRequest::of(&Command::Top(3, 0)), None);
+        // TOP n 0 is scanned like any other retrieval (issue 9).
+        let headers = MessageRequest::of(&Command::Top(3, 0)).unwrap();
+        assert_eq!(headers.forwarded().to_line(), b"RETR 3\r\n");
         assert_eq!(MessageRequest::of(&Command::Dele(3)), None);
     }
 
@@ -154,5 +156,6 @@ mod tests {
         assert_eq!(top(message, 2), b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n");
         assert_eq!(top(message, 9), message);
         assert_eq!(top(b"A: 1\r\n", 3), b"A: 1\r\n");
+        assert_eq!(top(message, 0), b"A: 1\r\nB: 2\r\n\r\n");
     }
 }
