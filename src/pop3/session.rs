@@ -40,7 +40,7 @@ const MIN_IDLE: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Capa,
-    /// RETR or TOP n m (m > 0, forwarded as RETR): a message to scan.
+    /// RETR or TOP n m (any m, forwarded as RETR): a message to scan.
     Message(MessageRequest),
     Quit,
     Other,
