@@ -264,7 +264,10 @@ fn header_items_of_blocked_messages_carry_no_eicar() {
             for item in items {
                 let (raw, _, status) = fetch(&mut imap, &format!("FETCH {seq} {item}"));
                 assert!(status.starts_with("f OK"), "{when} {name} {item}: {status}");
-                assert!(!served_eicar(&raw), "{when} body fetch: {name} {item} served EICAR");
+                assert!(
+                    !served_eicar(&raw),
+                    "{when} body fetch: {name} {item} served EICAR"
+                );
             }
             if when == "before" {
                 let (raw, _, status) = fetch(&mut imap, &format!("FETCH {seq} BODY.PEEK[]"));
