@@ -41,11 +41,19 @@ fn default_named_and_wildcard_certificates_are_chosen_by_sni() {
         presented_leaf(port, "localhost", client.clone()),
         Ok(default.der.clone())
     );
-    let ok = portcullis::metrics::metrics()
-        .tls_handshakes
-        .with_label_values(&["imaps", "ok", "ok", "TLSv1_3"])
-        .get();
-    assert!(ok >= 3, "successful handshakes not counted: {ok}");
+    // The server counts a handshake once it has the client's Finished, which can be after the
+    // client already saw the certificate: wait for the count instead of reading it at once.
+    let counted = || {
+        portcullis::metrics::metrics()
+            .tls_handshakes
+            .with_label_values(&["imaps", "ok", "ok", "TLSv1_3"])
+            .get()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counted() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(counted() >= 3, "successful handshakes not counted: {}", counted());
     // Not strict: an unknown name gets the default certificate (and so fails verification).
     let unknown = presented_leaf(port, "other.example.net", client);
     assert!(
