@@ -53,7 +53,11 @@ fn default_named_and_wildcard_certificates_are_chosen_by_sni() {
     while counted() < 3 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(counted() >= 3, "successful handshakes not counted: {}", counted());
+    assert!(
+        counted() >= 3,
+        "successful handshakes not counted: {}",
+        counted()
+    );
     // Not strict: an unknown name gets the default certificate (and so fails verification).
     let unknown = presented_leaf(port, "other.example.net", client);
     assert!(
