@@ -98,6 +98,16 @@ use imap_codec::{
 
 use crate::sasl::Credentials;
 
+#[path = "grammar_capability.rs"]
+mod capability;
+#[path = "grammar_id.rs"]
+mod id;
+
+pub use capability::capability_allowed;
+
+#[cfg(test)]
+#[path = "grammar_proptests.rs"]
+mod proptests;
 #[cfg(test)]
 #[path = "grammar_tests.rs"]
 mod tests;
@@ -435,76 +445,6 @@ impl ParsedCommand {
     pub fn name(&self) -> &'static str {
         canonical_name(&self.command.body)
     }
-
-    /// For ID commands from a client: removes the parameters only the proxy may set — names
-    /// starting (case-insensitively) with `x-originating-`, `x-connected-`, `x-proxy-ttl`,
-    /// `x-session-`, `x-forward-` — and returns the command (ID NIL if nothing is left). No-op
-    /// for other commands.
-    pub fn without_forwarding_fields(mut self) -> ParsedCommand {
-        const RESERVED: [&str; 5] = [
-            "x-originating-",
-            "x-connected-",
-            "x-proxy-ttl",
-            "x-session-",
-            "x-forward-",
-        ];
-        let CommandBody::Id { parameters } = &mut self.command.body else {
-            return self;
-        };
-        if let Some(params) = parameters.take() {
-            let kept: Vec<(IString<'static>, NString<'static>)> = params
-                .into_iter()
-                .filter(|(key, _)| {
-                    let key = key.as_ref();
-                    !RESERVED.iter().any(|prefix| {
-                        key.len() >= prefix.len()
-                            && key[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-                    })
-                })
-                .collect();
-            *parameters = (!kept.is_empty()).then_some(kept);
-        }
-        if let Classified::Kind(kind) = classify(&self.command.body) {
-            self.kind = kind;
-        }
-        self
-    }
-}
-
-/// Capabilities whose commands and responses the proxy parses; anything else a backend
-/// advertises is stripped. Case-insensitive. `AUTH=` mechanisms and `STARTTLS`/`LOGINDISABLED`
-/// are decided by the session, so this returns false for them.
-pub fn capability_allowed(capability: &str) -> bool {
-    const ALLOWED: [&str; 15] = [
-        "IMAP4rev1",   // RFC 3501
-        "LITERAL+",    // RFC 7888
-        "LITERAL-",    // RFC 7888
-        "SASL-IR",     // RFC 4959
-        "ID",          // RFC 2971
-        "IDLE",        // RFC 2177
-        "NAMESPACE",   // RFC 2342
-        "UNSELECT",    // RFC 3691
-        "MOVE",        // RFC 6851
-        "UIDPLUS",     // RFC 4315
-        "CHILDREN",    // RFC 3348
-        "SPECIAL-USE", // RFC 6154 (LIST attributes only; LIST-EXTENDED is stripped)
-        "BINARY",      // RFC 3516
-        "QUOTA",       // RFC 9208 (GETQUOTA/GETQUOTAROOT)
-        "SORT",        // RFC 5256
-    ];
-    const ALLOWED_PREFIXES: [&str; 2] = [
-        "QUOTA=RES-", // RFC 9208 resource types
-        "THREAD=",    // RFC 5256 threading algorithms
-    ];
-    ALLOWED.iter().any(|c| c.eq_ignore_ascii_case(capability))
-        || ALLOWED_PREFIXES.iter().any(|p| {
-            capability.len() > p.len()
-                && capability.is_char_boundary(p.len())
-                && capability[..p.len()].eq_ignore_ascii_case(p)
-                && capability[p.len()..]
-                    .bytes()
-                    .all(|b| is_astring_char(b) && b != b']')
-        })
 }
 
 /// A quoted string serialiser for the proxy's own commands: returns `"..."` with `\` and `"`
