@@ -21,6 +21,7 @@ pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod rawlog;
 
 #[allow(unused_imports)]
 pub use ports::{free_port, free_ports, wait_for_port};
