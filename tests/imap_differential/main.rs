@@ -27,6 +27,7 @@
 //! proxy runs with `max_errors = 1000` and no auth penalty: rejected commands and failed SASL
 //! attempts are the point of the streams, not abuse to throttle.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
