@@ -3,15 +3,13 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::clamd::Clamd;
 use support::corpus::{self, EICAR};
 use support::dovecot::Dovecot;
-use support::proxy::{dovecot_backend, listener, tls_section, TestProxy};
-use support::raw::{self, LineClient, TlsStream};
-
-type Client = LineClient<TlsStream>;
+use support::raw;
+use support::scanning::{
+    clamd_endpoint, contains, fetch, imap_config, imap_login, quarantined, scan_section, start_imap,
+};
 
 /// The forms the issue lists (sequence-number and UID variants).
 const FORMS: [&str; 9] = [
@@ -26,46 +24,6 @@ const FORMS: [&str; 9] = [
     "BODY[2]<10.50>",
 ];
 
-fn scan_section(clamd_endpoints: &str, quarantine: &Path, extra: &str) -> String {
-    format!(
-        "[scan]\nclamd = [{clamd_endpoints}]\ntimeout = \"5s\"\nquarantine_dir = {:?}\nrules_dir = \"rules\"\n{extra}\n",
-        quarantine.display().to_string()
-    )
-}
-
-fn start(dovecot: &Dovecot, scan: &str) -> TestProxy {
-    let config = tls_section(dovecot)
-        + scan
-        + &listener("imaps", "imap", "implicit", "dovecot")
-        + &dovecot_backend("dovecot", dovecot, "imap", "none");
-    TestProxy::start(&config)
-}
-
-fn login(proxy: &TestProxy, dovecot: &Dovecot) -> Client {
-    let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
-    client.read_line();
-    let (_, status) = client.imap(
-        "l",
-        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
-    );
-    assert!(status.starts_with("l OK"), "{status}");
-    let (_, status) = client.imap("s", "SELECT INBOX");
-    assert!(status.starts_with("s OK"), "{status}");
-    client
-}
-
-/// Sends a FETCH and returns (everything received before the tagged line, the tagged line).
-fn fetch(client: &mut Client, command: &str) -> (Vec<u8>, Vec<Vec<u8>>, String) {
-    let (responses, status) = client.imap("f", command);
-    let raw = responses.iter().flat_map(|r| r.raw.clone()).collect();
-    let literals = responses.iter().flat_map(|r| r.literals.clone()).collect();
-    (raw, literals, status)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[test]
 fn infected_messages_never_reach_the_client_by_any_fetch_form() {
     let dovecot = Dovecot::start();
@@ -74,11 +32,16 @@ fn infected_messages_never_reach_the_client_by_any_fetch_form() {
     let infected = corpus::infected_messages();
     let messages: Vec<Vec<u8>> = infected.iter().map(|(_, m)| m.clone()).collect();
     dovecot.seed_messages(dovecot.user(), &messages);
-    let proxy = start(
+    let proxy = start_imap(
         &dovecot,
-        &scan_section(&format!("{:?}", clamd.tcp_addr()), quarantine.path(), ""),
+        &scan_section(
+            &clamd_endpoint(&clamd),
+            quarantine.path(),
+            Some("rules"),
+            "",
+        ),
     );
-    let mut client = login(&proxy, &dovecot);
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     for (index, (name, original)) in infected.iter().enumerate() {
         let seq = index + 1;
         let (_, whole, status) = fetch(&mut client, &format!("FETCH {seq} BODY.PEEK[]"));
@@ -126,21 +89,12 @@ fn infected_messages_never_reach_the_client_by_any_fetch_form() {
             status.starts_with("f OK") && !contains(&raw, EICAR),
             "{name}: UID FETCH"
         );
-        let quarantined = quarantined_originals(quarantine.path());
+        let quarantined = quarantined(quarantine.path());
         assert!(
             quarantined.iter().any(|q| q == original),
             "{name}: original not in quarantine"
         );
     }
-}
-
-fn quarantined_originals(dir: &Path) -> Vec<Vec<u8>> {
-    std::fs::read_dir(dir)
-        .expect("quarantine dir")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .map(|e| std::fs::read(e.path()).expect("read"))
-        .collect()
 }
 
 #[test]
@@ -155,11 +109,16 @@ fn clean_messages_are_byte_identical_and_refetches_need_no_clamd() {
     let count = clean.len();
     dovecot.seed_messages(dovecot.user(), &clean);
     dovecot.seed_messages(dovecot.user(), &[corpus::infected_messages()[1].1.clone()]);
-    let proxy = start(
+    let proxy = start_imap(
         &dovecot,
-        &scan_section(&format!("{:?}", clamd.tcp_addr()), quarantine.path(), ""),
+        &scan_section(
+            &clamd_endpoint(&clamd),
+            quarantine.path(),
+            Some("rules"),
+            "",
+        ),
     );
-    let mut client = login(&proxy, &dovecot);
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     let (_, bodies, status) = fetch(
         &mut client,
         &format!("FETCH 1:{count} (FLAGS RFC822.SIZE BODY.PEEK[])"),
@@ -205,9 +164,12 @@ fn scanner_faults_follow_the_policy() {
     let infected = corpus::infected_messages()[0].1.clone();
     let clean = corpus::clean_messages()[0].1.clone();
     dovecot.seed_messages(dovecot.user(), &[clean.clone(), infected.clone()]);
-    let endpoint = format!("{:?}", clamd.tcp_addr());
-    let proxy = start(&dovecot, &scan_section(&endpoint, quarantine.path(), ""));
-    let mut client = login(&proxy, &dovecot);
+    let endpoint = clamd_endpoint(&clamd);
+    let proxy = start_imap(
+        &dovecot,
+        &scan_section(&endpoint, quarantine.path(), Some("rules"), ""),
+    );
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     // clamd restarted mid-session: the next scan simply uses a new connection.
     clamd.restart();
     let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
@@ -240,28 +202,31 @@ fn pass_block_and_unwritable_quarantine_policies() {
     let closed = support::ports::ClosedPort::new();
     let down = format!("\"tcp://127.0.0.1:{}\"", closed.port());
     // on_error = pass: scanner down, the original is delivered.
-    let proxy = start(
+    let proxy = start_imap(
         &dovecot,
-        &scan_section(&down, dir.path(), "on_error = \"pass\""),
+        &scan_section(&down, dir.path(), Some("rules"), "on_error = \"pass\""),
     );
-    let mut client = login(&proxy, &dovecot);
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
     assert!(status.starts_with("f OK") && bodies[0] == clean, "{status}");
     drop(proxy);
     // on_error = block: scanner down, a replacement is delivered (never the original).
-    let proxy = start(
+    let proxy = start_imap(
         &dovecot,
-        &scan_section(&down, dir.path(), "on_error = \"block\""),
+        &scan_section(&down, dir.path(), Some("rules"), "on_error = \"block\""),
     );
-    let mut client = login(&proxy, &dovecot);
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     let (_, bodies, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
     assert!(status.starts_with("f OK") && bodies[0] != clean, "{status}");
     drop(proxy);
     // Quarantine unwritable (its parent is a file): the infected message is withheld.
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").expect("write");
-    let proxy = start(&dovecot, &scan_section("", &file.join("quarantine"), ""));
-    let mut client = login(&proxy, &dovecot);
+    let proxy = start_imap(
+        &dovecot,
+        &scan_section("", &file.join("quarantine"), Some("rules"), ""),
+    );
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     let (raw, _, status) = fetch(&mut client, "FETCH 2 BODY.PEEK[]");
     assert!(
         status.starts_with("f NO [UNAVAILABLE]") && !contains(&raw, EICAR),
@@ -286,10 +251,15 @@ fn hanging_and_size_limited_scanners_tempfail_with_keepalives() {
         let mut sink = Vec::new();
         let _ = std::io::Read::read_to_end(&mut &tcp, &mut sink);
     });
-    let scan = scan_section(&format!("\"tcp://127.0.0.1:{hanging}\""), dir.path(), "")
-        .replace("\"5s\"", "\"7s\"");
-    let proxy = start(&dovecot, &scan);
-    let mut client = login(&proxy, &dovecot);
+    let scan = scan_section(
+        &format!("\"tcp://127.0.0.1:{hanging}\""),
+        dir.path(),
+        Some("rules"),
+        "",
+    )
+    .replace("\"5s\"", "\"7s\"");
+    let proxy = start_imap(&dovecot, &scan);
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     let (raw, _, status) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
     assert!(status.starts_with("f NO [UNAVAILABLE]"), "{status}");
     assert!(
@@ -302,11 +272,11 @@ fn hanging_and_size_limited_scanners_tempfail_with_keepalives() {
         stream_max_length: Some("1M".into()),
         ..Default::default()
     });
-    let proxy = start(
+    let proxy = start_imap(
         &dovecot,
-        &scan_section(&format!("{:?}", clamd.tcp_addr()), dir.path(), ""),
+        &scan_section(&clamd_endpoint(&clamd), dir.path(), Some("rules"), ""),
     );
-    let mut client = login(&proxy, &dovecot);
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     let (raw, _, status) = fetch(&mut client, "FETCH 2 BODY.PEEK[]<0.1000>");
     assert!(
         status.starts_with("f NO [UNAVAILABLE]") && !contains(&raw, b"BODY["),
@@ -328,10 +298,10 @@ fn reload_changes_the_scan_policy_for_running_sessions() {
     let closed = support::ports::ClosedPort::new();
     let down = format!("\"tcp://127.0.0.1:{}\"", closed.port());
     let config = |policy: &str| {
-        tls_section(&dovecot)
-            + &scan_section(&down, dir.path(), policy)
-            + &listener("imaps", "imap", "implicit", "dovecot")
-            + &dovecot_backend("dovecot", &dovecot, "imap", "none")
+        imap_config(
+            &dovecot,
+            &scan_section(&down, dir.path(), Some("rules"), policy),
+        )
     };
     let proxy = support::ops::ReloadableProxy::start(&config(""));
     let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
@@ -362,9 +332,14 @@ fn authenticate_plain_users_get_cached_verdicts_too() {
     let quarantine = tempfile::tempdir().expect("dir");
     let clean = corpus::clean_messages()[2].1.clone();
     dovecot.seed_messages(dovecot.user(), std::slice::from_ref(&clean));
-    let proxy = start(
+    let proxy = start_imap(
         &dovecot,
-        &scan_section(&format!("{:?}", clamd.tcp_addr()), quarantine.path(), ""),
+        &scan_section(
+            &clamd_endpoint(&clamd),
+            quarantine.path(),
+            Some("rules"),
+            "",
+        ),
     );
     let token =
         support::mime::base64(format!("\0{}\0{}", dovecot.user(), dovecot.password()).as_bytes());
@@ -429,12 +404,10 @@ action = "tag"
     let promo = message("tag-1", "A special offer for you", Part::text("Buy now.\n"));
     dovecot.seed_messages(dovecot.user(), &[with_exe.clone(), promo.clone()]);
     let quarantine = tempfile::tempdir().expect("dir");
-    let scan = scan_section("", quarantine.path(), "").replace(
-        "rules_dir = \"rules\"",
-        &format!("rules_dir = {:?}", rules.path().display().to_string()),
-    );
-    let proxy = start(&dovecot, &scan);
-    let mut client = login(&proxy, &dovecot);
+    let rules_dir = rules.path().display().to_string();
+    let scan = scan_section("", quarantine.path(), Some(&rules_dir), "");
+    let proxy = start_imap(&dovecot, &scan);
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     let (_, whole, _) = fetch(&mut client, "FETCH 1 BODY.PEEK[]");
     let stripped = String::from_utf8_lossy(&whole[0]).into_owned();
     assert!(
@@ -456,7 +429,7 @@ action = "tag"
     );
     assert!(!part2.is_empty() && !contains(&part2[0], b"MZ pretend"));
     assert!(
-        quarantined_originals(quarantine.path()).contains(&with_exe),
+        quarantined(quarantine.path()).contains(&with_exe),
         "stripped original quarantined"
     );
     let (_, tagged, _) = fetch(&mut client, "FETCH 2 BODY.PEEK[]");

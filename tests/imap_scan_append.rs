@@ -4,43 +4,11 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::clamd::Clamd;
 use support::corpus;
 use support::dovecot::Dovecot;
-use support::proxy::{dovecot_backend, listener, tls_section, TestProxy};
-use support::raw::{self, LineClient, TlsStream};
-
-type Client = LineClient<TlsStream>;
-
-fn scan_section(clamd_endpoints: &str, quarantine: &Path, extra: &str) -> String {
-    format!(
-        "[scan]\nclamd = [{clamd_endpoints}]\ntimeout = \"5s\"\nquarantine_dir = {:?}\nrules_dir = \"rules\"\n{extra}\n",
-        quarantine.display().to_string()
-    )
-}
-
-fn start(dovecot: &Dovecot, scan: &str) -> TestProxy {
-    let config = tls_section(dovecot)
-        + scan
-        + &listener("imaps", "imap", "implicit", "dovecot")
-        + &dovecot_backend("dovecot", dovecot, "imap", "none");
-    TestProxy::start(&config)
-}
-
-fn login(proxy: &TestProxy, dovecot: &Dovecot) -> Client {
-    let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
-    client.read_line();
-    let (_, status) = client.imap(
-        "l",
-        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
-    );
-    assert!(status.starts_with("l OK"), "{status}");
-    let (_, status) = client.imap("s", "SELECT INBOX");
-    assert!(status.starts_with("s OK"), "{status}");
-    client
-}
+use support::raw;
+use support::scanning::{clamd_endpoint, imap_login, scan_section, start_imap, Client};
 
 fn append(client: &mut Client, tag: &str, message: &[u8], synchronizing: bool) -> String {
     if synchronizing {
@@ -69,12 +37,13 @@ fn scan_append_refuses_infected_uploads() {
     let clamd = Clamd::start();
     let dir = tempfile::tempdir().expect("dir");
     let scan = scan_section(
-        &format!("{:?}", clamd.tcp_addr()),
+        &clamd_endpoint(&clamd),
         dir.path(),
+        Some("rules"),
         "scan_append = true",
     );
-    let proxy = start(&dovecot, &scan);
-    let mut client = login(&proxy, &dovecot);
+    let proxy = start_imap(&dovecot, &scan);
+    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
     let infected = &corpus::infected_messages()[1].1;
     let clean = &corpus::clean_messages()[3].1;
     let status = append(&mut client, "a1", infected, true);
@@ -131,7 +100,7 @@ fn scan_append_waits_for_backends_without_literal_plus() {
             support::fake::send(&mut writer, format!("{tag} OK done\r\n").as_bytes());
         }
     });
-    let scan = scan_section("", dir.path(), "scan_append = true");
+    let scan = scan_section("", dir.path(), Some("rules"), "scan_append = true");
     let proxy = support::proxy::imap_to_fake(&ca, port, "none", &scan);
     let mut client = raw::connect_tls(proxy.port(0), &ca);
     client.read_line();

@@ -7,50 +7,16 @@ mod support;
 use support::clamd::Clamd;
 use support::corpus::{self, EICAR};
 use support::dovecot::Dovecot;
-use support::proxy::{dovecot_backend, listener, tls_section, TestProxy};
-use support::raw::{self, LineClient, TlsStream};
+use support::proxy::TestProxy;
+use support::raw;
+use support::scanning::{
+    clamd_endpoint, contains, pop3_login, quarantined, retrieve, scan_section, start_proxy,
+};
 
-type Client = LineClient<TlsStream>;
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
+/// The proxy under test: POP3S on `port(0)`, IMAPS on `port(1)`.
 fn start(dovecot: &Dovecot, clamd: &Clamd, quarantine: &std::path::Path) -> TestProxy {
-    let config = tls_section(dovecot)
-        + &format!(
-            "[scan]\nclamd = [{:?}]\ntimeout = \"5s\"\nquarantine_dir = {:?}\n\n",
-            clamd.tcp_addr(),
-            quarantine.display().to_string()
-        )
-        + &listener("pop3s", "pop3", "implicit", "pop3")
-        + &listener("imaps", "imap", "implicit", "imap")
-        + &dovecot_backend("pop3", dovecot, "pop3", "none")
-        + &dovecot_backend("imap", dovecot, "imap", "none");
-    TestProxy::start(&config)
-}
-
-fn pop3_login(port: u16, dovecot: &Dovecot) -> Client {
-    let mut client = raw::connect_tls(port, &dovecot.ca);
-    assert!(client.read_line().starts_with("+OK"));
-    assert!(client
-        .pop3(&format!("USER {}", dovecot.user()))
-        .starts_with("+OK"));
-    assert!(client
-        .pop3(&format!("PASS {}", dovecot.password()))
-        .starts_with("+OK"));
-    client
-}
-
-/// RETR or TOP: (status line, unstuffed body if +OK).
-fn retrieve(client: &mut Client, command: &str) -> (String, Vec<u8>) {
-    let status = client.pop3(command);
-    let body = if status.starts_with("+OK") {
-        client.read_pop3_multiline()
-    } else {
-        Vec::new()
-    };
-    (status, body)
+    let scan = scan_section(&clamd_endpoint(clamd), quarantine, None, "");
+    start_proxy(dovecot, &scan, &["pop3", "imap"])
 }
 
 #[test]
@@ -91,12 +57,7 @@ fn retr_and_top_never_deliver_infected_content() {
         );
         assert_eq!(clamd.scan_raw(&head), "stream: OK");
     }
-    let originals: Vec<Vec<u8>> = std::fs::read_dir(quarantine.path())
-        .expect("quarantine")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .map(|e| std::fs::read(e.path()).expect("read"))
-        .collect();
+    let originals = quarantined(quarantine.path());
     for original in &infected {
         assert!(
             originals.contains(original),

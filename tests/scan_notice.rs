@@ -15,14 +15,10 @@ use std::path::Path;
 use support::clamd::Clamd;
 use support::corpus::EICAR;
 use support::dovecot::Dovecot;
-use support::proxy::{dovecot_backend, listener, tls_section, TestProxy};
-use support::raw::{self, LineClient, TlsStream};
-
-type Client = LineClient<TlsStream>;
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
+use support::proxy::TestProxy;
+use support::scanning::{
+    clamd_endpoint, contains, fetch, imap_login, pop3_login, quarantined, scan_section, start_proxy,
+};
 
 fn eicar() -> &'static str {
     std::str::from_utf8(EICAR).expect("ascii")
@@ -75,39 +71,10 @@ fn hostile() -> Vec<(&'static str, Vec<u8>)> {
         .collect()
 }
 
+/// The proxy under test: IMAPS on `port(0)`, POP3S on `port(1)`.
 fn start(dovecot: &Dovecot, clamd: &Clamd, quarantine: &Path) -> TestProxy {
-    let config = tls_section(dovecot)
-        + &format!(
-            "[scan]\nclamd = [{:?}]\ntimeout = \"5s\"\nquarantine_dir = {:?}\n\n",
-            clamd.tcp_addr(),
-            quarantine.display().to_string()
-        )
-        + &listener("imaps", "imap", "implicit", "imap")
-        + &listener("pop3s", "pop3", "implicit", "pop3")
-        + &dovecot_backend("imap", dovecot, "imap", "none")
-        + &dovecot_backend("pop3", dovecot, "pop3", "none");
-    TestProxy::start(&config)
-}
-
-fn imap_login(proxy: &TestProxy, dovecot: &Dovecot) -> Client {
-    let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
-    client.read_line();
-    let (_, status) = client.imap(
-        "l",
-        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
-    );
-    assert!(status.starts_with("l OK"), "{status}");
-    let (_, status) = client.imap("s", "EXAMINE INBOX");
-    assert!(status.starts_with("s OK"), "{status}");
-    client
-}
-
-/// (every byte received for the command, its literals, tagged status).
-fn fetch(client: &mut Client, command: &str) -> (Vec<u8>, Vec<Vec<u8>>, String) {
-    let (responses, status) = client.imap("f", command);
-    let raw = responses.iter().flat_map(|r| r.raw.clone()).collect();
-    let literals = responses.iter().flat_map(|r| r.literals.clone()).collect();
-    (raw, literals, status)
+    let scan = scan_section(&clamd_endpoint(clamd), quarantine, None, "");
+    start_proxy(dovecot, &scan, &["imap", "pop3"])
 }
 
 /// No EICAR in `bytes` raw, nor in any part or header value mail-parser decodes from it.
@@ -127,15 +94,6 @@ fn assert_clean(bytes: &[u8], what: &str) {
             header.name()
         );
     }
-}
-
-fn quarantined(dir: &Path) -> Vec<Vec<u8>> {
-    std::fs::read_dir(dir)
-        .expect("quarantine dir")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .map(|e| std::fs::read(e.path()).expect("read"))
-        .collect()
 }
 
 /// The items served from the replacement after the verdict.
@@ -163,7 +121,7 @@ fn blocked_messages_serve_a_notice_without_eicar_by_imap_and_pop3() {
     let bodies: Vec<Vec<u8>> = messages.iter().map(|(_, m)| m.clone()).collect();
     dovecot.seed_messages(dovecot.user(), &bodies);
     let proxy = start(&dovecot, &clamd, quarantine.path());
-    let mut imap = imap_login(&proxy, &dovecot);
+    let mut imap = imap_login(proxy.port(0), &dovecot, "EXAMINE");
     let mut notices = Vec::new();
     for (index, (name, original)) in messages.iter().enumerate() {
         let seq = index + 1;
@@ -207,18 +165,11 @@ fn blocked_messages_serve_a_notice_without_eicar_by_imap_and_pop3() {
         notices.push(notice);
     }
     // A second session (cached verdicts) and POP3 serve the very same bytes.
-    let mut second = imap_login(&proxy, &dovecot);
+    let mut second = imap_login(proxy.port(0), &dovecot, "EXAMINE");
     let (_, all, status) = fetch(&mut second, &format!("FETCH 1:{} RFC822", messages.len()));
     assert!(status.starts_with("f OK"), "{status}");
     assert_eq!(all, notices, "RFC822 differs from BODY[]");
-    let mut pop3 = raw::connect_tls(proxy.port(1), &dovecot.ca);
-    assert!(pop3.read_line().starts_with("+OK"));
-    assert!(pop3
-        .pop3(&format!("USER {}", dovecot.user()))
-        .starts_with("+OK"));
-    assert!(pop3
-        .pop3(&format!("PASS {}", dovecot.password()))
-        .starts_with("+OK"));
+    let mut pop3 = pop3_login(proxy.port(1), &dovecot);
     for round in 0..2 {
         for (index, (name, _)) in messages.iter().enumerate() {
             let status = pop3.pop3(&format!("RETR {}", index + 1));
@@ -252,7 +203,7 @@ fn header_items_of_blocked_messages_carry_no_eicar() {
     let bodies: Vec<Vec<u8>> = messages.iter().map(|(_, m)| m.clone()).collect();
     dovecot.seed_messages(dovecot.user(), &bodies);
     let proxy = start(&dovecot, &clamd, quarantine.path());
-    let mut imap = imap_login(&proxy, &dovecot);
+    let mut imap = imap_login(proxy.port(0), &dovecot, "EXAMINE");
     let items = [
         "BODY.PEEK[HEADER]",
         "ENVELOPE",

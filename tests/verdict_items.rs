@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use support::clamd::Clamd;
 use support::corpus::EICAR;
 use support::dovecot::Dovecot;
-use support::proxy::{dovecot_backend, listener, tls_section, TestProxy};
-use support::raw::{self, LineClient, TlsStream};
-
-type Client = LineClient<TlsStream>;
+use support::proxy::TestProxy;
+use support::scanning::{
+    clamd_endpoint, contains, imap_login, pop3_login, retrieve, scan_section, start_proxy, Client,
+};
 
 /// The items under test (issue 9 item 1), plus the structure items.
 const ITEMS: [&str; 9] = [
@@ -75,35 +75,10 @@ fn infected(case: &str, copy: &str) -> Vec<u8> {
 
 const CASES: [&str; 5] = ["nested", "mime", "filename", "noblank", "attachment"];
 
+/// The proxy under test: IMAPS on `port(0)`, POP3S on `port(1)`.
 fn start(dovecot: &Dovecot, clamd: &Clamd, quarantine: &std::path::Path) -> TestProxy {
-    let config = tls_section(dovecot)
-        + &format!(
-            "[scan]\nclamd = [{:?}]\ntimeout = \"5s\"\nquarantine_dir = {:?}\n\n",
-            clamd.tcp_addr(),
-            quarantine.display().to_string()
-        )
-        + &listener("imaps", "imap", "implicit", "imap")
-        + &listener("pop3s", "pop3", "implicit", "pop3")
-        + &dovecot_backend("imap", dovecot, "imap", "none")
-        + &dovecot_backend("pop3", dovecot, "pop3", "none");
-    TestProxy::start(&config)
-}
-
-fn imap_login(proxy: &TestProxy, dovecot: &Dovecot) -> Client {
-    let mut client = raw::connect_tls(proxy.port(0), &dovecot.ca);
-    client.read_line();
-    let (_, status) = client.imap(
-        "l",
-        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
-    );
-    assert!(status.starts_with("l OK"), "{status}");
-    let (_, status) = client.imap("s", "EXAMINE INBOX");
-    assert!(status.starts_with("s OK"), "{status}");
-    client
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    let scan = scan_section(&clamd_endpoint(clamd), quarantine, None, "");
+    start_proxy(dovecot, &scan, &["imap", "pop3"])
 }
 
 /// Message-ID → (sequence number, UID), read directly from Dovecot.
@@ -177,7 +152,7 @@ fn header_class_items_of_infected_messages_carry_no_eicar() {
     dovecot.seed_messages(dovecot.user(), &messages);
     let map = directory(&dovecot);
     let proxy = start(&dovecot, &clamd, quarantine.path());
-    let mut client = imap_login(&proxy, &dovecot);
+    let mut client = imap_login(proxy.port(0), &dovecot, "EXAMINE");
     for case in CASES {
         for (i, item) in ITEMS.iter().enumerate() {
             for (f, form) in FORMS.iter().enumerate() {
@@ -201,7 +176,7 @@ fn header_class_items_of_infected_messages_carry_no_eicar() {
         );
     }
     // Second pass, new session: every verdict is cached now.
-    let mut client = imap_login(&proxy, &dovecot);
+    let mut client = imap_login(proxy.port(0), &dovecot, "EXAMINE");
     let (_, status) = client.imap("w", "FETCH 1:* BODY.PEEK[]");
     assert!(status.starts_with("w OK"), "{status}");
     for case in CASES {
@@ -234,7 +209,7 @@ fn clean_header_items_are_dovecots_and_unknown_items_are_refused() {
     let clean = crlf("From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: clean\nMessage-ID: <clean@test>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nhello\n--b\nContent-Type: message/rfc822\nContent-Description: forwarded\n\nSubject: inner\nFrom: carol@example.org\n\ninner body\n--b--\n");
     dovecot.seed_messages(dovecot.user(), &[clean]);
     let proxy = start(&dovecot, &clamd, quarantine.path());
-    let mut client = imap_login(&proxy, &dovecot);
+    let mut client = imap_login(proxy.port(0), &dovecot, "EXAMINE");
     let mut direct = support::proxy::direct_imap(&dovecot);
     for item in ITEMS.iter().copied().chain([
         "BODY.PEEK[2.HEADER.FIELDS.NOT (Subject)]",
@@ -258,26 +233,8 @@ fn clean_header_items_are_dovecots_and_unknown_items_are_refused() {
     }
 }
 
-fn pop3_login(port: u16, dovecot: &Dovecot) -> Client {
-    let mut client = raw::connect_tls(port, &dovecot.ca);
-    assert!(client.read_line().starts_with("+OK"));
-    assert!(client
-        .pop3(&format!("USER {}", dovecot.user()))
-        .starts_with("+OK"));
-    assert!(client
-        .pop3(&format!("PASS {}", dovecot.password()))
-        .starts_with("+OK"));
-    client
-}
-
 fn top0(client: &mut Client, n: usize) -> (String, Vec<u8>) {
-    let status = client.pop3(&format!("TOP {n} 0"));
-    let body = if status.starts_with("+OK") {
-        client.read_pop3_multiline()
-    } else {
-        Vec::new()
-    };
-    (status, body)
+    retrieve(client, &format!("TOP {n} 0"))
 }
 
 #[test]

@@ -22,6 +22,7 @@ pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod rawlog;
+pub mod scanning;
 
 #[allow(unused_imports)]
 pub use ports::{free_port, free_ports, wait_for_port};
