@@ -173,10 +173,16 @@ async fn accept_loop(
     tracker: TaskTracker,
 ) {
     loop {
+        // Shutdown wins over a connection waiting in the backlog: once the token is cancelled
+        // no new session starts, and dropping the listener resets what is still queued.
         let accepted = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return,
             accepted = socket.accept() => accepted,
         };
+        if shutdown.is_cancelled() {
+            return;
+        }
         let (tcp, socket_peer) = match accepted {
             Ok(pair) => pair,
             Err(error) => {
