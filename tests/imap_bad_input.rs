@@ -386,3 +386,56 @@ fn prelogin_timeout_closes_idle_unauthenticated_connections() {
     assert!(rest.starts_with("* BYE"), "{rest}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// A command is held whole until it is parsed, so its total size is bounded: several literals
+/// that each fit `max_client_literal` but together exceed the command bound end the session with
+/// a BYE, and nothing of the command reaches the backend.
+#[test]
+fn a_command_larger_than_its_bound_is_never_buffered_whole_nor_forwarded() {
+    let dovecot = Dovecot::start_with(support::dovecot::DovecotOptions {
+        imap_rawlog: true,
+        ..Default::default()
+    });
+    let proxy = proxy_for(
+        &dovecot,
+        "[limits]\nmax_client_literal = 4096\nmax_line = 1024\n\n",
+    );
+    let mut client = raw::connect_tls(proxy.port(1), &dovecot.ca);
+    client.read_line();
+    let (_, status) = client.imap(
+        "a",
+        &format!("LOGIN {} {}", dovecot.user(), dovecot.password()),
+    );
+    assert!(status.starts_with("a OK"), "{status}");
+    let (_, status) = client.imap("b", "SELECT INBOX");
+    assert!(status.starts_with("b OK"), "{status}");
+    let text = "x".repeat(4000);
+    let mut command = b"c SEARCH".to_vec();
+    for _ in 0..3 {
+        command.extend_from_slice(b" TEXT {4000+}\r\n");
+        command.extend_from_slice(text.as_bytes());
+    }
+    command.extend_from_slice(b"\r\n");
+    client.send_raw(&command);
+    let rest = read_to_close(client.get_mut());
+    assert!(
+        rest.starts_with("* BYE") && rest.contains("larger than"),
+        "{rest}"
+    );
+    let sessions = dovecot
+        .wait_imap_rawlog(dovecot.user(), &[], 1, Duration::from_secs(20))
+        .expect("Dovecot's raw log of the session");
+    let received: Vec<String> = sessions
+        .iter()
+        .flat_map(|log| log.commands())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .collect();
+    assert!(
+        received.iter().any(|c| c.contains("SELECT")),
+        "the raw log shows the session: {received:?}"
+    );
+    assert!(
+        !received.iter().any(|c| c.contains("SEARCH")),
+        "the oversized command reached Dovecot: {received:?}"
+    );
+}

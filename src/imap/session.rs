@@ -420,13 +420,14 @@ impl crate::driver::ProtocolSession for Session {
     }
 }
 
-/// Largest complete client command after login: two of the largest literals plus lines.
+/// Largest complete client command after login: one of the largest literals (an APPEND
+/// message; MULTIAPPEND is not offered) plus a few lines' worth of other arguments. A command is
+/// held whole until it is parsed, so this is what one session can make the proxy buffer.
 fn max_command(context: &SessionContext) -> u64 {
     let limits = &context.listener.limits;
     limits
         .max_client_literal
-        .saturating_mul(2)
-        .saturating_add(limits.max_line as u64)
+        .saturating_add(4 * limits.max_line as u64)
 }
 
 fn prelogin_violation(error: &prelogin::PreLoginError) -> SessionError {
