@@ -9,13 +9,13 @@
 //!   in a header line) and a message without a blank line is *all* header, so it is never passed
 //!   through unscanned.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 
 use super::codec::MultiLine;
 use super::grammar::Command;
-use super::session::Session;
 use crate::scan::{Disposition, MessageRef, Protocol};
-use crate::session::{SessionError, SessionStats};
 
 /// What a message-bearing command asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,64 +44,80 @@ impl MessageRequest {
     }
 }
 
-impl Session {
-    /// The bytes the client gets for a complete RETR response answering `request`.
-    pub(super) async fn scan_message(
-        &mut self,
-        response: MultiLine,
-        request: MessageRequest,
-        stats: &mut SessionStats,
-    ) -> Result<Bytes, SessionError> {
-        let message = Bytes::from(response.body());
-        let msgno = match request {
-            MessageRequest::Retr(n) | MessageRequest::Top(n, _) => Some(n),
-        };
-        let reference = MessageRef {
-            client_addr: self.context.peer,
-            user: stats.user.clone(),
+impl MessageRequest {
+    /// The message number asked for.
+    pub fn msgno(self) -> u32 {
+        match self {
+            MessageRequest::Retr(n) | MessageRequest::Top(n, _) => n,
+        }
+    }
+
+    /// The reference the scanner logs and quarantines the message under.
+    pub fn reference(self, client_addr: SocketAddr, user: Option<String>) -> MessageRef {
+        MessageRef {
+            client_addr,
+            user,
             protocol: Protocol::Pop3,
             mailbox: None,
             uidvalidity: None,
             uid: None,
-            msgno,
-        };
-        let disposition =
-            crate::session::scan_with_permit(&self.context, message.clone(), &reference).await;
-        stats.scanned += 1;
-        let served = match &disposition {
-            Disposition::Deliver {
-                modified: false, ..
-            } => None,
-            Disposition::Deliver { bytes, .. } | Disposition::Replace { bytes, .. } => {
-                Some(bytes.clone())
-            }
-            Disposition::TempFail { reason } => {
-                stats.blocked += 1;
-                tracing::info!(%reason, "RETR withheld: message could not be scanned");
-                return Ok(Bytes::from_static(
-                    b"-ERR [SYS/TEMP] message could not be scanned now; try again later\r\n",
-                ));
-            }
-        };
-        if served.is_some() {
-            stats.blocked += 1;
+            msgno: Some(self.msgno()),
         }
-        Ok(match (request, served) {
-            (MessageRequest::Retr(_), None) => response.raw().clone(),
-            (MessageRequest::Retr(_), Some(bytes)) => {
-                let status = format!("+OK {} octets\r\n", bytes.len());
-                MultiLine::from_parts(status.as_bytes(), &bytes)
-                    .raw()
-                    .clone()
-            }
-            (MessageRequest::Top(_, lines), served) => {
-                let source = served.unwrap_or(message);
-                MultiLine::from_parts(b"+OK\r\n", &top(&source, lines))
-                    .raw()
-                    .clone()
-            }
-        })
     }
+}
+
+/// What the client gets for a scanned message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The complete answer: the original response, a dot-stuffed replacement, a TOP cut of
+    /// either, or `-ERR [SYS/TEMP]`.
+    pub bytes: Bytes,
+    /// Whether the message was blocked, modified or withheld (the `blocked` statistic).
+    pub blocked: bool,
+}
+
+/// The bytes the client gets for a complete RETR `response` answering `request`, whose
+/// unstuffed `message` the scanner judged as `disposition`.
+pub fn serve(
+    response: &MultiLine,
+    message: Bytes,
+    request: MessageRequest,
+    disposition: &Disposition,
+) -> Served {
+    let served = match disposition {
+        Disposition::Deliver {
+            modified: false, ..
+        } => None,
+        Disposition::Deliver { bytes, .. } | Disposition::Replace { bytes, .. } => {
+            Some(bytes.clone())
+        }
+        Disposition::TempFail { reason } => {
+            tracing::info!(%reason, "RETR withheld: message could not be scanned");
+            return Served {
+                bytes: Bytes::from_static(
+                    b"-ERR [SYS/TEMP] message could not be scanned now; try again later\r\n",
+                ),
+                blocked: true,
+            };
+        }
+    };
+    let blocked = served.is_some();
+    let bytes = match (request, served) {
+        (MessageRequest::Retr(_), None) => response.raw().clone(),
+        (MessageRequest::Retr(_), Some(bytes)) => {
+            let status = format!("+OK {} octets\r\n", bytes.len());
+            MultiLine::from_parts(status.as_bytes(), &bytes)
+                .raw()
+                .clone()
+        }
+        (MessageRequest::Top(_, lines), served) => {
+            let source = served.unwrap_or(message);
+            MultiLine::from_parts(b"+OK\r\n", &top(&source, lines))
+                .raw()
+                .clone()
+        }
+    };
+    Served { bytes, blocked }
 }
 
 /// The headers, the blank line and the first `lines` body lines of `message` (RFC 1939 TOP).

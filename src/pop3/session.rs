@@ -5,16 +5,11 @@
 //!   backend's greeting (APOP timestamp intact, RFC 1939 §7), and no client byte reaches the
 //!   backend: the driver logs in with commands the proxy serialises (`session_prelogin.rs`).
 //!   STLS (RFC 2595 §4) drops every byte pipelined after it before the TLS handshake.
-//! * After login every client line is parsed ([`super::grammar`], RFC 1939 §5–§7) and only the
-//!   canonical serialisation of an allowed command is forwarded; anything else is answered
-//!   `-ERR` by the proxy and counts towards `max_errors`.
-//! * CAPA responses are rewritten through an allow-list ([`super::capa`]); RETR/TOP responses
-//!   are scanned as one complete unit ([`super::scanning`]).
+//! * After login the TRANSACTION core ([`super::transaction`], sans I/O) decides everything:
+//!   parsing and canonical forwarding, the in-order answer queue, CAPA rewriting, RETR/TOP
+//!   scanning and `max_pipeline` back-pressure; this shell performs its actions
+//!   (`session_backend.rs`) and runs the scans it asks for.
 //! * A client that goes away without QUIT never causes a QUIT upstream, so nothing is deleted.
-//!
-//! Commands answered by the proxy and forwarded commands share one FIFO, so every client sees
-//! its answers in command order. When `max_pipeline` answers are outstanding the client is not
-//! read any more until the backend catches up (bounded back-pressure).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -26,7 +21,7 @@ use super::codec::{Event, FrameError, Framer, Limits, Role};
 use super::command::Pop3Dialect;
 use super::grammar::Command;
 use super::prelogin::{Prelogin, PreloginConfig};
-use super::scanning::MessageRequest;
+use super::transaction::{Action, Transaction, BACKEND_CLOSED};
 use crate::context::SessionContext;
 use crate::net::Stream;
 use crate::session::{
@@ -36,32 +31,13 @@ use crate::session::{
 /// RFC 1939 §3: the autologout timer must be at least 10 minutes.
 const MIN_IDLE: Duration = Duration::from_secs(600);
 
-/// What a forwarded command means when its answer arrives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Capa,
-    /// RETR or TOP n m (any m, forwarded as RETR): a message to scan.
-    Message(MessageRequest),
-    Quit,
-    Other,
-}
-
-/// One entry of the in-order answer queue.
-#[derive(Debug)]
-enum Pending {
-    /// Sent to the backend; its answer is relayed.
-    Forwarded(Kind),
-    /// Answered by the proxy itself.
-    Local(Bytes),
-}
-
 use crate::driver::Flow;
 
 /// AUTHORIZATION (answered by the proxy) or TRANSACTION (parsed, then forwarded).
 #[derive(Debug)]
 enum Phase {
     Prelogin(Box<Prelogin>),
-    Transaction,
+    Transaction(Box<Transaction>),
 }
 
 #[path = "session_backend.rs"]
@@ -84,17 +60,12 @@ pub struct Session {
     pub(super) context: SessionContext,
     client: Stream,
     backend: Stream,
-    client_framer: Framer,
+    /// The backend framer while logging in; it moves into the TRANSACTION core at login.
     backend_framer: Framer,
-    pending: VecDeque<Pending>,
     phase: Phase,
     /// The backend's capabilities (pre-login, as the connector or the proxy's CAPA saw them).
     capabilities: Capabilities,
-    /// QUIT forwarded: no further client command is read.
-    halted: bool,
     draining: bool,
-    /// `-ERR` answers so far; `max_errors` ends the session.
-    pub(super) errors: u32,
 }
 
 impl Session {
@@ -111,14 +82,14 @@ impl Session {
             context: context.clone(),
             client,
             backend: backend.stream,
-            client_framer: Framer::new(Role::Client, limits),
             backend_framer: Framer::new(Role::Server, limits),
-            pending: VecDeque::new(),
-            phase: Phase::Transaction,
+            phase: Phase::Prelogin(Box::new(Prelogin::new(PreloginConfig {
+                capabilities: Capabilities::default(),
+                policy: CapaPolicy::default(),
+                max_errors: context.listener.limits.max_errors,
+            }))),
             capabilities: Capabilities::default(),
-            halted: false,
             draining: false,
-            errors: 0,
         };
         session.backend_framer.feed(&backend.leftover);
         let capabilities = match backend.capabilities {
@@ -145,17 +116,14 @@ impl Session {
 
     /// Whether more client bytes may be read now (bounded back-pressure).
     fn wants_client(&self) -> bool {
-        let ready = match &self.phase {
-            Phase::Prelogin(core) => core.wants_input(),
-            Phase::Transaction => {
-                !self.halted && self.pending.len() < self.context.listener.limits.max_pipeline
-            }
-        };
-        ready && !self.draining
+        match &self.phase {
+            Phase::Prelogin(core) => core.wants_input() && !self.draining,
+            Phase::Transaction(core) => core.wants_client(),
+        }
     }
 
     fn is_authenticated(&self) -> bool {
-        matches!(self.phase, Phase::Transaction)
+        matches!(self.phase, Phase::Transaction(_))
     }
 
     async fn client_bytes(
@@ -168,9 +136,9 @@ impl Session {
                 let actions = core.feed(data);
                 self.perform(actions, stats).await
             }
-            Phase::Transaction => {
-                self.client_framer.feed(data);
-                self.drain_client(stats).await
+            Phase::Transaction(core) => {
+                let actions = core.client(data);
+                self.act(actions, stats).await
             }
         }
     }
@@ -180,34 +148,36 @@ impl Session {
         data: &[u8],
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        if !self.is_authenticated() {
-            // Nothing was asked: a notice before the backend closes. The client is told when
-            // the connection goes.
-            tracing::debug!(
-                side = "backend",
-                octets = data.len(),
-                "unsolicited backend bytes before login dropped"
-            );
-            return Ok(Flow::Continue);
-        }
-        self.backend_framer.feed(data);
-        match self.drain_backend(stats).await? {
-            Flow::Continue => self.drain_client(stats).await,
-            flow => Ok(flow),
+        match &mut self.phase {
+            Phase::Prelogin(_) => {
+                // Nothing was asked: a notice before the backend closes. The client is told
+                // when the connection goes.
+                tracing::debug!(
+                    side = "backend",
+                    octets = data.len(),
+                    "unsolicited backend bytes before login dropped"
+                );
+                Ok(Flow::Continue)
+            }
+            Phase::Transaction(core) => {
+                let actions = core.backend(data);
+                self.act(actions, stats).await
+            }
         }
     }
 
     async fn backend_closed(&mut self) -> Result<Flow, SessionError> {
-        if !self.is_authenticated()
-            || !self.pending.is_empty()
-            || self.backend_framer.buffered() > 0
-        {
-            tracing::warn!(side = "backend", "backend closed the connection");
-            let _ = write_client(
-                &mut self.client,
-                b"-ERR [SYS/TEMP] mail server closed the connection\r\n",
-            )
-            .await;
+        let actions = match &mut self.phase {
+            Phase::Prelogin(_) => {
+                tracing::warn!(side = "backend", "backend closed the connection");
+                vec![Action::ToClient(Bytes::from_static(BACKEND_CLOSED))]
+            }
+            Phase::Transaction(core) => core.backend_closed(),
+        };
+        for action in actions {
+            if let Action::ToClient(bytes) = action {
+                let _ = write_client(&mut self.client, &bytes).await;
+            }
         }
         Ok(Flow::End(SessionEnd::BackendClosed))
     }
@@ -238,77 +208,6 @@ impl Session {
             .await
             .is_ok()
     }
-
-    /// Handles every complete client line the pipeline limit allows.
-    async fn drain_client(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
-        while self.wants_client() {
-            let event = self
-                .client_framer
-                .next_event()
-                .map_err(|e| client_violation(&e))?;
-            let Some(Event::Line(line)) = event else {
-                break;
-            };
-            let flow = self.on_command(&line, stats).await?;
-            if !matches!(flow, Flow::Continue) {
-                return Ok(flow);
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
-    /// A client command line in TRANSACTION: parsed, then forwarded canonically or refused.
-    async fn on_command(
-        &mut self,
-        line: &[u8],
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        let command = match Command::parse_transaction(line) {
-            Ok(command) => command,
-            Err(error) => {
-                tracing::info!(%error, "client command refused");
-                self.errors += 1;
-                self.pending
-                    .push_back(Pending::Local(Bytes::from(super::prelogin::refusal(
-                        &error,
-                    ))));
-                return self.flush_local().await;
-            }
-        };
-        let request = MessageRequest::of(&command);
-        let forwarded = request.map_or_else(|| command.clone(), MessageRequest::forwarded);
-        let line = forwarded.to_line();
-        tracing::debug!(
-            command = %String::from_utf8_lossy(&line).trim_end(),
-            "client command"
-        );
-        let kind = match (&command, request) {
-            (_, Some(request)) => Kind::Message(request),
-            (Command::Capa, _) => Kind::Capa,
-            (Command::Quit, _) => {
-                self.halted = true;
-                Kind::Quit
-            }
-            _ => Kind::Other,
-        };
-        self.backend_framer
-            .expect(forwarded.expect())
-            .map_err(|e| client_violation(&e))?;
-        self.pending.push_back(Pending::Forwarded(kind));
-        stats.bytes_up += line.len() as u64;
-        write_backend(&mut self.backend, &line).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// Sends the proxy's own answers that are due (everything before the next forwarded one).
-    async fn flush_local(&mut self) -> Result<Flow, SessionError> {
-        while let Some(Pending::Local(reply)) = self.pending.front() {
-            let reply = reply.clone();
-            self.pending.pop_front();
-            write_client(&mut self.client, &reply).await?;
-        }
-        Ok(Flow::Continue)
-    }
 }
 
 impl crate::driver::ProtocolSession for Session {
@@ -336,11 +235,17 @@ impl crate::driver::ProtocolSession for Session {
     }
 
     fn is_idle(&self) -> bool {
-        self.pending.is_empty()
+        match &self.phase {
+            Phase::Prelogin(_) => true,
+            Phase::Transaction(core) => core.is_idle(),
+        }
     }
 
     fn errors(&self) -> u32 {
-        self.errors
+        match &self.phase {
+            Phase::Prelogin(_) => 0,
+            Phase::Transaction(core) => core.errors(),
+        }
     }
 
     fn draining(&self) -> bool {
@@ -349,6 +254,9 @@ impl crate::driver::ProtocolSession for Session {
 
     fn start_draining(&mut self) {
         self.draining = true;
+        if let Phase::Transaction(core) = &mut self.phase {
+            core.start_draining();
+        }
     }
 
     async fn on_client_bytes(

@@ -1,82 +1,60 @@
-//! The backend half of a POP3 [`Session`] after login: complete responses from the framer are
-//! matched with the command they answer (in order), rewritten where policy says so (CAPA through
-//! the allow-list), scanned for RETR/TOP ([`super::scanning`]), and relayed to the client.
+//! The TRANSACTION half of a POP3 [`Session`]: performs what [`super::super::transaction`]
+//! decides — bytes to the client and the backend, scans (RFC 1939 §7 RETR/TOP) run with a
+//! `max_scans` permit and fed back as verdicts — and maps the core's ends to the driver's.
 
+use super::super::transaction::Close;
 use super::*;
 
 impl Session {
-    /// Handles every complete backend response.
-    pub(super) async fn drain_backend(
+    /// Performs the core's actions in order, feeding scan verdicts back.
+    pub(super) async fn act(
         &mut self,
+        actions: Vec<Action>,
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        loop {
-            let event = self
-                .backend_framer
-                .next_event()
-                .map_err(|e| backend_violation(&e))?;
-            let flow = match event {
-                None => return Ok(Flow::Continue),
-                Some(Event::Reply(reply)) => self.on_reply(reply, stats).await?,
-                Some(Event::MultiLine(response)) => self.on_multiline(response, stats).await?,
-                Some(Event::Line(_)) => Flow::Continue,
-            };
-            if !matches!(flow, Flow::Continue) {
-                return Ok(flow);
+        self.absorb_tally(stats);
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::ToClient(bytes) => write_client(&mut self.client, &bytes).await?,
+                Action::ToBackend(line) => write_backend(&mut self.backend, &line).await?,
+                Action::Scan {
+                    id,
+                    message,
+                    request,
+                } => {
+                    let reference = request.reference(self.context.peer, stats.user.clone());
+                    let disposition =
+                        crate::session::scan_with_permit(&self.context, message, &reference).await;
+                    if let Phase::Transaction(core) = &mut self.phase {
+                        queue.extend(core.scanned(id, &disposition));
+                    }
+                    self.absorb_tally(stats);
+                }
+                Action::Close(close) => return ended(close),
             }
         }
+        Ok(Flow::Continue)
     }
 
-    /// Takes the forwarded command a completed response answers.
-    fn complete(&mut self) -> Kind {
-        match self.pending.pop_front() {
-            Some(Pending::Forwarded(kind)) => kind,
-            _ => Kind::Other,
+    /// Adds the core's statistics since the last call to the session's.
+    fn absorb_tally(&mut self, stats: &mut SessionStats) {
+        if let Phase::Transaction(core) = &mut self.phase {
+            let tally = core.take_tally();
+            stats.bytes_up += tally.bytes_up;
+            stats.bytes_down += tally.bytes_down;
+            stats.scanned += tally.scanned;
+            stats.blocked += tally.blocked;
         }
     }
+}
 
-    async fn on_reply(
-        &mut self,
-        reply: super::super::codec::Reply,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        if reply.answered.is_none() {
-            // A notice the backend sends before closing.
-            return self
-                .relay(&reply.line, stats)
-                .await
-                .map(|()| Flow::Continue);
-        }
-        let kind = self.complete();
-        if reply.status != super::super::codec::Status::Ok {
-            self.errors += 1;
-        }
-        self.relay(&reply.line, stats).await?;
-        if kind == Kind::Quit {
-            return Ok(Flow::End(SessionEnd::Logout));
-        }
-        self.flush_local().await
-    }
-
-    async fn on_multiline(
-        &mut self,
-        response: super::super::codec::MultiLine,
-        stats: &mut SessionStats,
-    ) -> Result<Flow, SessionError> {
-        let output = match self.complete() {
-            Kind::Capa => Bytes::from(
-                Capabilities::from_body(&response.body())
-                    .response(response.status_line(), CapaPolicy::default()),
-            ),
-            Kind::Message(request) => self.scan_message(response, request, stats).await?,
-            _ => response.raw().clone(),
-        };
-        self.relay(&output, stats).await?;
-        self.flush_local().await
-    }
-
-    async fn relay(&mut self, bytes: &[u8], stats: &mut SessionStats) -> Result<(), SessionError> {
-        stats.bytes_down += bytes.len() as u64;
-        write_client(&mut self.client, bytes).await
+/// How the session ends when the core closes it.
+fn ended(close: Close) -> Result<Flow, SessionError> {
+    match close {
+        Close::Logout => Ok(Flow::End(SessionEnd::Logout)),
+        Close::BackendClosed => Ok(Flow::End(SessionEnd::BackendClosed)),
+        Close::ClientFraming(error) => Err(client_violation(&error)),
+        Close::BackendFraming(error) => Err(backend_violation(&error)),
     }
 }

@@ -31,12 +31,22 @@ impl Session {
                     }
                 }
                 PreloginAction::Authenticated(pipelined) => {
-                    if let Phase::Prelogin(core) = &self.phase {
-                        self.errors = core.errors();
+                    let errors = match &self.phase {
+                        Phase::Prelogin(core) => core.errors(),
+                        Phase::Transaction(core) => core.errors(),
+                    };
+                    let limits = Limits::from_config(&self.context.listener.limits);
+                    let framer = std::mem::replace(
+                        &mut self.backend_framer,
+                        Framer::new(Role::Server, limits),
+                    );
+                    let mut core = Transaction::new(limits, framer, errors);
+                    if self.draining {
+                        core.start_draining();
                     }
-                    self.phase = Phase::Transaction;
-                    self.client_framer.feed(&pipelined);
-                    return self.drain_client(stats).await;
+                    let actions = core.client(&pipelined);
+                    self.phase = Phase::Transaction(Box::new(core));
+                    return self.act(actions, stats).await;
                 }
                 PreloginAction::LoginRefused => crate::session::count_login(
                     &self.context,

@@ -1,0 +1,416 @@
+//! Whole TRANSACTION sessions as byte scripts: client bytes, backend bytes, scan verdicts and
+//! the backend's close in, the bytes each side receives out. Every script is replayed with the
+//! client and backend bytes split into chunks of every size 1..=512; what each step produced
+//! must be the same as for the unchunked replay (and as the expectation).
+
+use super::*;
+use crate::pop3::prelogin::refusal;
+use crate::scan::Verdict;
+
+/// One input of a script.
+#[derive(Clone)]
+enum In<'a> {
+    Client(&'a [u8]),
+    Backend(&'a [u8]),
+    /// The verdict on the scan with this id.
+    Verdict(u64, Disposition),
+    BackendClosed,
+}
+
+/// What one input produced (bytes concatenated, so chunking cannot show).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Step {
+    client: String,
+    backend: String,
+    scans: Vec<(u64, String, MessageRequest)>,
+    close: Option<Close>,
+    wants_client: bool,
+    idle: bool,
+    errors: u32,
+}
+
+fn absorb(step: &mut Step, actions: Vec<Action>) {
+    for action in actions {
+        match action {
+            Action::ToClient(bytes) => step.client.push_str(&String::from_utf8_lossy(&bytes)),
+            Action::ToBackend(line) => step.backend.push_str(&String::from_utf8_lossy(&line)),
+            Action::Scan {
+                id,
+                message,
+                request,
+            } => step
+                .scans
+                .push((id.0, String::from_utf8_lossy(&message).into(), request)),
+            Action::Close(close) => {
+                assert!(step.close.is_none(), "closed twice");
+                step.close = Some(close);
+            }
+        }
+    }
+}
+
+fn replay_at(limits: Limits, script: &[In<'_>], chunk: usize) -> (Vec<Step>, Tally) {
+    let mut core = Transaction::new(limits, Framer::new(Role::Server, limits), 0);
+    let mut steps = Vec::new();
+    let mut tally = Tally::default();
+    for input in script {
+        let mut step = Step::default();
+        match input {
+            In::Client(bytes) => bytes
+                .chunks(chunk)
+                .for_each(|c| absorb(&mut step, core.client(c))),
+            In::Backend(bytes) => bytes
+                .chunks(chunk)
+                .for_each(|c| absorb(&mut step, core.backend(c))),
+            In::Verdict(id, disposition) => {
+                absorb(&mut step, core.scanned(ScanId(*id), disposition))
+            }
+            In::BackendClosed => absorb(&mut step, core.backend_closed()),
+        }
+        step.wants_client = core.wants_client();
+        step.idle = core.is_idle();
+        step.errors = core.errors();
+        let more = core.take_tally();
+        tally.bytes_up += more.bytes_up;
+        tally.bytes_down += more.bytes_down;
+        tally.scanned += more.scanned;
+        tally.blocked += more.blocked;
+        steps.push(step);
+    }
+    (steps, tally)
+}
+
+/// Replays at every chunk size; all must agree with the unchunked replay, which is returned.
+fn replay_with(limits: Limits, script: &[In<'_>]) -> (Vec<Step>, Tally) {
+    let whole = replay_at(limits, script, usize::MAX);
+    for chunk in 1..=512 {
+        assert_eq!(
+            replay_at(limits, script, chunk),
+            whole,
+            "chunk size {chunk}"
+        );
+    }
+    whole
+}
+
+fn replay(script: &[In<'_>]) -> Vec<Step> {
+    replay_with(Limits::default(), script).0
+}
+
+fn clean(message: &[u8]) -> Disposition {
+    Disposition::Deliver {
+        bytes: Bytes::copy_from_slice(message),
+        modified: false,
+        verdict: Verdict::Clean,
+    }
+}
+
+fn blocked(replacement: &[u8]) -> Disposition {
+    Disposition::Replace {
+        bytes: Bytes::copy_from_slice(replacement),
+        quarantine_id: "q-1".into(),
+        verdict: Verdict::Infected {
+            engine: "clamd".into(),
+            signature: "Eicar-Test-Signature".into(),
+        },
+    }
+}
+
+fn refused(line: &[u8]) -> String {
+    let error = Command::parse_transaction(line).expect_err("refused line");
+    String::from_utf8(refusal(&error)).expect("ASCII refusal")
+}
+
+/// A stored message with a line that starts with a dot.
+const MESSAGE: &[u8] = b"Subject: hi\r\n\r\n.dot line\r\nl2\r\nl3\r\n";
+/// [`MESSAGE`] as RETR 1 answers it (dot-stuffed).
+const RETR_1: &[u8] = b"+OK 36 octets\r\nSubject: hi\r\n\r\n..dot line\r\nl2\r\nl3\r\n.\r\n";
+const RETR_2: &[u8] = b"+OK 20 octets\r\nSubject: two\r\n\r\nbody\r\n.\r\n";
+
+#[test]
+fn stat_list_uidl_are_relayed() {
+    let answers: &[u8] = b"+OK 2 320\r\n+OK 2 messages\r\n1 120\r\n.2 200\r\n.\r\n+OK 1 abc\r\n";
+    let (steps, tally) = replay_with(
+        Limits::default(),
+        &[
+            In::Client(b"STAT\r\nlist\r\nUIDL 1\r\n"),
+            In::Backend(answers),
+        ],
+    );
+    assert_eq!(steps[0].backend, "STAT\r\nLIST\r\nUIDL 1\r\n");
+    assert_eq!(steps[0].client, "");
+    assert!(!steps[0].idle);
+    assert_eq!(steps[1].client.as_bytes(), answers);
+    assert!(steps[1].idle && steps[1].wants_client);
+    assert_eq!(tally.bytes_up, 20);
+    assert_eq!(tally.bytes_down, answers.len() as u64);
+}
+
+#[test]
+fn refusals_come_in_order_with_forwarded_answers() {
+    let script: &[u8] =
+        b"XCLIENT ADDR=203.0.113.9\r\nSTAT\r\nXCLIENT ADDR=1.2.3.4\r\nfoo bar\r\nNO\0OP\r\nUSER x\r\nNOOP\r\n";
+    let steps = replay(&[In::Client(script), In::Backend(b"+OK 1 2\r\n+OK\r\n")]);
+    // Nothing pending: the first refusal is answered at once.
+    assert_eq!(steps[0].client, "-ERR XCLIENT not permitted\r\n");
+    assert_eq!(
+        steps[0].backend, "STAT\r\nNOOP\r\n",
+        "only canonical allowed lines"
+    );
+    assert_eq!(steps[0].errors, 5);
+    // The refusals after STAT wait for its answer, and NOOP's answer comes after them.
+    let expected = [
+        "+OK 1 2\r\n".to_string(),
+        "-ERR XCLIENT not permitted\r\n".to_string(),
+        refused(b"foo bar\r\n"),
+        refused(b"NO\0OP\r\n"),
+        refused(b"USER x\r\n"),
+        "+OK\r\n".to_string(),
+    ]
+    .concat();
+    assert_eq!(steps[1].client, expected);
+    assert!(steps[1].idle);
+}
+
+#[test]
+fn backend_errors_count() {
+    let steps = replay(&[
+        In::Client(b"DELE 9\r\n"),
+        In::Backend(b"-ERR no such message\r\n"),
+    ]);
+    assert_eq!(steps[1].client, "-ERR no such message\r\n");
+    assert_eq!(steps[1].errors, 1);
+}
+
+#[test]
+fn retr_clean_serves_the_original_byte_for_byte() {
+    let (steps, tally) = replay_with(
+        Limits::default(),
+        &[
+            In::Client(b"RETR 1\r\n"),
+            In::Backend(RETR_1),
+            In::Verdict(0, clean(MESSAGE)),
+        ],
+    );
+    assert_eq!(steps[0].backend, "RETR 1\r\n");
+    assert_eq!(steps[1].client, "", "nothing before the verdict");
+    let message = String::from_utf8_lossy(MESSAGE).to_string();
+    assert_eq!(steps[1].scans, vec![(0, message, MessageRequest::Retr(1))]);
+    assert!(!steps[1].idle);
+    assert_eq!(steps[2].client.as_bytes(), RETR_1);
+    assert!(steps[2].idle);
+    assert_eq!((tally.scanned, tally.blocked), (1, 0));
+}
+
+#[test]
+fn retr_blocked_serves_the_replacement_dot_stuffed() {
+    let replacement = b"Subject: removed\r\n\r\n.virus removed\r\n";
+    let (steps, tally) = replay_with(
+        Limits::default(),
+        &[
+            In::Client(b"RETR 1\r\n"),
+            In::Backend(RETR_1),
+            In::Verdict(0, blocked(replacement)),
+        ],
+    );
+    assert_eq!(
+        steps[2].client,
+        "+OK 36 octets\r\nSubject: removed\r\n\r\n..virus removed\r\n.\r\n"
+    );
+    assert_eq!((tally.scanned, tally.blocked), (1, 1));
+}
+
+#[test]
+fn retr_temp_fail_is_withheld() {
+    let fail = Disposition::TempFail {
+        reason: "clamd down".into(),
+    };
+    let steps = replay(&[
+        In::Client(b"RETR 1\r\n"),
+        In::Backend(RETR_1),
+        In::Verdict(0, fail),
+    ]);
+    assert_eq!(
+        steps[2].client,
+        "-ERR [SYS/TEMP] message could not be scanned now; try again later\r\n"
+    );
+}
+
+#[test]
+fn top_is_scanned_whole_then_cut() {
+    let steps = replay(&[
+        In::Client(b"TOP 1 1\r\n"),
+        In::Backend(RETR_1),
+        In::Verdict(0, clean(MESSAGE)),
+        In::Client(b"TOP 1 0\r\n"),
+        In::Backend(RETR_1),
+        In::Verdict(1, blocked(b"Subject: removed\r\n\r\nbody\r\n")),
+    ]);
+    assert_eq!(steps[0].backend, "RETR 1\r\n", "forwarded as RETR");
+    assert_eq!(steps[1].scans[0].2, MessageRequest::Top(1, 1));
+    assert_eq!(
+        steps[2].client,
+        "+OK\r\nSubject: hi\r\n\r\n..dot line\r\n.\r\n"
+    );
+    assert_eq!(steps[3].backend, "RETR 1\r\n");
+    assert_eq!(steps[5].client, "+OK\r\nSubject: removed\r\n\r\n.\r\n");
+}
+
+#[test]
+fn pipelined_retrs_are_served_in_order() {
+    let mut answers = RETR_1.to_vec();
+    answers.extend_from_slice(RETR_2);
+    answers.extend_from_slice(b"+OK\r\n");
+    let message_2: &[u8] = b"Subject: two\r\n\r\nbody\r\n";
+    // The second verdict first: its answer waits for the first.
+    let steps = replay(&[
+        In::Client(b"RETR 1\r\nRETR 2\r\nNOOP\r\n"),
+        In::Backend(&answers),
+        In::Verdict(1, clean(message_2)),
+        In::Verdict(0, clean(MESSAGE)),
+    ]);
+    assert_eq!(steps[0].backend, "RETR 1\r\nRETR 2\r\nNOOP\r\n");
+    assert_eq!(steps[1].scans.len(), 2);
+    assert_eq!(steps[1].client, "");
+    assert_eq!(steps[2].client, "");
+    let mut expected = RETR_1.to_vec();
+    expected.extend_from_slice(RETR_2);
+    expected.extend_from_slice(b"+OK\r\n");
+    assert_eq!(steps[3].client.as_bytes(), &expected[..]);
+    assert!(steps[3].idle);
+    // In order: the first answer goes as soon as it is scanned, the rest after the second.
+    let steps = replay(&[
+        In::Client(b"RETR 1\r\nRETR 2\r\nNOOP\r\n"),
+        In::Backend(&answers),
+        In::Verdict(0, clean(MESSAGE)),
+        In::Verdict(1, clean(message_2)),
+    ]);
+    assert_eq!(steps[2].client.as_bytes(), RETR_1);
+    assert_eq!(
+        steps[3].client.as_bytes(),
+        &expected[RETR_1.len()..],
+        "RETR 2 and NOOP"
+    );
+}
+
+#[test]
+fn back_pressure_at_max_pipeline() {
+    let limits = Limits {
+        max_pipeline: 2,
+        ..Limits::default()
+    };
+    let (steps, _) = replay_with(
+        limits,
+        &[
+            In::Client(b"NOOP\r\nbad\r\nSTAT\r\nRSET\r\n"),
+            In::Backend(b"+OK\r\n"),
+            In::Backend(b"+OK 0 0\r\n"),
+            In::Backend(b"+OK\r\n"),
+        ],
+    );
+    // NOOP and the refusal fill the pipeline; STAT and RSET are not read.
+    assert_eq!(steps[0].backend, "NOOP\r\n");
+    assert_eq!(steps[0].client, "");
+    assert!(!steps[0].wants_client);
+    assert_eq!(steps[1].client, format!("+OK\r\n{}", refused(b"bad\r\n")));
+    assert_eq!(steps[1].backend, "STAT\r\nRSET\r\n");
+    assert!(!steps[1].wants_client);
+    assert_eq!(steps[2].client, "+OK 0 0\r\n");
+    assert!(steps[2].wants_client);
+    assert_eq!(steps[3].client, "+OK\r\n");
+    assert!(steps[3].idle);
+}
+
+#[test]
+fn quit_halts_reading() {
+    let steps = replay(&[
+        In::Client(b"QUIT\r\nNOOP\r\nRETR 1\r\n"),
+        In::Client(b"STAT\r\n"),
+        In::Backend(b"+OK Logging out.\r\n"),
+    ]);
+    assert_eq!(steps[0].backend, "QUIT\r\n");
+    assert!(!steps[0].wants_client);
+    assert_eq!(steps[1].backend, "");
+    assert_eq!(steps[2].client, "+OK Logging out.\r\n");
+    assert_eq!(steps[2].close, Some(Close::Logout));
+}
+
+#[test]
+fn errors_reach_max_errors_when_idle() {
+    // The driver ends the session once `errors() >= max_errors` and the core is idle.
+    let steps = replay(&[
+        In::Client(b"STAT\r\nbad 1\r\nbad 2\r\n"),
+        In::Backend(b"+OK 0 0\r\n"),
+    ]);
+    assert_eq!(steps[0].errors, 2);
+    assert!(!steps[0].idle, "the refusals wait behind STAT");
+    assert!(steps[1].idle);
+    assert_eq!(steps[1].errors, 2);
+}
+
+#[test]
+fn capa_is_rewritten() {
+    let steps = replay(&[
+        In::Client(b"CAPA\r\n"),
+        In::Backend(b"+OK\r\nTOP\r\nUIDL\r\nXCLIENT\r\nSTLS\r\nX-FANCY 1\r\nPIPELINING\r\n.\r\n"),
+    ]);
+    let capa = &steps[1].client;
+    assert!(
+        capa.starts_with("+OK\r\n") && capa.ends_with("\r\n.\r\n"),
+        "{capa}"
+    );
+    assert!(
+        capa.contains("TOP\r\n") && capa.contains("UIDL\r\n"),
+        "{capa}"
+    );
+    assert!(
+        !capa.contains("XCLIENT") && !capa.contains("X-FANCY"),
+        "{capa}"
+    );
+}
+
+#[test]
+fn backend_close_tells_a_waiting_client() {
+    let steps = replay(&[In::Client(b"STAT\r\n"), In::BackendClosed]);
+    assert_eq!(
+        steps[1].client.as_bytes(),
+        b"-ERR [SYS/TEMP] mail server closed the connection\r\n"
+    );
+    assert_eq!(steps[1].close, Some(Close::BackendClosed));
+    let steps = replay(&[In::BackendClosed]);
+    assert_eq!(steps[0].client, "", "nothing owed");
+    assert_eq!(steps[0].close, Some(Close::BackendClosed));
+}
+
+#[test]
+fn framing_errors_close() {
+    let mut long = b"NOOP ".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 2000));
+    let steps = replay(&[
+        In::Client(b"NOOP\r\n"),
+        In::Client(&long),
+        In::Client(b"\r\nSTAT\r\n"),
+    ]);
+    assert!(matches!(
+        steps[1].close,
+        Some(Close::ClientFraming(FrameError::LineTooLong(_)))
+    ));
+    assert_eq!(steps[2], Step::default_closed(&steps[2]));
+    let steps = replay(&[In::Client(b"STAT\r\n"), In::Backend(b"what?\r\n")]);
+    assert_eq!(
+        steps[1].close,
+        Some(Close::BackendFraming(FrameError::BadResponse))
+    );
+}
+
+impl Step {
+    /// Nothing happens after the close.
+    fn default_closed(observed: &Step) -> Step {
+        Step {
+            wants_client: false,
+            idle: observed.idle,
+            errors: observed.errors,
+            ..Step::default()
+        }
+    }
+}
