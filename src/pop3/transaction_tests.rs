@@ -346,6 +346,15 @@ fn errors_reach_max_errors_when_idle() {
     assert!(!steps[0].idle, "the refusals wait behind STAT");
     assert!(steps[1].idle);
     assert_eq!(steps[1].errors, 2);
+    // At the configured limit, the driver's condition holds after the refusals.
+    let max_errors = crate::config::LimitsConfig::default().max_errors;
+    let bad = "bad\r\n".repeat(max_errors as usize);
+    let steps = replay(&[In::Client(bad.as_bytes())]);
+    assert_eq!(
+        steps[0].client,
+        refused(b"bad\r\n").repeat(max_errors as usize)
+    );
+    assert!(steps[0].errors >= max_errors && steps[0].idle);
 }
 
 #[test]
