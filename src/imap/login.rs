@@ -1,11 +1,20 @@
-//! The proxy's own login to the backend (the driver half of [`super::prelogin`]): from the
-//! credentials the client gave the proxy, it builds `LOGIN` (RFC 9051 §6.2.3) — or
-//! `AUTHENTICATE PLAIN` (RFC 4616, with SASL-IR per RFC 4959 when offered) when the client
-//! named an authorization identity — sends it under the proxy's own tag, and relays the outcome
-//! to the client under the client's tag with capabilities rewritten. The client's bytes never
-//! reach the backend.
+//! The proxy's own login to the backend (the backend half of [`super::prelogin`]), sans I/O:
+//! from the credentials the client gave the proxy, [`LoginExchange`] builds `LOGIN`
+//! (RFC 9051 §6.2.3) — or `AUTHENTICATE PLAIN` (RFC 9051 §6.2.2, RFC 4616, with an initial
+//! response per RFC 4959 SASL-IR when the backend offers it) when the client named an
+//! authorization identity — under the proxy's own tag, hands out the next piece whenever the
+//! backend answers `+` (synchronizing literals without LITERAL+, an AUTHENTICATE without
+//! SASL-IR), relays untagged responses rewritten, and gives the outcome back under the client's
+//! tag with capabilities rewritten. The client's bytes never reach the backend.
+//!
+//! The core sees only complete backend responses and returns [`LoginStep`]s; the async shell
+//! (`Session::backend_login`) writes what it is told, records the capability lists the core
+//! reports, and feeds it the next response until [`LoginStep::Done`], all under
+//! `BACKEND_EXCHANGE_TIMEOUT`.
 
-use super::capability;
+use std::collections::VecDeque;
+
+use super::capability::{self, CapabilityPolicy};
 use super::codec::Event;
 use super::command::Status;
 use super::session::Session;
@@ -18,6 +27,124 @@ use crate::session::{
 
 /// Tag of the proxy's login command.
 const LOGIN_TAG: &str = "PCLS1";
+
+/// What the backend did wrong during the proxy's login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// The backend sent `+` when the proxy had nothing left to send.
+    #[error("unexpected continuation during login")]
+    UnexpectedContinuation,
+    /// A backend response during login carried a literal.
+    #[error("unexpected literal in a login response")]
+    LiteralInResponse,
+}
+
+/// What the shell does after a backend response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginStep {
+    /// Send the next piece of the login command to the backend (it answered `+`).
+    Send(Vec<u8>),
+    /// Send this untagged response, rewritten, to the client.
+    ToClient {
+        /// The rewritten line.
+        line: Vec<u8>,
+        /// The backend capability list the line carried, for the session to record.
+        capabilities: Option<String>,
+    },
+    /// The login is over: send `reply` to the client.
+    Done {
+        /// Whether the backend accepted the login.
+        ok: bool,
+        /// The backend's tagged answer under the client's tag (`BAD` turned into `NO`),
+        /// capabilities rewritten.
+        reply: Vec<u8>,
+        /// The backend capability list a successful answer carried, for the session to record.
+        capabilities: Option<String>,
+    },
+}
+
+/// The proxy's login exchange with the backend.
+#[derive(Debug)]
+pub struct LoginExchange {
+    /// The client's tag, for the final answer.
+    tag: String,
+    /// Pieces still to send, each after a `+`.
+    pieces: VecDeque<Vec<u8>>,
+    /// The client side's capability policy (its `pre_login` is set from the outcome).
+    policy: CapabilityPolicy,
+}
+
+impl LoginExchange {
+    /// Starts the login for the client command `tag`: returns the core and the first bytes
+    /// for the backend. `policy` is the client side's capability policy; `sasl_ir` and
+    /// `literal_plus` are what the backend offers.
+    pub fn start(
+        tag: &str,
+        credentials: &Credentials,
+        sasl_ir: bool,
+        literal_plus: bool,
+        policy: CapabilityPolicy,
+    ) -> (LoginExchange, Vec<u8>) {
+        let mut pieces: VecDeque<Vec<u8>> =
+            login_command(credentials, sasl_ir, literal_plus).into();
+        let first = pieces.pop_front().unwrap_or_default();
+        let exchange = LoginExchange {
+            tag: tag.to_string(),
+            pieces,
+            policy,
+        };
+        (exchange, first)
+    }
+
+    /// One complete backend response (a line, or a line with literals).
+    pub fn backend(&mut self, response: &[Event]) -> Result<LoginStep, LoginError> {
+        let line = match response {
+            [Event::Line { bytes, .. }] => bytes.as_ref(),
+            _ => return Err(LoginError::LiteralInResponse),
+        };
+        if line.starts_with(b"+") {
+            return self
+                .pieces
+                .pop_front()
+                .map(LoginStep::Send)
+                .ok_or(LoginError::UnexpectedContinuation);
+        }
+        match Status::parse(line) {
+            Some(status) if status.tag == LOGIN_TAG => {
+                let ok = status.is_ok();
+                let reply = retagged(line, &self.tag);
+                let reply =
+                    capability::rewrite_line(&reply, self.policy_after(ok)).unwrap_or(reply);
+                let capabilities = if ok { backend_list(line) } else { None };
+                Ok(LoginStep::Done {
+                    ok,
+                    reply,
+                    capabilities,
+                })
+            }
+            _ => Ok(LoginStep::ToClient {
+                line: capability::rewrite_line(line, self.policy_after(true))
+                    .unwrap_or_else(|| line.to_vec()),
+                capabilities: backend_list(line),
+            }),
+        }
+    }
+
+    /// The client side's policy once the login ended with `ok`.
+    fn policy_after(&self, ok: bool) -> CapabilityPolicy {
+        CapabilityPolicy {
+            pre_login: !ok,
+            ..self.policy
+        }
+    }
+}
+
+/// The backend capability list `line` carries: a `[CAPABILITY …]` response code, else a
+/// `* CAPABILITY` response.
+pub fn backend_list(line: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(line);
+    capability::list_from_code(line).or_else(|| capability::list_from_reply(text.as_bytes()))
+}
 
 /// The login command as pieces: after each piece but the last, the backend's `+` is awaited
 /// (synchronizing literals, or an AUTHENTICATE without SASL-IR).
@@ -86,36 +213,45 @@ impl Session {
         stats: &mut SessionStats,
     ) -> Result<bool, SessionError> {
         self.context.penalty.delay(self.context.peer.ip()).await;
-        let pieces = login_command(
+        let (mut exchange, first) = LoginExchange::start(
+            tag,
             &credentials,
             self.backend_sasl_ir,
             self.backend_literal_plus,
+            self.policy(),
         );
-        let mut pieces = pieces.into_iter();
-        if let Some(first) = pieces.next() {
+        if !first.is_empty() {
             write_backend(&mut self.backend, &first).await?;
         }
         let deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
         let mut buffer = vec![0u8; 16 * 1024];
         loop {
             while let Some(response) = self.next_backend_response()? {
-                let first = first_line(&response)?;
-                if first.starts_with(b"+") {
-                    let Some(piece) = pieces.next() else {
-                        return Err(SessionError::BackendProtocol(
-                            "unexpected continuation during login".into(),
-                        ));
-                    };
-                    write_backend(&mut self.backend, &piece).await?;
-                    continue;
-                }
-                match Status::parse(&first) {
-                    Some(status) if status.tag == LOGIN_TAG => {
-                        return self
-                            .finish_login(tag, &first, status.is_ok(), credentials, stats)
-                            .await;
+                let step = exchange
+                    .backend(&response)
+                    .map_err(|e| SessionError::BackendProtocol(e.to_string()))?;
+                match step {
+                    LoginStep::Send(piece) => write_backend(&mut self.backend, &piece).await?,
+                    LoginStep::ToClient { line, capabilities } => {
+                        self.note_list(capabilities.as_deref());
+                        write_client(&mut self.client, &line).await?;
                     }
-                    _ => self.relay_login_untagged(&first).await?,
+                    LoginStep::Done {
+                        ok,
+                        reply,
+                        capabilities,
+                    } => {
+                        record_auth(&self.context, ok);
+                        if ok {
+                            stats.set_user(credentials.user);
+                            self.note_list(capabilities.as_deref());
+                            tracing::info!("login ok");
+                        } else {
+                            tracing::info!("login failed");
+                        }
+                        write_client(&mut self.client, &reply).await?;
+                        return Ok(ok);
+                    }
                 }
             }
             let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
@@ -123,97 +259,14 @@ impl Session {
         }
     }
 
-    async fn finish_login(
-        &mut self,
-        tag: &str,
-        line: &[u8],
-        ok: bool,
-        credentials: Credentials,
-        stats: &mut SessionStats,
-    ) -> Result<bool, SessionError> {
-        record_auth(&self.context, ok);
-        if ok {
-            stats.set_user(credentials.user);
-            self.note_capabilities(line);
-            tracing::info!("login ok");
-        } else {
-            tracing::info!("login failed");
+    /// Records a capability list the backend sent during login.
+    fn note_list(&mut self, list: Option<&str>) {
+        if let Some(list) = list {
+            self.note_capability_list(list);
         }
-        let line = retagged(line, tag);
-        let policy = self.policy_after_login(ok);
-        let line = capability::rewrite_line(&line, policy).unwrap_or(line);
-        write_client(&mut self.client, &line).await?;
-        Ok(ok)
-    }
-
-    /// An untagged response during the login (`* CAPABILITY`, `* OK [ALERT]`, ...).
-    async fn relay_login_untagged(&mut self, line: &[u8]) -> Result<(), SessionError> {
-        self.note_capabilities(line);
-        let policy = self.policy_after_login(true);
-        let line = capability::rewrite_line(line, policy).unwrap_or_else(|| line.to_vec());
-        write_client(&mut self.client, &line).await
-    }
-}
-
-fn first_line(response: &[Event]) -> Result<Vec<u8>, SessionError> {
-    match response {
-        [Event::Line { bytes, .. }] => Ok(bytes.to_vec()),
-        _ => Err(SessionError::BackendProtocol(
-            "unexpected literal in a login response".into(),
-        )),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn login_is_quoted_when_it_can_be() {
-        let credentials = Credentials::new("al\"ice", "pw");
-        assert_eq!(
-            login_command(&credentials, false, false),
-            vec![b"PCLS1 LOGIN \"al\\\"ice\" \"pw\"\r\n".to_vec()]
-        );
-    }
-
-    #[test]
-    fn unquotable_values_become_literals() {
-        let credentials = Credentials::new("alice", "p\u{e4}ss");
-        assert_eq!(
-            login_command(&credentials, false, true),
-            vec![b"PCLS1 LOGIN \"alice\" {5+}\r\np\xc3\xa4ss\r\n".to_vec()]
-        );
-        assert_eq!(
-            login_command(&credentials, false, false),
-            vec![
-                b"PCLS1 LOGIN \"alice\" {5}\r\n".to_vec(),
-                b"p\xc3\xa4ss\r\n".to_vec()
-            ]
-        );
-    }
-
-    #[test]
-    fn an_authorization_identity_uses_plain() {
-        let credentials = Credentials {
-            authzid: "boss".into(),
-            user: "alice".into(),
-            password: "pw".into(),
-        };
-        let response = credentials.plain_response();
-        assert_eq!(
-            login_command(&credentials, true, false),
-            vec![format!("PCLS1 AUTHENTICATE PLAIN {response}\r\n").into_bytes()]
-        );
-        assert_eq!(login_command(&credentials, false, false).len(), 2);
-    }
-
-    #[test]
-    fn answers_carry_the_client_tag() {
-        assert_eq!(
-            retagged(b"PCLS1 OK Logged in\r\n", "a1"),
-            b"a1 OK Logged in\r\n"
-        );
-        assert_eq!(retagged(b"PCLS1 BAD no\r\n", "a1"), b"a1 NO no\r\n");
-    }
-}
+#[path = "login_tests.rs"]
+mod tests;

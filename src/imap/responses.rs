@@ -54,10 +54,7 @@ impl Session {
 
     /// Remembers what the backend offers (LITERAL+, SASL-IR) from any capability list it sends.
     pub(super) fn note_capabilities(&mut self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
-        if let Some(list) = capability::list_from_code(line) {
-            self.note_capability_list(&list);
-        } else if let Some(list) = capability::list_from_reply(text.as_bytes()) {
+        if let Some(list) = super::login::backend_list(line) {
             self.note_capability_list(&list);
         }
     }

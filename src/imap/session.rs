@@ -189,14 +189,6 @@ impl Session {
         }
     }
 
-    /// The policy for the answer to the proxy's login: logged in if it succeeded.
-    pub(super) fn policy_after_login(&self, ok: bool) -> CapabilityPolicy {
-        CapabilityPolicy {
-            pre_login: !ok,
-            ..self.policy()
-        }
-    }
-
     /// No command in flight and no partial command buffered.
     fn nothing_in_flight(&self) -> bool {
         let client_idle = match &self.phase {
