@@ -11,6 +11,7 @@ mod capa;
 pub mod codec;
 mod command;
 pub mod grammar;
+mod login;
 mod multiline;
 mod prelogin;
 mod scanning;

@@ -17,9 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::capa::{CapaPolicy, Capabilities};
-use super::codec::{Event, FrameError, Framer, Limits, Role};
+use super::codec::{FrameError, Framer, Limits, Role};
 use super::command::Pop3Dialect;
-use super::grammar::Command;
 use super::prelogin::{Prelogin, PreloginConfig};
 use super::transaction::{Action, Transaction, BACKEND_CLOSED};
 use crate::context::SessionContext;

@@ -2,9 +2,12 @@
 //! answers to the client, the STLS upgrade, and the backend login with commands the proxy
 //! serialised (RFC 1939 §7 USER/PASS and APOP, RFC 5034 AUTH PLAIN with an initial response).
 //! The backend learns nothing of the client before that login but its address (the
-//! connector's own XCLIENT or PROXY header).
+//! connector's own XCLIENT or PROXY header). The login and the proxy's own CAPA are the
+//! sans-I/O cores of [`super::super::login`]; this only writes what they say and feeds them.
 
-use super::super::codec::{Reply, Status};
+use super::super::login::{
+    CapaExchange, CapaStep, ExchangeError, LoginExchange, LoginStep, CANCEL,
+};
 use super::super::prelogin::{CloseReason, LoginCommand, LoginRequest, PreloginAction};
 use super::*;
 use crate::session::{read_backend_by, BACKEND_EXCHANGE_TIMEOUT};
@@ -71,9 +74,7 @@ impl Session {
             Ok(plan) => plan,
             Err(refused) => return Ok((false, format!("-ERR [AUTH] {refused}\r\n").into_bytes())),
         };
-        let (ok, reply) = tokio::time::timeout(LOGIN_TIMEOUT, self.run_login(&plan, stats))
-            .await
-            .map_err(|_| SessionError::BackendIo(std::io::ErrorKind::TimedOut.into()))??;
+        let (ok, reply) = self.run_login(plan, stats).await?;
         crate::session::record_auth(&self.context, ok);
         if ok {
             tracing::info!("login ok");
@@ -83,88 +84,88 @@ impl Session {
         Ok((ok, reply))
     }
 
-    /// Sends each command after the previous one was accepted; the first `-ERR` ends it. A SASL
-    /// continuation (the backend wants more than the initial response) is cancelled with `*`.
+    /// Performs the planned login through [`LoginExchange`] over the backend framer (given
+    /// back afterwards, even on timeout, with later backend bytes still buffered).
     async fn run_login(
         &mut self,
-        plan: &[LoginCommand],
+        plan: Vec<LoginCommand>,
         stats: &mut SessionStats,
     ) -> Result<(bool, Vec<u8>), SessionError> {
-        let mut last = Vec::new();
-        for command in plan {
-            self.backend_framer
-                .expect(command.expect)
-                .map_err(|e| backend_violation(&e))?;
-            stats.bytes_up += command.line.len() as u64;
-            write_backend(&mut self.backend, &command.line).await?;
-            let mut reply = self.backend_reply().await?;
-            if reply.status == Status::Continue {
-                write_backend(&mut self.backend, b"*\r\n").await?;
-                reply = self.backend_reply().await?;
-                if reply.status == Status::Continue {
-                    return Err(SessionError::BackendProtocol(
-                        "SASL continuation after cancel".into(),
-                    ));
-                }
-            }
-            if reply.status != Status::Ok {
-                return Ok((false, reply.line.to_vec()));
-            }
-            last = reply.line.to_vec();
-        }
-        Ok((!last.is_empty(), last))
+        let mut exchange = LoginExchange::new(plan, self.take_backend_framer());
+        let result = tokio::time::timeout(LOGIN_TIMEOUT, self.login_steps(&mut exchange, stats))
+            .await
+            .map_err(|_| SessionError::BackendIo(std::io::ErrorKind::TimedOut.into()));
+        self.backend_framer = exchange.into_framer();
+        result?
     }
 
-    /// The backend's answer line to the command just sent.
-    async fn backend_reply(&mut self) -> Result<Reply, SessionError> {
+    /// Writes what the login core says and feeds it backend bytes, each answer awaited for at
+    /// most [`BACKEND_EXCHANGE_TIMEOUT`].
+    async fn login_steps(
+        &mut self,
+        exchange: &mut LoginExchange,
+        stats: &mut SessionStats,
+    ) -> Result<(bool, Vec<u8>), SessionError> {
         let mut buffer = [0u8; 4096];
-        let deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
+        let mut deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
         loop {
-            match self
-                .backend_framer
-                .next_event()
-                .map_err(|e| backend_violation(&e))?
-            {
-                Some(Event::Reply(reply)) if reply.answered.is_some() => return Ok(reply),
-                Some(_) => {
-                    return Err(SessionError::BackendProtocol(
-                        "unexpected response during login".into(),
-                    ))
-                }
-                None => {}
+            while let Some(step) = exchange.poll().map_err(|e| exchange_violation(&e))? {
+                let bytes = match step {
+                    LoginStep::Command(line) => {
+                        stats.bytes_up += line.len() as u64;
+                        line
+                    }
+                    LoginStep::Cancel => CANCEL.to_vec(),
+                    LoginStep::Done { ok, reply } => return Ok((ok, reply)),
+                };
+                write_backend(&mut self.backend, &bytes).await?;
+                deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
             }
             let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
-            self.backend_framer.feed(&buffer[..n]);
+            exchange.feed(&buffer[..n]);
         }
     }
 
     /// Asks the backend's capabilities with the proxy's own CAPA (before any client byte) when
     /// the connector did not; a backend without CAPA (`-ERR`) is assumed to offer USER.
     pub(super) async fn backend_capabilities(&mut self) -> Result<Capabilities, SessionError> {
-        self.backend_framer
-            .expect(Command::Capa.expect())
-            .map_err(|e| backend_violation(&e))?;
-        write_backend(&mut self.backend, &Command::Capa.to_line()).await?;
+        let mut exchange = CapaExchange::new(self.take_backend_framer());
+        let result = self.capa_steps(&mut exchange).await;
+        self.backend_framer = exchange.into_framer();
+        result
+    }
+
+    async fn capa_steps(
+        &mut self,
+        exchange: &mut CapaExchange,
+    ) -> Result<Capabilities, SessionError> {
         let mut buffer = [0u8; 4096];
-        let deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
+        let mut deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
         loop {
-            match self
-                .backend_framer
-                .next_event()
-                .map_err(|e| backend_violation(&e))?
-            {
-                Some(Event::MultiLine(response)) => {
-                    return Ok(Capabilities::from_body(&response.body()))
+            while let Some(step) = exchange.poll().map_err(|e| exchange_violation(&e))? {
+                match step {
+                    CapaStep::Send(line) => write_backend(&mut self.backend, &line).await?,
+                    CapaStep::Done(capabilities) => return Ok(capabilities),
                 }
-                Some(Event::Reply(_)) => return Ok(Capabilities::from_reply(None)),
-                Some(Event::Line(_)) => {
-                    return Err(SessionError::BackendProtocol("bad CAPA response".into()))
-                }
-                None => {}
+                deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
             }
             let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
-            self.backend_framer.feed(&buffer[..n]);
+            exchange.feed(&buffer[..n]);
         }
+    }
+
+    /// The backend framer, for an exchange core to own while it runs.
+    fn take_backend_framer(&mut self) -> Framer {
+        let limits = Limits::from_config(&self.context.listener.limits);
+        std::mem::replace(&mut self.backend_framer, Framer::new(Role::Server, limits))
+    }
+}
+
+/// The session error for a backend that broke an exchange the proxy runs itself.
+fn exchange_violation(error: &ExchangeError) -> SessionError {
+    match error {
+        ExchangeError::Frame(frame) => backend_violation(frame),
+        other => SessionError::BackendProtocol(other.to_string()),
     }
 }
 
