@@ -1,12 +1,10 @@
 //! IMAP4rev1/IMAP4rev2 proxy (RFC 3501 / RFC 9051): framing ([`codec`]), command assembly
 //! ([`assembler`]) and grammar ([`grammar`]), the pre-login phase the proxy answers itself
 //! ([`prelogin`]), capability allow-listing ([`capability`]), FETCH interception for scanning,
-//! and the session that drives them ([`session`]).
+//! the logged-in session core ([`relay`]) and the async shell that drives them ([`session`]).
 
-mod append;
 mod assembler;
 mod capability;
-mod client;
 pub mod codec;
 pub mod command;
 mod decide;
@@ -15,7 +13,9 @@ pub mod fetch_response;
 pub mod grammar;
 mod login;
 mod prelogin;
-mod responses;
-mod scanning;
+mod relay;
+mod relay_client;
+mod relay_fetch;
 mod section;
 pub(crate) mod session;
+mod session_relay;

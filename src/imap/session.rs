@@ -5,17 +5,15 @@
 //!   client byte reaches the backend before that;
 //! * **logged in**: every client command is assembled completely ([`super::assembler`]),
 //!   parsed by the grammar ([`super::grammar`]) and forwarded in its canonical form, or refused
-//!   by the proxy and never forwarded ([`super::client`]); responses are rewritten and FETCH
-//!   results scanned ([`super::responses`], [`super::scanning`]).
+//!   by the proxy and never forwarded; responses are rewritten and FETCH results scanned. All
+//!   of that is the sans-I/O core [`super::relay`]; this shell feeds it bytes and answers and
+//!   performs its actions (writes, scans, cache look-ups), as POP3's shell does.
 
-use std::collections::VecDeque;
-
-use super::assembler::Assembler;
 use super::capability::{self, CapabilityPolicy};
 use super::codec::{Event, FrameError, Framer, Limits, Role};
 use super::command::{ImapDialect, Status};
 use super::prelogin::{self, PreLogin};
-use super::scanning::{FetchContext, MailboxState};
+use super::relay::Relay;
 use crate::context::SessionContext;
 use crate::metrics::{Limit, LoginOutcome};
 use crate::net::Stream;
@@ -28,37 +26,6 @@ use crate::session::{
 pub(super) const MAX_PENDING: usize = 1024;
 /// The shortest idle timeout an authenticated IMAP session gets (RFC 9051 §5.4).
 const MIN_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
-
-/// What a forwarded command means for the session when it completes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Kind {
-    Idle,
-    Logout,
-    /// SELECT/EXAMINE of this mailbox.
-    Select(String),
-    /// CLOSE/UNSELECT.
-    Close,
-    Other,
-}
-
-#[derive(Debug)]
-pub(super) struct Pending {
-    pub(super) tag: String,
-    pub(super) kind: Kind,
-    /// Set for a FETCH that is being scanned.
-    pub(super) fetch: Option<Box<FetchContext>>,
-}
-
-/// How client lines are to be read right now (after login).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum ClientMode {
-    /// Lines are commands.
-    Commands,
-    /// IDLE (RFC 2177) is in progress: the only valid line is `DONE`.
-    Idle,
-    /// `DONE` was sent; the IDLE command is not complete yet.
-    IdleDone,
-}
 
 /// The phase of the connection.
 pub(super) enum Phase {
@@ -85,9 +52,9 @@ pub(super) struct Session {
     pub(super) client: Stream,
     pub(super) backend: Stream,
     pub(super) phase: Phase,
-    pub(super) client_framer: Framer,
-    /// The client command being received after login.
-    pub(super) assembler: Assembler,
+    /// The logged-in core (set when the phase becomes [`Phase::LoggedIn`]).
+    pub(super) relay: Option<Box<Relay>>,
+    /// The backend's framer until login (then the core's).
     pub(super) backend_framer: Framer,
     /// The backend's capability list before login (from the connector), for the client's.
     pub(super) backend_capabilities: String,
@@ -95,15 +62,11 @@ pub(super) struct Session {
     pub(super) backend_literal_plus: bool,
     /// The backend advertised SASL-IR (RFC 4959).
     pub(super) backend_sasl_ir: bool,
-    /// Fragments of the backend response being assembled.
+    /// Fragments of the backend response being assembled (before login).
     pub(super) response: Vec<Event>,
     pub(super) response_size: u64,
-    pub(super) pending: VecDeque<Pending>,
-    /// The selected mailbox (for scan cache keys and quarantine records).
-    pub(super) mailbox: MailboxState,
-    pub(super) mode: ClientMode,
     pub(super) draining: bool,
-    /// Protocol errors so far (BAD answers); `max_errors` ends the session.
+    /// Protocol errors before login and the shell's own (BAD answers); the core counts its own.
     pub(super) errors: u32,
 }
 
@@ -122,17 +85,13 @@ impl Session {
             client,
             backend: backend.stream,
             phase: Phase::LoggedIn,
-            client_framer: Framer::new(Role::Client, client_limits(context)),
-            assembler: Assembler::new(max_command(context)),
+            relay: None,
             backend_framer: Framer::new(Role::Server, backend_limits(context)),
             backend_capabilities: list.clone(),
             backend_literal_plus: false,
             backend_sasl_ir: false,
             response: Vec::new(),
             response_size: 0,
-            pending: VecDeque::new(),
-            mailbox: MailboxState::default(),
-            mode: ClientMode::Commands,
             draining: false,
             errors: 0,
         };
@@ -157,6 +116,10 @@ impl Session {
             .await
             .map_err(SessionEnd::Error)?;
         session.backend_framer.feed(&backend.leftover);
+        if preauthenticated {
+            let framer = Framer::new(Role::Client, client_limits(context));
+            session.enter_relay(framer, None);
+        }
         Ok(session)
     }
 
@@ -193,11 +156,9 @@ impl Session {
     fn nothing_in_flight(&self) -> bool {
         let client_idle = match &self.phase {
             Phase::PreLogin(core) => core.is_idle(),
-            Phase::LoggedIn => {
-                self.client_framer.at_message_boundary() && self.assembler.is_empty()
-            }
+            Phase::LoggedIn => self.relay.as_ref().is_none_or(|relay| relay.is_idle()),
         };
-        self.pending.is_empty() && client_idle && self.response.is_empty()
+        client_idle && self.response.is_empty()
     }
 
     /// STARTTLS (pre-login only): every byte pipelined after it is dropped (CVE-2011-0411).
@@ -218,7 +179,7 @@ impl Session {
     async fn drive_prelogin(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
         loop {
             let Phase::PreLogin(core) = &mut self.phase else {
-                return self.drain_client(stats).await;
+                return self.relay_client(&[], stats).await;
             };
             let actions = core.poll().map_err(|e| prelogin_violation(&e))?;
             if actions.is_empty() {
@@ -250,7 +211,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         let ok = self.backend_login(tag, credentials, stats).await?;
         match std::mem::replace(&mut self.phase, Phase::LoggedIn) {
-            Phase::PreLogin(core) if ok => self.client_framer = core.into_framer(),
+            Phase::PreLogin(core) if ok => self.enter_relay(core.into_framer(), stats.user.clone()),
             Phase::PreLogin(mut core) => {
                 core.login_failed();
                 self.phase = Phase::PreLogin(core);
@@ -268,22 +229,6 @@ impl Session {
             }
         }
         Ok(Flow::Continue)
-    }
-
-    async fn drain_client(&mut self, stats: &mut SessionStats) -> Result<Flow, SessionError> {
-        loop {
-            let event = self
-                .client_framer
-                .next_event()
-                .map_err(|e| client_violation(&e))?;
-            let Some(event) = event else {
-                return Ok(Flow::Continue);
-            };
-            let flow = self.on_client_event(event, stats).await?;
-            if !matches!(flow, Flow::Continue) {
-                return Ok(flow);
-            }
-        }
     }
 
     pub(super) async fn reply(&mut self, text: &str) -> Result<(), SessionError> {
@@ -309,7 +254,7 @@ fn client_limits(context: &SessionContext) -> Limits {
     }
 }
 
-fn backend_limits(context: &SessionContext) -> Limits {
+pub(super) fn backend_limits(context: &SessionContext) -> Limits {
     let limits = &context.listener.limits;
     Limits {
         max_line: limits.max_line,
@@ -339,7 +284,7 @@ impl crate::driver::ProtocolSession for Session {
     }
 
     fn wants_client(&self) -> bool {
-        true
+        self.relay.as_ref().is_none_or(|relay| relay.wants_client())
     }
 
     fn is_idle(&self) -> bool {
@@ -347,7 +292,7 @@ impl crate::driver::ProtocolSession for Session {
     }
 
     fn errors(&self) -> u32 {
-        self.errors
+        self.errors + self.relay.as_ref().map_or(0, |relay| relay.errors())
     }
 
     fn draining(&self) -> bool {
@@ -356,6 +301,9 @@ impl crate::driver::ProtocolSession for Session {
 
     fn start_draining(&mut self) {
         self.draining = true;
+        if let Some(relay) = &mut self.relay {
+            relay.start_draining();
+        }
     }
 
     async fn on_client_bytes(
@@ -368,10 +316,7 @@ impl crate::driver::ProtocolSession for Session {
                 core.feed(data);
                 self.drive_prelogin(stats).await
             }
-            Phase::LoggedIn => {
-                self.client_framer.feed(data);
-                self.drain_client(stats).await
-            }
+            Phase::LoggedIn => self.relay_client(data, stats).await,
         }
     }
 
@@ -380,10 +325,15 @@ impl crate::driver::ProtocolSession for Session {
         data: &[u8],
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        self.backend_framer.feed(data);
-        match self.phase {
-            Phase::PreLogin(_) => self.discard_backend_before_login(),
-            Phase::LoggedIn => self.drain_backend(stats).await,
+        match (&self.phase, &mut self.relay) {
+            (Phase::LoggedIn, Some(relay)) => {
+                let actions = relay.backend(data);
+                self.perform(actions, stats).await
+            }
+            _ => {
+                self.backend_framer.feed(data);
+                self.discard_backend_before_login()
+            }
         }
     }
 
@@ -415,7 +365,7 @@ impl crate::driver::ProtocolSession for Session {
 /// Largest complete client command after login: one of the largest literals (an APPEND
 /// message; MULTIAPPEND is not offered) plus a few lines' worth of other arguments. A command is
 /// held whole until it is parsed, so this is what one session can make the proxy buffer.
-fn max_command(context: &SessionContext) -> u64 {
+pub(super) fn max_command(context: &SessionContext) -> u64 {
     let limits = &context.listener.limits;
     limits
         .max_client_literal

@@ -1,0 +1,611 @@
+//! The logged-in IMAP session (RFC 9051 §6.3–§6.4, §7) as a sans-I/O core: bytes, verdicts and
+//! cache answers in, [`Action`]s out; the async shell (`session.rs`) performs them in order.
+//!
+//! * Client half ([`super::relay_client`]): every command is assembled completely
+//!   ([`super::assembler`], the proxy answers synchronizing literals with `+` itself, RFC 9051
+//!   §7.5), decided ([`super::decide`]) and answered by the proxy or forwarded in its canonical
+//!   form. Without LITERAL+ at the backend (RFC 7888) each literal waits for the backend's `+`
+//!   (RFC 9051 §7.5) — a state of the core during which no further client command is read.
+//!   IDLE (RFC 2177) accepts only `DONE`. APPEND messages are verified first ([`Action::Verify`])
+//!   when `scan_append` is on; a FETCH needing a verdict asks whether the cache holds every
+//!   message ([`Action::Probe`]) to decide whether `BODY.PEEK[]` is added.
+//! * Backend half: responses are framed whole, capability lists rewritten (RFC 9051 §7.2.2),
+//!   `* n FETCH` responses (RFC 9051 §7.5.2) intercepted ([`super::relay_fetch`]): one needing a
+//!   verdict becomes [`Action::Scan`] (or [`Action::Lookup`] of the cached disposition), and
+//!   nothing behind it — no response, no answer of the proxy's — goes out before it is served.
+//!   While a scan is waited for, [`Relay::tick`] yields `* OK` keep-alives. A FETCH whose
+//!   messages were withheld completes `NO [UNAVAILABLE]` (RFC 5530) instead of OK; tagged
+//!   completions update the selected mailbox (SELECT/EXAMINE/CLOSE/UNSELECT) and LOGOUT ends
+//!   the session ([`Close::Logout`]) after its answer.
+//!
+//! Output is one ordered stream: the core stops at every external wait (scan, lookup, probe,
+//! verify) and resumes when its answer is fed, so the actions for the same inputs are the same
+//! for every chunking of the bytes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::capability::{self, CapabilityPolicy};
+use super::codec::{Event, FrameError, Framer};
+use super::command::Status;
+use super::fetch_response::fetch_seq;
+use super::grammar::Fragment;
+use super::relay_client::{Continuation, Waiting};
+use super::relay_fetch::{self, FetchContext, Held, Interception, MailboxState, MAX_SEQ_MAP};
+use crate::metrics::Limit;
+use crate::scan::{Cached, Disposition, MessageRef, Protocol};
+
+/// The keep-alive sent while a message is being scanned.
+pub const KEEPALIVE: &[u8] = b"* OK [portcullis] Scanning message, please wait\r\n";
+
+/// Identifies one request the core made of the shell (scan, lookup, probe, verify).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WaitId(pub u64);
+
+/// Why the core ends the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Close {
+    /// LOGOUT completed (its answer has been sent).
+    Logout,
+    /// The client broke the protocol: `reason` goes into `* BYE`; `limit` was hit, if any.
+    Client {
+        /// The text for the client and the log.
+        reason: String,
+        /// The limit to count.
+        limit: Option<Limit>,
+    },
+    /// The backend broke the protocol.
+    Backend(String),
+}
+
+/// What the shell does next, in order. A request (`Scan`, `Lookup`, `Probe`, `Verify`) is
+/// always the last action of a batch: the core waits for its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send these bytes to the client.
+    ToClient(Bytes),
+    /// Send these bytes to the backend.
+    ToBackend(Bytes),
+    /// Scan `message` with the full pipeline, then call [`Relay::scanned`].
+    Scan {
+        /// Names the answer.
+        id: WaitId,
+        /// The whole message.
+        message: Bytes,
+        /// Where it is stored (cache key, quarantine record).
+        reference: MessageRef,
+    },
+    /// Look up the cached disposition of `reference`, then call [`Relay::looked_up`].
+    Lookup {
+        /// Names the answer.
+        id: WaitId,
+        /// The message.
+        reference: MessageRef,
+    },
+    /// Whether every message has a cached disposition (ask in order, stop at the first miss),
+    /// then call [`Relay::probed`].
+    Probe {
+        /// Names the answer.
+        id: WaitId,
+        /// The messages.
+        references: Vec<MessageRef>,
+    },
+    /// The raw verdict on an APPEND message, then call [`Relay::verified`].
+    Verify {
+        /// Names the answer.
+        id: WaitId,
+        /// The message.
+        message: Bytes,
+    },
+    /// End the session (after the actions before it).
+    Close(Close),
+}
+
+/// Statistics accumulated since the last [`Relay::take_tally`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Octets forwarded client → backend.
+    pub bytes_up: u64,
+    /// Octets relayed backend → client (the proxy's own answers are not counted).
+    pub bytes_down: u64,
+    /// Messages scanned.
+    pub scanned: u64,
+    /// Messages blocked, modified or withheld by a scan.
+    pub blocked: u64,
+}
+
+/// What the session knows when it logs in.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The client's address (for message references).
+    pub peer: SocketAddr,
+    /// The login name, if known (not after PREAUTH).
+    pub user: Option<String>,
+    /// How capability lists are rewritten for the client.
+    pub policy: CapabilityPolicy,
+    /// The backend advertised LITERAL+.
+    pub literal_plus: bool,
+    /// Largest complete client command.
+    pub max_command: u64,
+    /// Largest complete backend response.
+    pub max_response: u64,
+}
+
+/// What a forwarded command means for the session when it completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Kind {
+    Idle,
+    Logout,
+    /// SELECT/EXAMINE of this mailbox.
+    Select(String),
+    /// CLOSE/UNSELECT.
+    Close,
+    Other,
+}
+
+/// A forwarded command whose tagged answer has not arrived.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) tag: String,
+    pub(super) kind: Kind,
+    /// Set for a FETCH that is being scanned.
+    pub(super) fetch: Option<Box<FetchContext>>,
+}
+
+/// How client lines are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientMode {
+    /// Lines are commands.
+    Commands,
+    /// IDLE is in progress: the only valid line is `DONE`.
+    Idle,
+    /// `DONE` was sent; the IDLE command is not complete yet.
+    IdleDone,
+}
+
+/// The logged-in session of one connection.
+#[derive(Debug)]
+pub struct Relay {
+    pub(super) settings: Settings,
+    pub(super) client_framer: Framer,
+    pub(super) assembler: super::assembler::Assembler,
+    backend_framer: Framer,
+    /// Fragments of the backend response being assembled.
+    response: Vec<Event>,
+    response_size: u64,
+    pub(super) pending: VecDeque<Pending>,
+    mailbox: MailboxState,
+    pub(super) mode: ClientMode,
+    /// A command being sent piece by piece (waiting for the backend's `+`).
+    pub(super) continuation: Option<Continuation>,
+    /// The shell's answer the core waits for.
+    pub(super) waiting: Option<(WaitId, Waiting)>,
+    pub(super) draining: bool,
+    pub(super) scan_append: bool,
+    pub(super) errors: u32,
+    next_id: u64,
+    pub(super) tally: Tally,
+    pub(super) out: Vec<Action>,
+    closed: bool,
+}
+
+impl Relay {
+    /// The core after login; the framers may already hold bytes (pipelined after login).
+    pub fn new(settings: Settings, client_framer: Framer, backend_framer: Framer) -> Relay {
+        let max_command = settings.max_command;
+        Relay {
+            settings,
+            client_framer,
+            assembler: super::assembler::Assembler::new(max_command),
+            backend_framer,
+            response: Vec::new(),
+            response_size: 0,
+            pending: VecDeque::new(),
+            mailbox: MailboxState::default(),
+            mode: ClientMode::Commands,
+            continuation: None,
+            waiting: None,
+            draining: false,
+            scan_append: false,
+            errors: 0,
+            next_id: 0,
+            tally: Tally::default(),
+            out: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// Client bytes arrived.
+    pub fn client(&mut self, data: &[u8]) -> Vec<Action> {
+        self.client_framer.feed(data);
+        self.pump()
+    }
+
+    /// Backend bytes arrived.
+    pub fn backend(&mut self, data: &[u8]) -> Vec<Action> {
+        self.backend_framer.feed(data);
+        self.pump()
+    }
+
+    /// The scan of [`Action::Scan`] `id` finished.
+    pub fn scanned(&mut self, id: WaitId, disposition: Disposition) -> Vec<Action> {
+        if let Some(Waiting::Scan(held)) = self.take_waiting(id) {
+            self.tally.scanned += 1;
+            if !matches!(
+                disposition,
+                Disposition::Deliver {
+                    modified: false,
+                    ..
+                }
+            ) {
+                self.tally.blocked += 1;
+            }
+            self.served(&held, Some(&disposition));
+        }
+        self.pump()
+    }
+
+    /// The cache answered [`Action::Lookup`] `id`.
+    pub fn looked_up(&mut self, id: WaitId, cached: Option<Cached>) -> Vec<Action> {
+        if let Some(Waiting::Lookup(held)) = self.take_waiting(id) {
+            let disposition = match cached {
+                Some(Cached::Clean) => None,
+                Some(Cached::Serve(disposition)) => Some(disposition),
+                None => Some(Disposition::TempFail {
+                    reason: "message content arrived without the whole message".into(),
+                }),
+            };
+            self.served(&held, disposition.as_ref());
+        }
+        self.pump()
+    }
+
+    /// Every `* OK` keep-alive owed while a scan is waited for (the shell calls this every
+    /// [`relay_fetch::KEEPALIVE_INTERVAL`]).
+    pub fn tick(&mut self) -> Vec<Action> {
+        match &self.waiting {
+            Some((_, Waiting::Scan(_))) => vec![Action::ToClient(Bytes::from_static(KEEPALIVE))],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The process is shutting down: new commands are refused.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether APPEND messages are scanned (the live policy; set before feeding bytes).
+    pub fn set_scan_append(&mut self, on: bool) {
+        self.scan_append = on;
+    }
+
+    /// No command in flight, none partly received, nothing waited for.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+            && self.client_framer.at_message_boundary()
+            && self.assembler.is_empty()
+            && self.response.is_empty()
+            && self.waiting.is_none()
+            && self.continuation.is_none()
+    }
+
+    /// Whether client bytes may be read (not while a command waits for the backend's `+`).
+    pub fn wants_client(&self) -> bool {
+        self.continuation.is_none() && self.waiting.is_none()
+    }
+
+    /// `BAD` answers so far (the proxy's and the backend's).
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
+
+    /// The statistics since the last call.
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
+    }
+
+    /// A fresh id for a request to the shell; the core waits for its answer.
+    pub(super) fn wait_for(&mut self, waiting: Waiting) -> WaitId {
+        self.next_id += 1;
+        let id = WaitId(self.next_id);
+        self.waiting = Some((id, waiting));
+        id
+    }
+
+    pub(super) fn take_waiting(&mut self, id: WaitId) -> Option<Waiting> {
+        match &self.waiting {
+            Some((current, _)) if *current == id => self.waiting.take().map(|(_, w)| w),
+            _ => None,
+        }
+    }
+
+    /// Processes what is buffered until a wait, or nothing is left; returns the actions.
+    pub(super) fn pump(&mut self) -> Vec<Action> {
+        while !self.closed && self.waiting.is_none() {
+            if self.continuation.is_none() && self.next_client_step() {
+                continue;
+            }
+            if !self.next_backend_step() {
+                break;
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    pub(super) fn close(&mut self, close: Close) {
+        self.closed = true;
+        self.out.push(Action::Close(close));
+    }
+
+    /// The proxy's own answer; every `BAD` line counts towards `max_errors`.
+    pub(super) fn reply(&mut self, text: &str) {
+        self.errors += text
+            .split('\n')
+            .filter(|line| line.split(' ').nth(1) == Some("BAD"))
+            .count() as u32;
+        self.out
+            .push(Action::ToClient(Bytes::copy_from_slice(text.as_bytes())));
+    }
+
+    pub(super) fn send_backend(&mut self, bytes: &[u8]) {
+        self.tally.bytes_up += bytes.len() as u64;
+        self.out
+            .push(Action::ToBackend(Bytes::copy_from_slice(bytes)));
+    }
+
+    fn relay(&mut self, bytes: Vec<u8>) {
+        self.tally.bytes_down += bytes.len() as u64;
+        self.out.push(Action::ToClient(Bytes::from(bytes)));
+    }
+
+    /// A reference to a message of the selected mailbox.
+    pub(super) fn message_ref(&self, uid: Option<u32>, seq: Option<u32>) -> MessageRef {
+        MessageRef {
+            client_addr: self.settings.peer,
+            user: self.settings.user.clone(),
+            protocol: Protocol::Imap,
+            mailbox: self.mailbox.name.clone(),
+            uidvalidity: self.mailbox.uidvalidity,
+            uid,
+            msgno: seq,
+        }
+    }
+
+    /// The UID learned for a sequence number.
+    pub(super) fn uid_of(&self, seq: u32) -> Option<u32> {
+        self.mailbox.seq_to_uid.get(&seq).copied()
+    }
+
+    /// Handles the next complete backend response; `false` if none is buffered.
+    fn next_backend_step(&mut self) -> bool {
+        match self.next_response() {
+            Ok(Some(response)) => {
+                self.on_response(response);
+                true
+            }
+            Ok(None) => false,
+            Err(reason) => {
+                self.close(Close::Backend(reason));
+                false
+            }
+        }
+    }
+
+    fn next_response(&mut self) -> Result<Option<Vec<Event>>, String> {
+        while let Some(event) = self
+            .backend_framer
+            .next_event()
+            .map_err(|e| backend_violation(&e))?
+        {
+            let complete = matches!(event, Event::Line { literal: None, .. });
+            self.response_size += event.bytes().len() as u64;
+            if self.response_size > self.settings.max_response {
+                return Err("response too large".into());
+            }
+            self.response.push(event);
+            if complete {
+                self.response_size = 0;
+                return Ok(Some(std::mem::take(&mut self.response)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A complete backend response (a line plus any literals and continuation lines).
+    fn on_response(&mut self, response: Vec<Event>) {
+        let first = match response.first() {
+            Some(Event::Line { bytes, .. }) => bytes.clone(),
+            _ => return self.close(Close::Backend("response without a line".into())),
+        };
+        if first.starts_with(b"+") {
+            if self.continuation.is_some() {
+                return self.continue_command();
+            }
+            if self.mode != ClientMode::Idle {
+                // Continuations answer the proxy's literals or IDLE; any other one is the
+                // backend's business, not the client's.
+                tracing::debug!("unexpected backend continuation dropped");
+                return;
+            }
+        }
+        let mut output = concat(&response);
+        if fetch_seq(&first).is_some() {
+            return self.on_fetch_response(output);
+        }
+        if response.len() == 1 {
+            self.observe_untagged(&first);
+            if let Some(list) = super::login::backend_list(&first) {
+                self.settings.literal_plus = has_capability(&list, "LITERAL+");
+            }
+            if let Some(rewritten) = capability::rewrite_line(&first, self.settings.policy) {
+                output = rewritten;
+            }
+        }
+        let status = Status::parse(&first).filter(|s| s.tag != "*" && s.tag != "+");
+        let logout = match status {
+            Some(status) => self.on_tagged(&status, &mut output),
+            None => false,
+        };
+        self.relay(output);
+        if logout {
+            self.close(Close::Logout);
+        }
+        self.end_continuation_if_done();
+    }
+
+    /// Bookkeeping for a tagged completion; `true` when LOGOUT completed.
+    fn on_tagged(&mut self, status: &Status, output: &mut Vec<u8>) -> bool {
+        let Some(index) = self.pending.iter().position(|p| p.tag == status.tag) else {
+            return false;
+        };
+        let Some(pending) = self.pending.remove(index) else {
+            return false;
+        };
+        if status.condition == "BAD" {
+            self.errors += 1;
+        }
+        let withheld = pending.fetch.as_ref().map_or(0, |f| f.withheld);
+        if withheld > 0 && status.is_ok() {
+            *output = format!(
+                "{} NO [UNAVAILABLE] {withheld} message(s) could not be scanned now; try again later\r\n",
+                pending.tag
+            )
+            .into_bytes();
+        }
+        if pending.kind == Kind::Idle {
+            self.mode = ClientMode::Commands;
+        }
+        match pending.kind {
+            Kind::Logout => return true,
+            Kind::Select(name) => {
+                let uidvalidity = self.mailbox.selecting_uidvalidity.take();
+                self.mailbox = MailboxState::default();
+                if status.is_ok() {
+                    self.mailbox.name = Some(name);
+                    self.mailbox.uidvalidity = uidvalidity;
+                }
+            }
+            Kind::Close if status.is_ok() => self.mailbox = MailboxState::default(),
+            _ => {}
+        }
+        false
+    }
+
+    /// A command being sent piece by piece ends when its tagged answer arrives first.
+    fn end_continuation_if_done(&mut self) {
+        let ended = self
+            .continuation
+            .as_ref()
+            .is_some_and(|c| !self.pending.iter().any(|p| p.tag == c.tag));
+        if ended {
+            self.continuation = None;
+        }
+    }
+
+    /// One `* n FETCH` response: relayed, withheld, or waited for.
+    fn on_fetch_response(&mut self, raw: Vec<u8>) {
+        let context = self.pending.iter().find_map(|p| p.fetch.as_deref());
+        let (interception, known) = relay_fetch::intercept(raw, context);
+        if let Some((seq, uid)) = known {
+            self.remember_uid(seq, uid);
+        }
+        let uid = known.map(|(_, uid)| uid);
+        match interception {
+            Interception::Pass(raw) => self.relay(raw),
+            Interception::Unparsable => self.note_withheld(),
+            Interception::Ready(held) => self.served(&held, None),
+            Interception::Scan(held, message) => {
+                let reference = self.message_ref(uid, Some(held.seq()));
+                let id = self.wait_for(Waiting::Scan(held));
+                self.out.push(Action::Scan {
+                    id,
+                    message,
+                    reference,
+                });
+            }
+            Interception::Lookup(held) => {
+                let reference = self.message_ref(uid, Some(held.seq()));
+                let id = self.wait_for(Waiting::Lookup(held));
+                self.out.push(Action::Lookup { id, reference });
+            }
+        }
+    }
+
+    /// Serves a held response now that its disposition is known.
+    fn served(&mut self, held: &Held, disposition: Option<&Disposition>) {
+        if matches!(disposition, Some(Disposition::TempFail { .. })) {
+            self.note_withheld();
+        }
+        if let Some(bytes) = relay_fetch::serve(held, disposition) {
+            self.relay(bytes);
+        }
+    }
+
+    fn note_withheld(&mut self) {
+        if let Some(context) = self.pending.iter_mut().find_map(|p| p.fetch.as_deref_mut()) {
+            context.withheld += 1;
+        }
+    }
+
+    pub(super) fn remember_uid(&mut self, seq: u32, uid: u32) {
+        if self.mailbox.seq_to_uid.len() >= MAX_SEQ_MAP {
+            self.mailbox.seq_to_uid.clear();
+        }
+        self.mailbox.seq_to_uid.insert(seq, uid);
+    }
+
+    /// Tracks UIDVALIDITY during SELECT/EXAMINE and forgets sequence numbers on EXPUNGE.
+    fn observe_untagged(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(&line[..line.len().min(256)]).to_ascii_uppercase();
+        if let Some(rest) = text.strip_prefix("* OK [UIDVALIDITY ") {
+            self.mailbox.selecting_uidvalidity =
+                rest.split(']').next().and_then(|n| n.trim().parse().ok());
+        } else if text.ends_with(" EXPUNGE\r\n") || text.starts_with("* VANISHED") {
+            self.mailbox.seq_to_uid.clear();
+        }
+    }
+
+    /// Sends the next pieces of the command waiting for the backend's `+`.
+    pub(super) fn continue_command(&mut self) {
+        let Some(mut continuation) = self.continuation.take() else {
+            return;
+        };
+        while let Some(fragment) = continuation.fragments.pop_front() {
+            let bytes = match &fragment {
+                Fragment::Line(bytes) | Fragment::Literal(bytes) => bytes.clone(),
+            };
+            self.send_backend(&bytes);
+            let literal_follows =
+                matches!(continuation.fragments.front(), Some(Fragment::Literal(_)));
+            if literal_follows && !self.settings.literal_plus {
+                self.continuation = Some(continuation);
+                return;
+            }
+        }
+    }
+}
+
+/// Whether a capability list names `name`.
+pub(super) fn has_capability(list: &str, name: &str) -> bool {
+    list.split_ascii_whitespace()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
+fn backend_violation(error: &FrameError) -> String {
+    tracing::warn!(%error, limit = error.limit().as_str(), "backend framing error");
+    error.to_string()
+}
+
+fn concat(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        out.extend_from_slice(event.bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

@@ -1,0 +1,1 @@
+//! Byte-script tests of the logged-in IMAP core ([`super::Relay`]).
