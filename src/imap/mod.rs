@@ -14,6 +14,7 @@ pub mod grammar;
 mod login;
 mod prelogin;
 mod relay;
+mod relay_backend;
 mod relay_client;
 mod relay_fetch;
 mod section;

@@ -1,0 +1,218 @@
+//! The backend half of the logged-in core ([`super::relay`]): complete responses (RFC 9051
+//! §7) are rewritten where policy says so (capabilities, §7.2.2), `* n FETCH` responses
+//! (§7.5.2) intercepted for scanning ([`super::relay_fetch`]), tagged completions update the
+//! session (SELECT/EXAMINE/CLOSE/UNSELECT, IDLE, LOGOUT; a FETCH whose messages were withheld
+//! ends `NO [UNAVAILABLE]`, RFC 5530), and the rest is relayed unchanged.
+
+use super::capability;
+use super::codec::{Event, FrameError};
+use super::command::Status;
+use super::fetch_response::fetch_seq;
+use super::relay::{has_capability, Action, ClientMode, Close, Kind, Relay};
+use super::relay_client::Waiting;
+use super::relay_fetch::{self, Held, Interception, MailboxState, MAX_SEQ_MAP};
+use crate::scan::Disposition;
+
+impl Relay {
+    /// Handles the next complete backend response; `false` if none is buffered.
+    pub(super) fn next_backend_step(&mut self) -> bool {
+        match self.next_response() {
+            Ok(Some(response)) => {
+                self.on_response(response);
+                true
+            }
+            Ok(None) => false,
+            Err(reason) => {
+                self.close(Close::Backend(reason));
+                false
+            }
+        }
+    }
+
+    fn next_response(&mut self) -> Result<Option<Vec<Event>>, String> {
+        while let Some(event) = self
+            .backend_framer
+            .next_event()
+            .map_err(|e| backend_violation(&e))?
+        {
+            let complete = matches!(event, Event::Line { literal: None, .. });
+            self.response_size += event.bytes().len() as u64;
+            if self.response_size > self.settings.max_response {
+                return Err("response too large".into());
+            }
+            self.response.push(event);
+            if complete {
+                self.response_size = 0;
+                return Ok(Some(std::mem::take(&mut self.response)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A complete backend response (a line plus any literals and continuation lines).
+    fn on_response(&mut self, response: Vec<Event>) {
+        let first = match response.first() {
+            Some(Event::Line { bytes, .. }) => bytes.clone(),
+            _ => return self.close(Close::Backend("response without a line".into())),
+        };
+        if first.starts_with(b"+") {
+            if self.continuation.is_some() {
+                return self.continue_command();
+            }
+            if self.mode != ClientMode::Idle {
+                // Continuations answer the proxy's literals or IDLE; any other one is the
+                // backend's business, not the client's.
+                tracing::debug!("unexpected backend continuation dropped");
+                return;
+            }
+        }
+        let mut output = concat(&response);
+        if fetch_seq(&first).is_some() {
+            return self.on_fetch_response(output);
+        }
+        if response.len() == 1 {
+            self.observe_untagged(&first);
+            if let Some(list) = super::login::backend_list(&first) {
+                self.settings.literal_plus = has_capability(&list, "LITERAL+");
+            }
+            if let Some(rewritten) = capability::rewrite_line(&first, self.settings.policy) {
+                output = rewritten;
+            }
+        }
+        let status = Status::parse(&first).filter(|s| s.tag != "*" && s.tag != "+");
+        let logout = match status {
+            Some(status) => self.on_tagged(&status, &mut output),
+            None => false,
+        };
+        self.relay(output);
+        if logout {
+            self.close(Close::Logout);
+        }
+        self.end_continuation_if_done();
+    }
+
+    /// Bookkeeping for a tagged completion; `true` when LOGOUT completed.
+    fn on_tagged(&mut self, status: &Status, output: &mut Vec<u8>) -> bool {
+        let Some(index) = self.pending.iter().position(|p| p.tag == status.tag) else {
+            return false;
+        };
+        let Some(pending) = self.pending.remove(index) else {
+            return false;
+        };
+        if status.condition == "BAD" {
+            self.errors += 1;
+        }
+        let withheld = pending.fetch.as_ref().map_or(0, |f| f.withheld);
+        if withheld > 0 && status.is_ok() {
+            *output = format!(
+                "{} NO [UNAVAILABLE] {withheld} message(s) could not be scanned now; try again later\r\n",
+                pending.tag
+            )
+            .into_bytes();
+        }
+        if pending.kind == Kind::Idle {
+            self.mode = ClientMode::Commands;
+        }
+        match pending.kind {
+            Kind::Logout => return true,
+            Kind::Select(name) => {
+                let uidvalidity = self.mailbox.selecting_uidvalidity.take();
+                self.mailbox = MailboxState::default();
+                if status.is_ok() {
+                    self.mailbox.name = Some(name);
+                    self.mailbox.uidvalidity = uidvalidity;
+                }
+            }
+            Kind::Close if status.is_ok() => self.mailbox = MailboxState::default(),
+            _ => {}
+        }
+        false
+    }
+
+    /// A command being sent piece by piece ends when its tagged answer arrives first.
+    fn end_continuation_if_done(&mut self) {
+        let ended = self
+            .continuation
+            .as_ref()
+            .is_some_and(|c| !self.pending.iter().any(|p| p.tag == c.tag));
+        if ended {
+            self.continuation = None;
+        }
+    }
+
+    /// One `* n FETCH` response: relayed, withheld, or waited for.
+    fn on_fetch_response(&mut self, raw: Vec<u8>) {
+        let context = self.pending.iter().find_map(|p| p.fetch.as_deref());
+        let (interception, known) = relay_fetch::intercept(raw, context);
+        if let Some((seq, uid)) = known {
+            self.remember_uid(seq, uid);
+        }
+        let uid = known.map(|(_, uid)| uid);
+        match interception {
+            Interception::Pass(raw) => self.relay(raw),
+            Interception::Unparsable => self.note_withheld(),
+            Interception::Ready(held) => self.served(&held, None),
+            Interception::Scan(held, message) => {
+                let reference = self.message_ref(uid, Some(held.seq()));
+                let id = self.wait_for(Waiting::Scan(held));
+                self.out.push(Action::Scan {
+                    id,
+                    message,
+                    reference,
+                });
+            }
+            Interception::Lookup(held) => {
+                let reference = self.message_ref(uid, Some(held.seq()));
+                let id = self.wait_for(Waiting::Lookup(held));
+                self.out.push(Action::Lookup { id, reference });
+            }
+        }
+    }
+
+    /// Serves a held response now that its disposition is known.
+    pub(super) fn served(&mut self, held: &Held, disposition: Option<&Disposition>) {
+        if matches!(disposition, Some(Disposition::TempFail { .. })) {
+            self.note_withheld();
+        }
+        if let Some(bytes) = relay_fetch::serve(held, disposition) {
+            self.relay(bytes);
+        }
+    }
+
+    fn note_withheld(&mut self) {
+        if let Some(context) = self.pending.iter_mut().find_map(|p| p.fetch.as_deref_mut()) {
+            context.withheld += 1;
+        }
+    }
+
+    pub(super) fn remember_uid(&mut self, seq: u32, uid: u32) {
+        if self.mailbox.seq_to_uid.len() >= MAX_SEQ_MAP {
+            self.mailbox.seq_to_uid.clear();
+        }
+        self.mailbox.seq_to_uid.insert(seq, uid);
+    }
+
+    /// Tracks UIDVALIDITY during SELECT/EXAMINE and forgets sequence numbers on EXPUNGE.
+    fn observe_untagged(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(&line[..line.len().min(256)]).to_ascii_uppercase();
+        if let Some(rest) = text.strip_prefix("* OK [UIDVALIDITY ") {
+            self.mailbox.selecting_uidvalidity =
+                rest.split(']').next().and_then(|n| n.trim().parse().ok());
+        } else if text.ends_with(" EXPUNGE\r\n") || text.starts_with("* VANISHED") {
+            self.mailbox.seq_to_uid.clear();
+        }
+    }
+}
+
+fn backend_violation(error: &FrameError) -> String {
+    tracing::warn!(%error, limit = error.limit().as_str(), "backend framing error");
+    error.to_string()
+}
+
+fn concat(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        out.extend_from_slice(event.bytes());
+    }
+    out
+}
