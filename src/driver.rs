@@ -67,6 +67,11 @@ pub(crate) trait ProtocolSession: Sized + Send {
     fn draining(&self) -> bool;
     /// Tells the session the process is shutting down (new commands are refused).
     fn start_draining(&mut self);
+    /// When an exchange the proxy runs itself (a literal waiting for the backend's `+`) times
+    /// out; passing it is a backend failure, not an idle timeout.
+    fn exchange_deadline(&self) -> Option<Instant> {
+        None
+    }
     /// Client bytes arrived.
     async fn on_client_bytes(
         &mut self,
@@ -157,7 +162,9 @@ async fn step<P: ProtocolSession>(
         true => limits.idle_timeout.max(P::MIN_IDLE),
         false => limits.prelogin_timeout,
     };
-    let deadline = buffers.last_activity + timeout;
+    let idle_deadline = buffers.last_activity + timeout;
+    let exchange = session.exchange_deadline().filter(|e| *e < idle_deadline);
+    let deadline = exchange.unwrap_or(idle_deadline);
     let shutdown = session.context().shutdown.clone();
     let (draining, wants_client) = (session.draining(), session.wants_client());
     let (client, backend) = session.streams();
@@ -181,6 +188,9 @@ async fn step<P: ProtocolSession>(
         Input::Backend(n) => {
             buffers.last_activity = Instant::now();
             session.on_backend_bytes(&buffers.backend[..n], stats).await
+        }
+        Input::Deadline if exchange.is_some() => {
+            Err(SessionError::BackendIo(std::io::ErrorKind::TimedOut.into()))
         }
         Input::Deadline => {
             count_limit(match session.logged_in() {

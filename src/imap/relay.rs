@@ -294,6 +294,11 @@ impl Relay {
         self.continuation.is_none() && self.waiting.is_none()
     }
 
+    /// Whether a command waits for the backend's `+` before its next literal.
+    pub fn awaiting_continuation(&self) -> bool {
+        self.continuation.is_some()
+    }
+
     /// `BAD` answers so far (the proxy's and the backend's).
     pub fn errors(&self) -> u32 {
         self.errors

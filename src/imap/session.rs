@@ -66,6 +66,9 @@ pub(super) struct Session {
     pub(super) response: Vec<Event>,
     pub(super) response_size: u64,
     pub(super) draining: bool,
+    /// While a literal waits for the backend's `+`: when that wait fails
+    /// ([`crate::session::BACKEND_EXCHANGE_TIMEOUT`] after the last piece sent).
+    pub(super) continuation_deadline: Option<tokio::time::Instant>,
     /// Protocol errors before login and the shell's own (BAD answers); the core counts its own.
     pub(super) errors: u32,
 }
@@ -92,6 +95,7 @@ impl Session {
             backend_sasl_ir: false,
             response: Vec::new(),
             response_size: 0,
+            continuation_deadline: None,
             draining: false,
             errors: 0,
         };
@@ -291,6 +295,10 @@ impl crate::driver::ProtocolSession for Session {
         self.nothing_in_flight()
     }
 
+    fn exchange_deadline(&self) -> Option<tokio::time::Instant> {
+        self.continuation_deadline
+    }
+
     fn errors(&self) -> u32 {
         self.errors + self.relay.as_ref().map_or(0, |relay| relay.errors())
     }
@@ -338,6 +346,12 @@ impl crate::driver::ProtocolSession for Session {
     }
 
     async fn on_backend_closed(&mut self) -> Result<Flow, SessionError> {
+        if self.continuation_deadline.is_some() {
+            // As when the proxy reads the backend itself: the exchange failed.
+            return Err(SessionError::BackendIo(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
+        }
         let _ = self
             .reply("* BYE [UNAVAILABLE] mail server closed the connection\r\n")
             .await;

@@ -15,7 +15,7 @@ use super::session::{backend_limits, max_command, Flow, Session};
 use crate::scan::{Disposition, MessageRef};
 use crate::session::{
     count_limit, scan_with_permit, write_backend, write_client, SessionEnd, SessionError,
-    SessionStats,
+    SessionStats, BACKEND_EXCHANGE_TIMEOUT,
 };
 
 impl Session {
@@ -61,7 +61,8 @@ impl Session {
         actions: Vec<Action>,
         stats: &mut SessionStats,
     ) -> Result<Flow, SessionError> {
-        let result = self.perform_all(actions).await;
+        let sent = actions.iter().any(|a| matches!(a, Action::ToBackend(_)));
+        let result = self.perform_all(actions, sent).await;
         if let Some(core) = &mut self.relay {
             let tally = core.take_tally();
             stats.bytes_up += tally.bytes_up;
@@ -72,7 +73,11 @@ impl Session {
         result
     }
 
-    async fn perform_all(&mut self, actions: Vec<Action>) -> Result<Flow, SessionError> {
+    async fn perform_all(
+        &mut self,
+        actions: Vec<Action>,
+        mut sent: bool,
+    ) -> Result<Flow, SessionError> {
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             let Some(core) = self.relay.as_deref_mut() else {
@@ -126,9 +131,25 @@ impl Session {
                 }
                 Action::Close(close) => return closed(close),
             };
+            sent |= more.iter().any(|a| matches!(a, Action::ToBackend(_)));
             queue.extend(more);
         }
+        self.note_continuation(sent);
         Ok(Flow::Continue)
+    }
+
+    /// Starts the [`BACKEND_EXCHANGE_TIMEOUT`] for a literal waiting for the backend's `+`
+    /// (again after every piece sent), or ends it.
+    fn note_continuation(&mut self, sent: bool) {
+        let awaiting = self
+            .relay
+            .as_ref()
+            .is_some_and(|core| core.awaiting_continuation());
+        self.continuation_deadline = match (awaiting, self.continuation_deadline) {
+            (false, _) => None,
+            (true, Some(deadline)) if !sent => Some(deadline),
+            (true, _) => Some(tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT),
+        };
     }
 
     /// The next complete backend response from bytes already fed, if any (before login).
