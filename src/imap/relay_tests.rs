@@ -19,6 +19,7 @@ enum In<'a> {
     Probed(u64, bool),
     Verified(u64, Verdict),
     Tick,
+    Drain,
 }
 
 /// What one input produced (bytes concatenated, so chunking cannot show).
@@ -130,6 +131,7 @@ fn replay_at(literal_plus: bool, scan_append: bool, script: &[In<'_>], chunk: us
             In::Probed(id, all) => absorb(&mut step, core.probed(WaitId(*id), *all)),
             In::Verified(id, v) => absorb(&mut step, core.verified(WaitId(*id), v, &policy())),
             In::Tick => absorb(&mut step, core.tick()),
+            In::Drain => core.start_draining(),
         }
         step.wants_client = core.wants_client();
         step.idle = core.is_idle();
@@ -437,4 +439,40 @@ fn logout_closes_after_its_answer() {
     assert_eq!(steps[0].backend, "l LOGOUT\r\n");
     assert_eq!(steps[1].client, "* BYE logging out\r\nl OK done\r\n");
     assert_eq!(steps[1].close, Some(Close::Logout));
+}
+
+#[test]
+fn draining_refuses_new_commands_and_ticks_are_quiet_without_a_scan() {
+    let steps = replay(&[
+        In::Client(b"a NOOP\r\n"),
+        In::Tick,
+        In::Drain,
+        In::Client(b"b NOOP\r\n"),
+        In::Backend(b"a OK done\r\n"),
+    ]);
+    assert_eq!(steps[0].backend, "a NOOP\r\n");
+    assert_eq!(steps[1].client, "");
+    assert_eq!(
+        steps[3].client,
+        "b NO [UNAVAILABLE] Server shutting down\r\n"
+    );
+    assert_eq!(steps[3].backend, "");
+    assert!(!steps[3].idle && steps[4].idle);
+}
+
+#[test]
+fn a_client_framing_error_closes_with_its_limit() {
+    let mut line = b"a NOOP ".to_vec();
+    line.extend(std::iter::repeat_n(b'x', 70 * 1024));
+    line.extend_from_slice(b"\r\n");
+    let steps = replay(&[In::Client(&line)]);
+    match &steps[0].close {
+        Some(Close::Client {
+            limit: Some(limit), ..
+        }) => {
+            assert_eq!(*limit, Limit::LineLength)
+        }
+        other => panic!("expected a client close, got {other:?}"),
+    }
+    assert_eq!(steps[0].backend, "");
 }
