@@ -61,7 +61,7 @@ pub async fn handle_connection(
             return;
         }
     };
-    let active = metrics().track_connection(runtime.name(), runtime.protocol().as_str());
+    let active = metrics().track_connection(runtime.name(), runtime.protocol());
     let context = SessionContext {
         listener: runtime.clone(),
         peer: addresses.peer,

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{BackendConfig, BackendTls, ForwardClientIp};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, BackendErrorKind, BackendErrorSide};
 use crate::net::{set_nodelay, LineError, LineReader, Stream};
 use crate::proxy_protocol;
 
@@ -87,22 +87,24 @@ impl BackendError {
         }
     }
 
-    /// Value of the `kind` label of `backend_errors_total` (one of `BACKEND_ERROR_KINDS`).
-    pub fn metric_kind(&self) -> &'static str {
+    /// Value of the `kind` label of `backend_errors_total`.
+    pub fn metric_kind(&self) -> BackendErrorKind {
         match self {
             BackendError::Connect { source, .. } => match source.kind() {
-                std::io::ErrorKind::ConnectionRefused => "refused",
-                std::io::ErrorKind::TimedOut => "timeout",
-                _ if source.to_string().contains("lookup") => "dns",
-                _ => "io",
+                std::io::ErrorKind::ConnectionRefused => BackendErrorKind::Refused,
+                std::io::ErrorKind::TimedOut => BackendErrorKind::Timeout,
+                _ if source.to_string().contains("lookup") => BackendErrorKind::Dns,
+                _ => BackendErrorKind::Io,
             },
-            BackendError::Timeout(_) => "timeout",
-            BackendError::Tls { .. } => "tls",
-            BackendError::Greeting { .. } | BackendError::StarttlsRefused { .. } => "protocol",
+            BackendError::Timeout(_) => BackendErrorKind::Timeout,
+            BackendError::Tls { .. } => BackendErrorKind::Tls,
+            BackendError::Greeting { .. } | BackendError::StarttlsRefused { .. } => {
+                BackendErrorKind::Protocol
+            }
             BackendError::Handshake { source, .. } => match source {
-                LineError::Io(_) => "io",
-                LineError::Closed => "closed",
-                LineError::TooLong(_) => "protocol",
+                LineError::Io(_) => BackendErrorKind::Io,
+                LineError::Closed => BackendErrorKind::Closed,
+                LineError::TooLong(_) => BackendErrorKind::Protocol,
             },
         }
     }
@@ -238,7 +240,11 @@ impl BackendTarget {
             }
             Err(error) => {
                 m.backend_errors
-                    .with_label_values(&[&self.config.name, "connect", error.metric_kind()])
+                    .with_label_values(&[
+                        &self.config.name,
+                        BackendErrorSide::Connect.as_str(),
+                        error.metric_kind().as_str(),
+                    ])
                     .inc();
                 Err(error)
             }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{BackendConn, BackendError, BackendTarget, Dialect};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerTls, Protocol};
 use crate::limits::{AuthPenalty, ConnectionLimiter, ConnectionPermit};
-use crate::metrics::{metrics, tls_version_label, ActiveConnection};
+use crate::metrics::{metrics, ActiveConnection, TlsOutcome, TlsReason, TlsVersion};
 use crate::net::Stream;
 use crate::scan::Scanner;
 
@@ -158,9 +158,14 @@ pub async fn accept_tls(tls: &ClientTls, tcp: TcpStream) -> std::io::Result<Stre
     let handshakes = &metrics().tls_handshakes;
     match result {
         Ok(stream) => {
-            let version = tls_version_label(stream.get_ref().1.protocol_version());
+            let version = TlsVersion::of(stream.get_ref().1.protocol_version());
             handshakes
-                .with_label_values(&[&tls.listener, "ok", "ok", version])
+                .with_label_values(&[
+                    &tls.listener,
+                    TlsOutcome::Ok.as_str(),
+                    TlsReason::Ok.as_str(),
+                    version.as_str(),
+                ])
                 .inc();
             Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(
                 stream,
@@ -169,39 +174,44 @@ pub async fn accept_tls(tls: &ClientTls, tcp: TcpStream) -> std::io::Result<Stre
         Err(error) => {
             let reason = handshake_failure_reason(&error);
             handshakes
-                .with_label_values(&[&tls.listener, "error", reason, "none"])
+                .with_label_values(&[
+                    &tls.listener,
+                    TlsOutcome::Error.as_str(),
+                    reason.as_str(),
+                    TlsVersion::None.as_str(),
+                ])
                 .inc();
             Err(error)
         }
     }
 }
 
-/// Maps a failed handshake to the `reason` label (one of `TLS_REASONS`).
-fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
+/// Maps a failed handshake to the `reason` label.
+fn handshake_failure_reason(error: &std::io::Error) -> TlsReason {
     use std::io::ErrorKind;
     match error.kind() {
-        ErrorKind::TimedOut => return "timeout",
-        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => return "eof",
+        ErrorKind::TimedOut => return TlsReason::Timeout,
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => return TlsReason::Eof,
         _ => {}
     }
     let Some(tls) = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     else {
-        return "other";
+        return TlsReason::Other;
     };
     match tls {
-        rustls::Error::NoApplicationProtocol => "alpn",
+        rustls::Error::NoApplicationProtocol => TlsReason::Alpn,
         rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
-            "certificate"
+            TlsReason::Certificate
         }
-        rustls::Error::General(text) if text.contains("certificate") => "certificate",
+        rustls::Error::General(text) if text.contains("certificate") => TlsReason::Certificate,
         rustls::Error::PeerIncompatible(_)
         | rustls::Error::PeerMisbehaved(_)
         | rustls::Error::InvalidMessage(_)
         | rustls::Error::InappropriateHandshakeMessage { .. }
         | rustls::Error::InappropriateMessage { .. }
-        | rustls::Error::AlertReceived(_) => "protocol",
-        _ => "other",
+        | rustls::Error::AlertReceived(_) => TlsReason::Protocol,
+        _ => TlsReason::Other,
     }
 }

@@ -1,12 +1,13 @@
 //! Process-wide Prometheus metrics for portcullis and the HTTP endpoint that exposes them.
 //!
 //! Every metric family lives in one [`Metrics`] value reachable through [`metrics()`]; callers
-//! update it directly, e.g. `metrics().connections_accepted.with_label_values(&["imaps",
-//! "imap"]).inc()`. Names follow the Prometheus conventions (`portcullis_` prefix, `_total` for
+//! update it directly, e.g. `metrics().scan_cache.with_label_values(&[CacheResult::Hit.as_str()])
+//! .inc()`. Names follow the Prometheus conventions (`portcullis_` prefix, `_total` for
 //! counters, base units such as `_seconds` and `_bytes`).
 //!
 //! **Label sets are bounded.** Every label value is either a configured name chosen by the
-//! administrator (listener, backend, rule) or one of the fixed values listed in [`labels`].
+//! administrator (listener, backend, rule) or a value of one of the enums in [`labels`], turned
+//! into a string with `as_str()` only at the `with_label_values` call.
 //! User names, client addresses, mailbox names or free-form error text must never be used as
 //! label values: each distinct value creates a time series for the life of the process.
 //!
@@ -60,25 +61,25 @@ pub struct Metrics {
     pub connections_accepted: IntCounterVec,
     /// `portcullis_connections_active{listener,protocol}` (gauge).
     pub connections_active: IntGaugeVec,
-    /// `portcullis_tls_handshakes_total{listener,outcome,reason,version}`; see [`TLS_REASONS`].
+    /// `portcullis_tls_handshakes_total{listener,outcome,reason,version}`; see [`TlsOutcome`], [`TlsReason`], [`TlsVersion`].
     pub tls_handshakes: IntCounterVec,
     /// `portcullis_logins_total{listener,protocol,outcome}`; see [`LoginOutcome`].
     pub logins: IntCounterVec,
     /// `portcullis_backend_connect_seconds{backend}` histogram.
     pub backend_connect_seconds: HistogramVec,
-    /// `portcullis_backend_errors_total{backend,side,kind}`; see [`BACKEND_ERROR_SIDES`].
+    /// `portcullis_backend_errors_total{backend,side,kind}`; see [`BackendErrorSide`], [`BackendErrorKind`].
     pub backend_errors: IntCounterVec,
-    /// `portcullis_bytes_total{listener,direction}`; see [`BYTE_DIRECTIONS`].
+    /// `portcullis_bytes_total{listener,direction}`; see [`ByteDirection`].
     pub bytes: IntCounterVec,
-    /// `portcullis_messages_scanned_total{protocol,verdict}`; see [`SCAN_VERDICTS`].
+    /// `portcullis_messages_scanned_total{protocol,verdict}`; see [`ScanVerdict`].
     pub messages_scanned: IntCounterVec,
-    /// `portcullis_scan_seconds{engine}` histogram; see [`SCAN_ENGINES`].
+    /// `portcullis_scan_seconds{engine}` histogram; see [`ScanEngine`].
     pub scan_seconds: HistogramVec,
-    /// `portcullis_scan_cache_total{result}`; see [`CACHE_RESULTS`].
+    /// `portcullis_scan_cache_total{result}`; see [`CacheResult`].
     pub scan_cache: IntCounterVec,
-    /// `portcullis_quarantine_writes_total{outcome}`; see [`WRITE_OUTCOMES`].
+    /// `portcullis_quarantine_writes_total{outcome}`; see [`WriteOutcome`].
     pub quarantine_writes: IntCounterVec,
-    /// `portcullis_policy_actions_total{cause,action}`; see [`POLICY_CAUSES`], [`POLICY_ACTIONS`].
+    /// `portcullis_policy_actions_total{cause,action}`; see [`PolicyCause`], [`PolicyActionLabel`].
     pub policy_actions: IntCounterVec,
     /// `portcullis_rule_hits_total{rule}`; rule names come from admin-controlled rule files.
     pub rule_hits: IntCounterVec,
@@ -86,11 +87,11 @@ pub struct Metrics {
     pub keepalives_sent: IntCounterVec,
     /// `portcullis_limit_rejections_total{limit}`; see [`Limit`].
     pub limit_rejections: IntCounterVec,
-    /// `portcullis_sessions_total{listener,protocol,end}`; see [`SESSION_ENDS`].
+    /// `portcullis_sessions_total{listener,protocol,end}`; see [`SessionEndLabel`].
     pub sessions: IntCounterVec,
     /// `portcullis_build_info{version}`, always 1.
     pub build_info: IntGaugeVec,
-    /// `portcullis_config_reloads_total{outcome}`; see [`WRITE_OUTCOMES`].
+    /// `portcullis_config_reloads_total{outcome}`; see [`WriteOutcome`].
     pub config_reloads: IntCounterVec,
 }
 
@@ -286,26 +287,28 @@ impl Metrics {
     /// Creates the zero-valued series of every family whose labels are all fixed, so that
     /// `rate()` and ratio alerts have data before the first event.
     fn prime_fixed_series(&self) {
-        for protocol in PROTOCOLS {
-            self.keepalives_sent.with_label_values(&[protocol]);
-            for verdict in SCAN_VERDICTS {
+        for protocol in Protocol::ALL {
+            self.keepalives_sent.with_label_values(&[protocol.as_str()]);
+            for verdict in ScanVerdict::ALL {
                 self.messages_scanned
-                    .with_label_values(&[protocol, verdict]);
+                    .with_label_values(&[protocol.as_str(), verdict.as_str()]);
             }
         }
-        for engine in SCAN_ENGINES {
-            self.scan_seconds.with_label_values(&[engine]);
+        for engine in ScanEngine::ALL {
+            self.scan_seconds.with_label_values(&[engine.as_str()]);
         }
-        for result in CACHE_RESULTS {
-            self.scan_cache.with_label_values(&[result]);
+        for result in CacheResult::ALL {
+            self.scan_cache.with_label_values(&[result.as_str()]);
         }
-        for outcome in WRITE_OUTCOMES {
-            self.quarantine_writes.with_label_values(&[outcome]);
-            self.config_reloads.with_label_values(&[outcome]);
+        for outcome in WriteOutcome::ALL {
+            self.quarantine_writes
+                .with_label_values(&[outcome.as_str()]);
+            self.config_reloads.with_label_values(&[outcome.as_str()]);
         }
-        for cause in POLICY_CAUSES {
-            for action in POLICY_ACTIONS {
-                self.policy_actions.with_label_values(&[cause, action]);
+        for cause in PolicyCause::ALL {
+            for action in PolicyActionLabel::ALL {
+                self.policy_actions
+                    .with_label_values(&[cause.as_str(), action.as_str()]);
             }
         }
         for limit in Limit::ALL {
@@ -314,7 +317,8 @@ impl Metrics {
     }
 
     /// Creates the zero-valued per-listener series (call once per configured listener).
-    pub fn prime_listener(&self, listener: &str, protocol: &str) {
+    pub fn prime_listener(&self, listener: &str, protocol: Protocol) {
+        let protocol = protocol.as_str();
         self.connections_accepted
             .with_label_values(&[listener, protocol]);
         self.connections_active
@@ -323,17 +327,20 @@ impl Metrics {
             self.logins
                 .with_label_values(&[listener, protocol, outcome.as_str()]);
         }
-        for direction in BYTE_DIRECTIONS {
-            self.bytes.with_label_values(&[listener, direction]);
+        for direction in ByteDirection::ALL {
+            self.bytes
+                .with_label_values(&[listener, direction.as_str()]);
         }
-        for end in SESSION_ENDS {
-            self.sessions.with_label_values(&[listener, protocol, end]);
+        for end in SessionEndLabel::ALL {
+            self.sessions
+                .with_label_values(&[listener, protocol, end.as_str()]);
         }
     }
 
     /// Counts an accepted connection and keeps it in `connections_active` until the returned
     /// guard is dropped (also on early returns and panics, so the gauge cannot drift).
-    pub fn track_connection(&self, listener: &str, protocol: &str) -> ActiveConnection {
+    pub fn track_connection(&self, listener: &str, protocol: Protocol) -> ActiveConnection {
+        let protocol = protocol.as_str();
         self.connections_accepted
             .with_label_values(&[listener, protocol])
             .inc();
@@ -403,7 +410,7 @@ mod tests {
     #[test]
     fn prime_listener_and_backend_create_zero_series() {
         let m = Metrics::new().unwrap();
-        m.prime_listener("pop3s", "pop3");
+        m.prime_listener("pop3s", Protocol::Pop3);
         m.prime_backend("legacy");
         let text = m.render();
         assert!(text.contains(
@@ -415,8 +422,8 @@ mod tests {
     #[test]
     fn connection_guard_counts_and_releases() {
         let m = Metrics::new().unwrap();
-        let first = m.track_connection("imaps", "imap");
-        let second = m.track_connection("imaps", "imap");
+        let first = m.track_connection("imaps", Protocol::Imap);
+        let second = m.track_connection("imaps", Protocol::Imap);
         let active = m.connections_active.with_label_values(&["imaps", "imap"]);
         assert_eq!(active.get(), 2);
         drop(first);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, WriteOutcome};
 use crate::scan::Scanner;
 use crate::tls::{CertSet, CertStore, TlsError};
 
@@ -49,8 +49,11 @@ pub fn apply(
     new: &Config,
 ) -> Result<ReloadReport, ReloadError> {
     let result = prepare_and_swap(handles, running, new);
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics().config_reloads.with_label_values(&[outcome]).inc();
+    let outcome = WriteOutcome::of(result.is_ok());
+    metrics()
+        .config_reloads
+        .with_label_values(&[outcome.as_str()])
+        .inc();
     match &result {
         Ok(report) if report.needs_restart.is_empty() => {
             tracing::info!(sni = report.sni_entries, "configuration reloaded")
@@ -77,7 +80,10 @@ pub fn reload_file(
         Ok(new) => apply(handles, running, &new),
         Err(error) => {
             let error = ReloadError::Config(error);
-            metrics().config_reloads.with_label_values(&["error"]).inc();
+            metrics()
+                .config_reloads
+                .with_label_values(&[WriteOutcome::Error.as_str()])
+                .inc();
             tracing::error!(%error, "configuration reload REJECTED; the old configuration stays in force");
             Err(error)
         }

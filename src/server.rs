@@ -17,7 +17,9 @@ use tracing::Instrument;
 use crate::backend::BackendTarget;
 use crate::config::{Config, ListenerTls};
 use crate::context::{ClientTls, ListenerRuntime, SharedLimits};
-use crate::metrics::{metrics, BACKEND_ERROR_KINDS};
+use crate::metrics::{
+    metrics, BackendErrorKind, BackendErrorSide, TlsOutcome, TlsReason, TlsVersion,
+};
 use crate::net::set_nodelay;
 use crate::scan::{ScanError, Scanner};
 use crate::tls::{server_config, CertStore, TlsError};
@@ -151,17 +153,24 @@ impl Server {
 fn prime_metrics(config: &Config) {
     let m = metrics();
     for listener in &config.listeners {
-        m.prime_listener(&listener.name, listener.protocol.as_str());
+        m.prime_listener(&listener.name, listener.protocol);
         if listener.tls != ListenerTls::None {
-            m.tls_handshakes
-                .with_label_values(&[&listener.name, "ok", "ok", "TLSv1_3"]);
+            m.tls_handshakes.with_label_values(&[
+                &listener.name,
+                TlsOutcome::Ok.as_str(),
+                TlsReason::Ok.as_str(),
+                TlsVersion::Tls13.as_str(),
+            ]);
         }
     }
     for backend in &config.backends {
         m.prime_backend(&backend.name);
-        for kind in BACKEND_ERROR_KINDS {
-            m.backend_errors
-                .with_label_values(&[&backend.name, "connect", kind]);
+        for kind in BackendErrorKind::ALL {
+            m.backend_errors.with_label_values(&[
+                &backend.name,
+                BackendErrorSide::Connect.as_str(),
+                kind.as_str(),
+            ]);
         }
     }
 }

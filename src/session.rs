@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backend::BackendError;
 use crate::context::SessionContext;
-use crate::metrics::{Limit, LoginOutcome};
+use crate::metrics::{ByteDirection, Limit, LoginOutcome, SessionEndLabel};
 use crate::net::Stream;
 
 /// Which party a failure is attributed to (also a metrics label).
@@ -85,15 +85,15 @@ pub enum SessionEnd {
 }
 
 impl SessionEnd {
-    /// Label value.
-    pub fn label(&self) -> &'static str {
+    /// The `end` label of `sessions_total` (also logged as `end`).
+    pub fn label(&self) -> SessionEndLabel {
         match self {
-            SessionEnd::Logout => "logout",
-            SessionEnd::ClientClosed => "client_closed",
-            SessionEnd::BackendClosed => "backend_closed",
-            SessionEnd::Shutdown => "shutdown",
-            SessionEnd::Timeout => "timeout",
-            SessionEnd::Error(_) => "error",
+            SessionEnd::Logout => SessionEndLabel::Logout,
+            SessionEnd::ClientClosed => SessionEndLabel::ClientClosed,
+            SessionEnd::BackendClosed => SessionEndLabel::BackendClosed,
+            SessionEnd::Shutdown => SessionEndLabel::Shutdown,
+            SessionEnd::Timeout => SessionEndLabel::Timeout,
+            SessionEnd::Error(_) => SessionEndLabel::Error,
         }
     }
 }
@@ -150,27 +150,27 @@ impl SessionStats {
         let listener = context.listener.name();
         metrics
             .bytes
-            .with_label_values(&[listener, "client_to_backend"])
+            .with_label_values(&[listener, ByteDirection::ClientToBackend.as_str()])
             .inc_by(self.bytes_up);
         metrics
             .bytes
-            .with_label_values(&[listener, "backend_to_client"])
+            .with_label_values(&[listener, ByteDirection::BackendToClient.as_str()])
             .inc_by(self.bytes_down);
         metrics
             .sessions
-            .with_label_values(&[listener, protocol, end.label()])
+            .with_label_values(&[listener, protocol, end.label().as_str()])
             .inc();
         match end {
             SessionEnd::Error(error) => tracing::info!(
                 peer = %context.peer, listener = context.listener.name(), protocol, user,
                 bytes_up = self.bytes_up, bytes_down = self.bytes_down, duration_ms = duration.as_millis() as u64,
-                scanned = self.scanned, blocked = self.blocked, end = end.label(), side = error.side().as_str(),
+                scanned = self.scanned, blocked = self.blocked, end = end.label().as_str(), side = error.side().as_str(),
                 %error, "session closed"
             ),
             _ => tracing::info!(
                 peer = %context.peer, listener = context.listener.name(), protocol, user,
                 bytes_up = self.bytes_up, bytes_down = self.bytes_down, duration_ms = duration.as_millis() as u64,
-                scanned = self.scanned, blocked = self.blocked, end = end.label(), "session closed"
+                scanned = self.scanned, blocked = self.blocked, end = end.label().as_str(), "session closed"
             ),
         }
     }

@@ -209,7 +209,7 @@ fn dashboard_queries_are_valid_promql() {
 /// Metric family names the process exports, from a rendered registry.
 fn exported_families() -> BTreeSet<String> {
     let m = portcullis::metrics::Metrics::new().unwrap();
-    m.prime_listener("imaps", "imap");
+    m.prime_listener("imaps", portcullis::metrics::Protocol::Imap);
     m.prime_backend("legacy");
     m.rule_hits.with_label_values(&["r"]).inc();
     m.tls_handshakes

@@ -11,8 +11,9 @@ const PROMTOOL: &str = "promtool";
 /// Increments every family, across every fixed label value, at least once.
 fn touch_every_family() {
     let m = metrics();
-    for protocol in metrics::PROTOCOLS {
+    for protocol in metrics::Protocol::ALL {
         m.prime_listener("imaps", protocol);
+        let protocol = protocol.as_str();
         m.connections_accepted
             .with_label_values(&["imaps", protocol])
             .inc();
@@ -25,20 +26,20 @@ fn touch_every_family() {
                 .with_label_values(&["imaps", protocol, outcome.as_str()])
                 .inc();
         }
-        for end in metrics::SESSION_ENDS {
+        for end in metrics::SessionEndLabel::ALL.map(|e| e.as_str()) {
             m.sessions
                 .with_label_values(&["imaps", protocol, end])
                 .inc();
         }
-        for verdict in metrics::SCAN_VERDICTS {
+        for verdict in metrics::ScanVerdict::ALL.map(|v| v.as_str()) {
             m.messages_scanned
                 .with_label_values(&[protocol, verdict])
                 .inc();
         }
     }
-    for reason in metrics::TLS_REASONS {
+    for reason in metrics::TlsReason::ALL.map(|r| r.as_str()) {
         let outcome = if reason == "ok" { "ok" } else { "error" };
-        for version in metrics::TLS_VERSIONS {
+        for version in metrics::TlsVersion::ALL.map(|v| v.as_str()) {
             m.tls_handshakes
                 .with_label_values(&["imaps", outcome, reason, version])
                 .inc();
@@ -48,30 +49,30 @@ fn touch_every_family() {
     m.backend_connect_seconds
         .with_label_values(&["legacy"])
         .observe(0.004);
-    for side in metrics::BACKEND_ERROR_SIDES {
-        for kind in metrics::BACKEND_ERROR_KINDS {
+    for side in metrics::BackendErrorSide::ALL.map(|s| s.as_str()) {
+        for kind in metrics::BackendErrorKind::ALL.map(|k| k.as_str()) {
             m.backend_errors
                 .with_label_values(&["legacy", side, kind])
                 .inc();
         }
     }
-    for direction in metrics::BYTE_DIRECTIONS {
+    for direction in metrics::ByteDirection::ALL.map(|d| d.as_str()) {
         m.bytes
             .with_label_values(&["imaps", direction])
             .inc_by(1024);
     }
-    for engine in metrics::SCAN_ENGINES {
+    for engine in metrics::ScanEngine::ALL.map(|e| e.as_str()) {
         m.scan_seconds.with_label_values(&[engine]).observe(0.05);
     }
-    for result in metrics::CACHE_RESULTS {
+    for result in metrics::CacheResult::ALL.map(|r| r.as_str()) {
         m.scan_cache.with_label_values(&[result]).inc();
     }
-    for outcome in metrics::WRITE_OUTCOMES {
+    for outcome in metrics::WriteOutcome::ALL.map(|o| o.as_str()) {
         m.quarantine_writes.with_label_values(&[outcome]).inc();
         m.config_reloads.with_label_values(&[outcome]).inc();
     }
-    for cause in metrics::POLICY_CAUSES {
-        for action in metrics::POLICY_ACTIONS {
+    for cause in metrics::PolicyCause::ALL.map(|c| c.as_str()) {
+        for action in metrics::PolicyActionLabel::ALL.map(|a| a.as_str()) {
             m.policy_actions.with_label_values(&[cause, action]).inc();
         }
     }

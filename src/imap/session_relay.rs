@@ -204,7 +204,10 @@ async fn scan_with_keepalive(
             _ = ticker.tick() => {
                 for action in core.tick() {
                     if let Action::ToClient(bytes) = action {
-                        crate::metrics::metrics().keepalives_sent.with_label_values(&["imap"]).inc();
+                        crate::metrics::metrics()
+                            .keepalives_sent
+                            .with_label_values(&[crate::metrics::Protocol::Imap.as_str()])
+                            .inc();
                         write_client(client, &bytes).await?;
                     }
                 }

@@ -196,7 +196,7 @@ mod tests {
         let (addr, _stop) = start(FixedProbe(vec![])).await;
         crate::metrics::metrics()
             .keepalives_sent
-            .with_label_values(&["imap"])
+            .with_label_values(&[crate::metrics::Protocol::Imap.as_str()])
             .inc();
         let (status, head, body) = get(addr, "/metrics").await;
         assert_eq!(status, 200);

@@ -1,175 +1,315 @@
 //! The fixed label values of the metric families in [`super::Metrics`].
 //!
-//! Keeping every non-configured label value in a closed list bounds the number of time series;
-//! callers pick a value from these lists instead of formatting error text into a label.
+//! Keeping every non-configured label value in a closed enum bounds the number of time series:
+//! callers pick a variant instead of formatting error text into a label, and the string is only
+//! produced by `as_str()` at the Prometheus boundary. Each enum's `ALL` lists every value in
+//! priming order.
 
-/// Values of the `protocol` label.
-pub const PROTOCOLS: [&str; 2] = ["imap", "pop3"];
-/// Values of the `outcome` label of `tls_handshakes_total`.
-pub const TLS_OUTCOMES: [&str; 2] = ["ok", "error"];
-/// Values of the `reason` label of `tls_handshakes_total`.
-pub const TLS_REASONS: [&str; 7] = [
-    "ok",
-    "alpn",
-    "protocol",
-    "certificate",
-    "eof",
-    "timeout",
-    "other",
-];
-/// Values of the `version` label of `tls_handshakes_total`.
-pub const TLS_VERSIONS: [&str; 3] = ["TLSv1_2", "TLSv1_3", "none"];
-/// The `outcome` label of `logins_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginOutcome {
-    /// The backend accepted the proxy's login.
-    Ok,
-    /// The backend refused it.
-    Fail,
-    /// The proxy refused it by policy (TLS required), without asking the backend.
-    Refused,
+/// Declares a label enum with `ALL` (every value, for priming the series) and `as_str()`.
+macro_rules! label_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident => $value:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, for priming the series.
+            pub const ALL: [$name; [$($value),+].len()] = [$($name::$variant),+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $value, )+
+                }
+            }
+        }
+    };
 }
 
-impl LoginOutcome {
-    /// Every value, for priming the series.
-    pub const ALL: [LoginOutcome; 3] =
-        [LoginOutcome::Ok, LoginOutcome::Fail, LoginOutcome::Refused];
+/// The `protocol` label (`connections_*`, `logins_total`, `sessions_total`,
+/// `keepalives_sent_total`, `messages_scanned_total`): the listener's configured protocol.
+pub use crate::config::Protocol;
 
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoginOutcome::Ok => "ok",
-            LoginOutcome::Fail => "fail",
-            LoginOutcome::Refused => "refused",
+impl Protocol {
+    /// Every value, for priming the series.
+    pub const ALL: [Protocol; 2] = [Protocol::Imap, Protocol::Pop3];
+}
+
+impl From<crate::scan::Protocol> for Protocol {
+    fn from(protocol: crate::scan::Protocol) -> Self {
+        match protocol {
+            crate::scan::Protocol::Imap => Protocol::Imap,
+            crate::scan::Protocol::Pop3 => Protocol::Pop3,
         }
     }
 }
 
-/// Values of the `side` label of `backend_errors_total`: the operation that failed.
-pub const BACKEND_ERROR_SIDES: [&str; 3] = ["connect", "read", "write"];
-/// Values of the `kind` label of `backend_errors_total`.
-pub const BACKEND_ERROR_KINDS: [&str; 7] = [
-    "timeout", "refused", "dns", "tls", "protocol", "io", "closed",
-];
-/// Values of the `direction` label of `bytes_total`.
-pub const BYTE_DIRECTIONS: [&str; 2] = ["client_to_backend", "backend_to_client"];
-/// Values of the `verdict` label of `messages_scanned_total`.
-pub const SCAN_VERDICTS: [&str; 5] = ["clean", "infected", "rule", "error", "oversize"];
-/// Values of the `engine` label of `scan_seconds`.
-pub const SCAN_ENGINES: [&str; 2] = ["clamd", "rules"];
-/// Values of the `result` label of `scan_cache_total`.
-pub const CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
-/// Values of the `outcome` label of `quarantine_writes_total` and `config_reloads_total`.
-pub const WRITE_OUTCOMES: [&str; 2] = ["ok", "error"];
-/// Values of the `cause` label of `policy_actions_total`.
-pub const POLICY_CAUSES: [&str; 4] = ["error", "oversize", "infected", "rule"];
-/// Values of the `action` label of `policy_actions_total`.
-pub const POLICY_ACTIONS: [&str; 6] = ["tempfail", "pass", "block", "strip", "tag", "log"];
-/// The `limit` label of `limit_rejections_total`: which bound a peer hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// `max_connections` in total.
-    MaxConnections,
-    /// `max_connections_per_ip`.
-    PerIpConnections,
-    /// A login delayed by the auth-failure penalty.
-    AuthPenalty,
-    /// `max_errors` protocol errors in one session.
-    MaxErrors,
-    /// No login within `prelogin_timeout`.
-    PreloginTimeout,
-    /// Idle longer than `idle_timeout`.
-    IdleTimeout,
-    /// A line over `max_line`.
-    LineLength,
-    /// A literal or command over its size limit.
-    LiteralSize,
-    /// A backend response over its size limit.
-    ResponseSize,
-    /// Parentheses/brackets nested deeper than `max_nesting`.
-    Nesting,
-    /// Bytes no grammar allows (NUL outside literals, ...).
-    Syntax,
-    /// Too many pipelined commands.
-    PipelineDepth,
-    /// A scan waited for one of the `max_scans` permits.
-    ScanConcurrency,
-    /// A PROXY protocol header that was missing, malformed or from an untrusted peer.
-    ProxyHeader,
+label_enum! {
+    /// The `outcome` label of `tls_handshakes_total`.
+    pub enum TlsOutcome {
+        /// The handshake completed.
+        Ok => "ok",
+        /// It failed; the `reason` label says why.
+        Error => "error",
+    }
 }
 
-impl Limit {
-    /// Every value, for priming the series.
-    pub const ALL: [Limit; 14] = [
-        Limit::MaxConnections,
-        Limit::PerIpConnections,
-        Limit::AuthPenalty,
-        Limit::MaxErrors,
-        Limit::PreloginTimeout,
-        Limit::IdleTimeout,
-        Limit::LineLength,
-        Limit::LiteralSize,
-        Limit::ResponseSize,
-        Limit::Nesting,
-        Limit::Syntax,
-        Limit::PipelineDepth,
-        Limit::ScanConcurrency,
-        Limit::ProxyHeader,
-    ];
+label_enum! {
+    /// The `reason` label of `tls_handshakes_total`.
+    pub enum TlsReason {
+        /// The handshake completed.
+        Ok => "ok",
+        /// No ALPN protocol in common.
+        Alpn => "alpn",
+        /// The peer violated or did not support the TLS protocol.
+        Protocol => "protocol",
+        /// A client certificate was missing or invalid.
+        Certificate => "certificate",
+        /// The peer closed or reset the connection.
+        Eof => "eof",
+        /// The handshake did not finish in time.
+        Timeout => "timeout",
+        /// Anything else.
+        Other => "other",
+    }
+}
 
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::MaxConnections => "max_connections",
-            Limit::PerIpConnections => "per_ip_connections",
-            Limit::AuthPenalty => "auth_penalty",
-            Limit::MaxErrors => "max_errors",
-            Limit::PreloginTimeout => "prelogin_timeout",
-            Limit::IdleTimeout => "idle_timeout",
-            Limit::LineLength => "line_length",
-            Limit::LiteralSize => "literal_size",
-            Limit::ResponseSize => "response_size",
-            Limit::Nesting => "nesting",
-            Limit::Syntax => "syntax",
-            Limit::PipelineDepth => "pipeline_depth",
-            Limit::ScanConcurrency => "scan_concurrency",
-            Limit::ProxyHeader => "proxy_header",
+label_enum! {
+    /// The `version` label of `tls_handshakes_total`.
+    pub enum TlsVersion {
+        /// TLS 1.2.
+        Tls12 => "TLSv1_2",
+        /// TLS 1.3.
+        Tls13 => "TLSv1_3",
+        /// No (or another) version negotiated, e.g. a failed handshake.
+        None => "none",
+    }
+}
+
+impl TlsVersion {
+    /// Maps a negotiated rustls protocol version to its label.
+    pub fn of(version: Option<rustls::ProtocolVersion>) -> TlsVersion {
+        match version {
+            Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
+            Some(rustls::ProtocolVersion::TLSv1_3) => TlsVersion::Tls13,
+            _ => TlsVersion::None,
         }
     }
 }
 
-/// Values of the `end` label of `sessions_total`.
-pub const SESSION_ENDS: [&str; 6] = [
-    "logout",
-    "client_closed",
-    "backend_closed",
-    "error",
-    "shutdown",
-    "timeout",
-];
+label_enum! {
+    /// The `outcome` label of `logins_total`.
+    pub enum LoginOutcome {
+        /// The backend accepted the proxy's login.
+        Ok => "ok",
+        /// The backend refused it.
+        Fail => "fail",
+        /// The proxy refused it by policy (TLS required), without asking the backend.
+        Refused => "refused",
+    }
+}
 
-/// Maps a negotiated rustls protocol version to the `version` label of `tls_handshakes_total`.
-pub fn tls_version_label(version: Option<rustls::ProtocolVersion>) -> &'static str {
-    match version {
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1_2",
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1_3",
-        _ => "none",
+label_enum! {
+    /// The `side` label of `backend_errors_total`: the operation that failed.
+    pub enum BackendErrorSide {
+        /// Establishing the connection (TCP, TLS, greeting, STARTTLS).
+        Connect => "connect",
+        /// Reading from an established connection.
+        Read => "read",
+        /// Writing to an established connection.
+        Write => "write",
+    }
+}
+
+label_enum! {
+    /// The `kind` label of `backend_errors_total`.
+    pub enum BackendErrorKind {
+        /// The operation timed out.
+        Timeout => "timeout",
+        /// The connection was refused.
+        Refused => "refused",
+        /// The host name did not resolve.
+        Dns => "dns",
+        /// TLS failed (handshake or verification).
+        Tls => "tls",
+        /// The backend spoke something unexpected.
+        Protocol => "protocol",
+        /// Another I/O error.
+        Io => "io",
+        /// The backend closed the connection.
+        Closed => "closed",
+    }
+}
+
+label_enum! {
+    /// The `direction` label of `bytes_total`.
+    pub enum ByteDirection {
+        /// Octets relayed client → backend.
+        ClientToBackend => "client_to_backend",
+        /// Octets relayed backend → client.
+        BackendToClient => "backend_to_client",
+    }
+}
+
+label_enum! {
+    /// The `verdict` label of `messages_scanned_total`.
+    pub enum ScanVerdict {
+        /// Nothing found.
+        Clean => "clean",
+        /// The engine found malware.
+        Infected => "infected",
+        /// A local rule matched.
+        Rule => "rule",
+        /// The scan failed.
+        Error => "error",
+        /// Too large to scan.
+        Oversize => "oversize",
+    }
+}
+
+label_enum! {
+    /// The `engine` label of `scan_seconds`.
+    pub enum ScanEngine {
+        /// The clamd daemon.
+        Clamd => "clamd",
+        /// The local rules.
+        Rules => "rules",
+    }
+}
+
+label_enum! {
+    /// The `result` label of `scan_cache_total`.
+    pub enum CacheResult {
+        /// The verdict was cached.
+        Hit => "hit",
+        /// It was not.
+        Miss => "miss",
+    }
+}
+
+impl CacheResult {
+    /// `Hit` when `hit`, else `Miss`.
+    pub fn of(hit: bool) -> CacheResult {
+        if hit {
+            CacheResult::Hit
+        } else {
+            CacheResult::Miss
+        }
+    }
+}
+
+label_enum! {
+    /// The `outcome` label of `quarantine_writes_total` and `config_reloads_total`.
+    pub enum WriteOutcome {
+        /// It succeeded.
+        Ok => "ok",
+        /// It failed.
+        Error => "error",
+    }
+}
+
+impl WriteOutcome {
+    /// `Ok` when `ok`, else `Error`.
+    pub fn of(ok: bool) -> WriteOutcome {
+        if ok {
+            WriteOutcome::Ok
+        } else {
+            WriteOutcome::Error
+        }
+    }
+}
+
+label_enum! {
+    /// The `cause` label of `policy_actions_total`: why a message was not plainly clean.
+    pub enum PolicyCause {
+        /// The scan failed.
+        Error => "error",
+        /// Too large to scan.
+        Oversize => "oversize",
+        /// The engine found malware.
+        Infected => "infected",
+        /// A local rule matched.
+        Rule => "rule",
+    }
+}
+
+label_enum! {
+    /// The `action` label of `policy_actions_total`: what the proxy did with the message.
+    pub enum PolicyActionLabel {
+        /// A temporary failure was returned.
+        Tempfail => "tempfail",
+        /// The original was delivered unchanged.
+        Pass => "pass",
+        /// A replacement was delivered.
+        Block => "block",
+        /// Parts were stripped.
+        Strip => "strip",
+        /// A marker was added.
+        Tag => "tag",
+        /// Only logged.
+        Log => "log",
+    }
+}
+
+label_enum! {
+    /// The `limit` label of `limit_rejections_total`: which bound a peer hit.
+    pub enum Limit {
+        /// `max_connections` in total.
+        MaxConnections => "max_connections",
+        /// `max_connections_per_ip`.
+        PerIpConnections => "per_ip_connections",
+        /// A login delayed by the auth-failure penalty.
+        AuthPenalty => "auth_penalty",
+        /// `max_errors` protocol errors in one session.
+        MaxErrors => "max_errors",
+        /// No login within `prelogin_timeout`.
+        PreloginTimeout => "prelogin_timeout",
+        /// Idle longer than `idle_timeout`.
+        IdleTimeout => "idle_timeout",
+        /// A line over `max_line`.
+        LineLength => "line_length",
+        /// A literal or command over its size limit.
+        LiteralSize => "literal_size",
+        /// A backend response over its size limit.
+        ResponseSize => "response_size",
+        /// Parentheses/brackets nested deeper than `max_nesting`.
+        Nesting => "nesting",
+        /// Bytes no grammar allows (NUL outside literals, ...).
+        Syntax => "syntax",
+        /// Too many pipelined commands.
+        PipelineDepth => "pipeline_depth",
+        /// A scan waited for one of the `max_scans` permits.
+        ScanConcurrency => "scan_concurrency",
+        /// A PROXY protocol header that was missing, malformed or from an untrusted peer.
+        ProxyHeader => "proxy_header",
+    }
+}
+
+label_enum! {
+    /// The `end` label of `sessions_total`: how a session ended.
+    pub enum SessionEndLabel {
+        /// The client logged out.
+        Logout => "logout",
+        /// The client closed the connection.
+        ClientClosed => "client_closed",
+        /// The backend closed the connection.
+        BackendClosed => "backend_closed",
+        /// An error on either side.
+        Error => "error",
+        /// The proxy shut down.
+        Shutdown => "shutdown",
+        /// A timeout.
+        Timeout => "timeout",
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tls_version_labels_are_from_the_fixed_set() {
-        use rustls::ProtocolVersion;
-        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_3)), "TLSv1_3");
-        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_2)), "TLSv1_2");
-        assert_eq!(tls_version_label(Some(ProtocolVersion::TLSv1_1)), "none");
-        assert_eq!(tls_version_label(None), "none");
-        for label in [Some(ProtocolVersion::TLSv1_3), None].map(tls_version_label) {
-            assert!(TLS_VERSIONS.contains(&label));
-        }
-    }
-}
+#[path = "labels_tests.rs"]
+mod tests;

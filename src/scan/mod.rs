@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use crate::metrics::{ScanEngine, ScanVerdict};
+
 pub use config::{OnError, OnOversize, ScanConfig};
 pub use rules::RuleAction;
 pub use stats::ScanStats;
@@ -371,7 +373,7 @@ impl Inner {
         }
         let scan_seconds = &crate::metrics::metrics().scan_seconds;
         scan_seconds
-            .with_label_values(&["rules"])
+            .with_label_values(&[ScanEngine::Rules.as_str()])
             .observe(rules_started.elapsed().as_secs_f64());
         let engine_started = std::time::Instant::now();
         let outcome = match (&self.engine, builtin) {
@@ -381,7 +383,7 @@ impl Inner {
         };
         if matches!(self.engine, Engine::Clamd(_)) {
             scan_seconds
-                .with_label_values(&["clamd"])
+                .with_label_values(&[ScanEngine::Clamd.as_str()])
                 .observe(engine_started.elapsed().as_secs_f64());
         }
         let strongest = hits
@@ -426,13 +428,10 @@ impl Inner {
         }
         let verdict = self.verdict(&message, &hash, generation).await;
         self.stats.count_verdict(&verdict);
-        let protocol = match msg.protocol {
-            Protocol::Imap => "imap",
-            Protocol::Pop3 => "pop3",
-        };
+        let protocol = crate::metrics::Protocol::from(msg.protocol);
         crate::metrics::metrics()
             .messages_scanned
-            .with_label_values(&[protocol, verdict_label(&verdict)])
+            .with_label_values(&[protocol.as_str(), ScanVerdict::of(&verdict).as_str()])
             .inc();
         let disposition = self.apply(verdict.clone(), message, hash, msg).await;
         stats::count_policy(&verdict, &disposition);

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::verdict::{verdict_label, Verdict};
+use super::verdict::Verdict;
+use crate::metrics::{CacheResult, PolicyActionLabel, PolicyCause, ScanVerdict, WriteOutcome};
 
 /// Upper bound on distinct rule names counted (rule names come from local files only).
 const MAX_RULE_COUNTERS: usize = 1024;
@@ -67,12 +68,12 @@ fn bump(counter: &AtomicU64) {
 impl ScanStats {
     /// Counts a verdict.
     pub fn count_verdict(&self, verdict: &Verdict) {
-        bump(match verdict_label(verdict) {
-            "clean" => &self.clean,
-            "infected" => &self.infected,
-            "rule" => &self.rule,
-            "error" => &self.error,
-            _ => &self.oversize,
+        bump(match ScanVerdict::of(verdict) {
+            ScanVerdict::Clean => &self.clean,
+            ScanVerdict::Infected => &self.infected,
+            ScanVerdict::Rule => &self.rule,
+            ScanVerdict::Error => &self.error,
+            ScanVerdict::Oversize => &self.oversize,
         });
     }
 
@@ -91,7 +92,7 @@ impl ScanStats {
     pub fn count_cache(&self, hit: bool) {
         crate::metrics::metrics()
             .scan_cache
-            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .with_label_values(&[CacheResult::of(hit).as_str()])
             .inc();
         bump(if hit {
             &self.cache_hits
@@ -104,7 +105,7 @@ impl ScanStats {
     pub fn count_quarantine(&self, ok: bool) {
         crate::metrics::metrics()
             .quarantine_writes
-            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .with_label_values(&[WriteOutcome::of(ok).as_str()])
             .inc();
         bump(if ok {
             &self.quarantine_writes
@@ -149,33 +150,33 @@ pub fn count_policy(verdict: &Verdict, disposition: &super::Disposition) {
     use super::{Disposition, RuleAction};
     let cause = match verdict {
         Verdict::Clean => return,
-        Verdict::Infected { .. } => "infected",
-        Verdict::Rule { .. } => "rule",
-        Verdict::Error { .. } => "error",
-        Verdict::Oversize => "oversize",
+        Verdict::Infected { .. } => PolicyCause::Infected,
+        Verdict::Rule { .. } => PolicyCause::Rule,
+        Verdict::Error { .. } => PolicyCause::Error,
+        Verdict::Oversize => PolicyCause::Oversize,
     };
     let action = match (disposition, verdict) {
-        (Disposition::TempFail { .. }, _) => "tempfail",
-        (Disposition::Replace { .. }, _) => "block",
+        (Disposition::TempFail { .. }, _) => PolicyActionLabel::Tempfail,
+        (Disposition::Replace { .. }, _) => PolicyActionLabel::Block,
         (
             Disposition::Deliver { modified: true, .. },
             Verdict::Rule {
                 action: RuleAction::Strip,
                 ..
             },
-        ) => "strip",
-        (Disposition::Deliver { modified: true, .. }, _) => "tag",
+        ) => PolicyActionLabel::Strip,
+        (Disposition::Deliver { modified: true, .. }, _) => PolicyActionLabel::Tag,
         (
             Disposition::Deliver { .. },
             Verdict::Rule {
                 action: RuleAction::Log,
                 ..
             },
-        ) => "log",
-        (Disposition::Deliver { .. }, _) => "pass",
+        ) => PolicyActionLabel::Log,
+        (Disposition::Deliver { .. }, _) => PolicyActionLabel::Pass,
     };
     crate::metrics::metrics()
         .policy_actions
-        .with_label_values(&[cause, action])
+        .with_label_values(&[cause.as_str(), action.as_str()])
         .inc();
 }

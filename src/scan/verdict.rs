@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::config::ConfigError;
 use super::rules::RuleAction;
+use crate::metrics::ScanVerdict;
 
 /// Why a message could not be scanned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,12 +116,19 @@ impl Verdict {
 
 /// Label for metrics: `clean`, `infected`, `rule`, `error`, `oversize`.
 pub fn verdict_label(verdict: &Verdict) -> &'static str {
-    match verdict {
-        Verdict::Clean => "clean",
-        Verdict::Infected { .. } => "infected",
-        Verdict::Rule { .. } => "rule",
-        Verdict::Error { .. } => "error",
-        Verdict::Oversize => "oversize",
+    ScanVerdict::of(verdict).as_str()
+}
+
+impl ScanVerdict {
+    /// The `verdict` label of a scan verdict.
+    pub fn of(verdict: &Verdict) -> ScanVerdict {
+        match verdict {
+            Verdict::Clean => ScanVerdict::Clean,
+            Verdict::Infected { .. } => ScanVerdict::Infected,
+            Verdict::Rule { .. } => ScanVerdict::Rule,
+            Verdict::Error { .. } => ScanVerdict::Error,
+            Verdict::Oversize => ScanVerdict::Oversize,
+        }
     }
 }
 
