@@ -104,6 +104,20 @@ impl From<SessionError> for SessionEnd {
     }
 }
 
+/// What a session core counted since its shell last asked (`take_tally` of the IMAP relay and
+/// the POP3 transaction core); the shell adds it to the session's [`SessionStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Octets forwarded client → backend.
+    pub bytes_up: u64,
+    /// Octets relayed backend → client (the proxy's own answers are not counted).
+    pub bytes_down: u64,
+    /// Messages scanned.
+    pub scanned: u64,
+    /// Messages blocked, modified or withheld by a scan.
+    pub blocked: u64,
+}
+
 /// Counters kept per session for the summary line.
 #[derive(Debug)]
 pub struct SessionStats {
@@ -135,6 +149,14 @@ impl Default for SessionStats {
 }
 
 impl SessionStats {
+    /// Adds what a session core counted.
+    pub fn add(&mut self, tally: Tally) {
+        self.bytes_up += tally.bytes_up;
+        self.bytes_down += tally.bytes_down;
+        self.scanned += tally.scanned;
+        self.blocked += tally.blocked;
+    }
+
     /// Records the user on the session span and in the summary.
     pub fn set_user(&mut self, user: String) {
         tracing::Span::current().record("user", user.as_str());

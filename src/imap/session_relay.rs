@@ -64,11 +64,7 @@ impl Session {
         let sent = actions.iter().any(|a| matches!(a, Action::ToBackend(_)));
         let result = self.perform_all(actions, sent).await;
         if let Some(core) = &mut self.relay {
-            let tally = core.take_tally();
-            stats.bytes_up += tally.bytes_up;
-            stats.bytes_down += tally.bytes_down;
-            stats.scanned += tally.scanned;
-            stats.blocked += tally.blocked;
+            stats.add(core.take_tally());
         }
         result
     }

@@ -40,11 +40,7 @@ impl Session {
     /// Adds the core's statistics since the last call to the session's.
     fn absorb_tally(&mut self, stats: &mut SessionStats) {
         if let Phase::Transaction(core) = &mut self.phase {
-            let tally = core.take_tally();
-            stats.bytes_up += tally.bytes_up;
-            stats.bytes_down += tally.bytes_down;
-            stats.scanned += tally.scanned;
-            stats.blocked += tally.blocked;
+            stats.add(core.take_tally());
         }
     }
 }

@@ -66,18 +66,7 @@ pub enum Action {
     Close(Close),
 }
 
-/// Statistics accumulated since the last [`Transaction::take_tally`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Octets forwarded client → backend.
-    pub bytes_up: u64,
-    /// Octets relayed backend → client (the proxy's own answers are not counted).
-    pub bytes_down: u64,
-    /// Messages scanned.
-    pub scanned: u64,
-    /// Messages blocked, modified or withheld.
-    pub blocked: u64,
-}
+pub use crate::session::Tally;
 
 /// What a forwarded command means when its answer arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
