@@ -107,6 +107,62 @@ impl Assembler {
     }
 }
 
+/// Why a backend response could not be assembled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    /// The backend's bytes broke the framing.
+    #[error("{0}")]
+    Frame(#[from] super::codec::FrameError),
+    /// The response was larger in total than the limit.
+    #[error("response too large")]
+    TooLarge,
+}
+
+/// Collects the fragments of backend responses (RFC 9051 §7: a line, its literals and the line
+/// text after each) until one is complete; bounded in total size.
+#[derive(Debug)]
+pub struct ResponseAssembler {
+    events: Vec<Event>,
+    size: u64,
+    limit: u64,
+}
+
+impl ResponseAssembler {
+    /// An assembler for responses of at most `limit` octets in total.
+    pub fn new(limit: u64) -> ResponseAssembler {
+        ResponseAssembler {
+            events: Vec::new(),
+            size: 0,
+            limit,
+        }
+    }
+
+    /// Whether no response is partly assembled.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The next complete response from the bytes `framer` holds, if any.
+    pub fn next(
+        &mut self,
+        framer: &mut super::codec::Framer,
+    ) -> Result<Option<Vec<Event>>, ResponseError> {
+        while let Some(event) = framer.next_event()? {
+            let complete = matches!(event, Event::Line { literal: None, .. });
+            self.size += event.bytes().len() as u64;
+            if self.size > self.limit {
+                return Err(ResponseError::TooLarge);
+            }
+            self.events.push(event);
+            if complete {
+                self.size = 0;
+                return Ok(Some(std::mem::take(&mut self.events)));
+            }
+        }
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +225,39 @@ mod tests {
         };
         assert_eq!(assembler.push(line), Err(CommandTooLarge(16)));
         assert!(assembler.is_empty());
+    }
+
+    #[test]
+    fn responses_are_assembled_whole_and_bounded_at_every_chunk_size() {
+        let script = b"* 1 FETCH (BODY[] {5}\r\nhello)\r\na OK done\r\n";
+        for chunk in 1..=512 {
+            let mut framer = Framer::new(Role::Server, Limits::default());
+            let mut responses = ResponseAssembler::new(1024);
+            let mut out = Vec::new();
+            for piece in script.chunks(chunk) {
+                framer.feed(piece);
+                while let Some(events) = responses.next(&mut framer).expect("fits") {
+                    out.push(
+                        events
+                            .iter()
+                            .flat_map(|e| e.bytes().to_vec())
+                            .collect::<Vec<u8>>(),
+                    );
+                }
+            }
+            assert_eq!(
+                out,
+                vec![
+                    b"* 1 FETCH (BODY[] {5}\r\nhello)\r\n".to_vec(),
+                    b"a OK done\r\n".to_vec()
+                ],
+                "chunk size {chunk}"
+            );
+            assert!(responses.is_empty());
+        }
+        let mut framer = Framer::new(Role::Server, Limits::default());
+        framer.feed(b"* 1 FETCH (BODY[] {40}\r\n0123456789012345678901234567890123456789)\r\n");
+        let mut responses = ResponseAssembler::new(32);
+        assert_eq!(responses.next(&mut framer), Err(ResponseError::TooLarge));
     }
 }

@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::capability::CapabilityPolicy;
-use super::codec::{Event, Framer};
+use super::codec::Framer;
 use super::grammar::Fragment;
 use super::relay_client::{Continuation, Waiting};
 use super::relay_fetch::{FetchContext, MailboxState};
@@ -159,9 +159,8 @@ pub struct Relay {
     pub(super) client_framer: Framer,
     pub(super) assembler: super::assembler::Assembler,
     pub(super) backend_framer: Framer,
-    /// Fragments of the backend response being assembled.
-    pub(super) response: Vec<Event>,
-    pub(super) response_size: u64,
+    /// The backend response being assembled.
+    pub(super) response: super::assembler::ResponseAssembler,
     pub(super) pending: VecDeque<Pending>,
     pub(super) mailbox: MailboxState,
     pub(super) mode: ClientMode,
@@ -182,13 +181,13 @@ impl Relay {
     /// The core after login; the framers may already hold bytes (pipelined after login).
     pub fn new(settings: Settings, client_framer: Framer, backend_framer: Framer) -> Relay {
         let max_command = settings.max_command;
+        let max_response = settings.max_response;
         Relay {
             settings,
             client_framer,
             assembler: super::assembler::Assembler::new(max_command),
             backend_framer,
-            response: Vec::new(),
-            response_size: 0,
+            response: super::assembler::ResponseAssembler::new(max_response),
             pending: VecDeque::new(),
             mailbox: MailboxState::default(),
             mode: ClientMode::Commands,

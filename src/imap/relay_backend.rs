@@ -4,8 +4,9 @@
 //! session (SELECT/EXAMINE/CLOSE/UNSELECT, IDLE, LOGOUT; a FETCH whose messages were withheld
 //! ends `NO [UNAVAILABLE]`, RFC 5530), and the rest is relayed unchanged.
 
+use super::assembler::ResponseError;
 use super::capability;
-use super::codec::{Event, FrameError};
+use super::codec::Event;
 use super::command::Status;
 use super::fetch_response::fetch_seq;
 use super::relay::{has_capability, Action, ClientMode, Close, Kind, Relay};
@@ -30,23 +31,9 @@ impl Relay {
     }
 
     fn next_response(&mut self) -> Result<Option<Vec<Event>>, String> {
-        while let Some(event) = self
-            .backend_framer
-            .next_event()
-            .map_err(|e| backend_violation(&e))?
-        {
-            let complete = matches!(event, Event::Line { literal: None, .. });
-            self.response_size += event.bytes().len() as u64;
-            if self.response_size > self.settings.max_response {
-                return Err("response too large".into());
-            }
-            self.response.push(event);
-            if complete {
-                self.response_size = 0;
-                return Ok(Some(std::mem::take(&mut self.response)));
-            }
-        }
-        Ok(None)
+        self.response
+            .next(&mut self.backend_framer)
+            .map_err(|error| backend_violation(&error))
     }
 
     /// A complete backend response (a line plus any literals and continuation lines).
@@ -204,8 +191,10 @@ impl Relay {
     }
 }
 
-fn backend_violation(error: &FrameError) -> String {
-    tracing::warn!(%error, limit = error.limit().as_str(), "backend framing error");
+fn backend_violation(error: &ResponseError) -> String {
+    if let ResponseError::Frame(frame) = error {
+        tracing::warn!(%error, limit = frame.limit().as_str(), "backend framing error");
+    }
     error.to_string()
 }
 

@@ -7,6 +7,7 @@
 use super::*;
 use crate::imap::capability;
 use crate::imap::codec::{Limits, Role};
+use crate::scan::fixtures::{blocked, clean, tempfail};
 use crate::scan::{OnError, OnOversize, Policy, Verdict};
 
 /// One input of a script.
@@ -156,31 +157,6 @@ fn replay_with(literal_plus: bool, scan_append: bool, script: &[In<'_>]) -> Vec<
 
 fn replay(script: &[In<'_>]) -> Vec<Step> {
     replay_with(true, false, script)
-}
-
-fn clean(message: &[u8]) -> Disposition {
-    Disposition::Deliver {
-        bytes: Bytes::copy_from_slice(message),
-        modified: false,
-        verdict: Verdict::Clean,
-    }
-}
-
-fn blocked(replacement: &[u8]) -> Disposition {
-    Disposition::Replace {
-        bytes: Bytes::copy_from_slice(replacement),
-        quarantine_id: "q-1".into(),
-        verdict: Verdict::Infected {
-            engine: "clamd".into(),
-            signature: "Eicar-Test-Signature".into(),
-        },
-    }
-}
-
-fn tempfail() -> Disposition {
-    Disposition::TempFail {
-        reason: "clamd down".into(),
-    }
 }
 
 const MESSAGE: &[u8] = b"Subject: hi\r\n\r\nbody\r\n";

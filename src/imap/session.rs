@@ -63,8 +63,7 @@ pub(super) struct Session {
     /// The backend advertised SASL-IR (RFC 4959).
     pub(super) backend_sasl_ir: bool,
     /// Fragments of the backend response being assembled (before login).
-    pub(super) response: Vec<Event>,
-    pub(super) response_size: u64,
+    pub(super) response: super::assembler::ResponseAssembler,
     pub(super) draining: bool,
     /// While a literal waits for the backend's `+`: when that wait fails
     /// ([`crate::session::BACKEND_EXCHANGE_TIMEOUT`] after the last piece sent).
@@ -93,8 +92,13 @@ impl Session {
             backend_capabilities: list.clone(),
             backend_literal_plus: false,
             backend_sasl_ir: false,
-            response: Vec::new(),
-            response_size: 0,
+            response: super::assembler::ResponseAssembler::new(
+                context
+                    .listener
+                    .limits
+                    .max_backend_literal
+                    .saturating_mul(2),
+            ),
             continuation_deadline: None,
             draining: false,
             errors: 0,

@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::codec::{Event, FrameError, Framer, Role};
+use super::assembler::ResponseError;
+use super::codec::{Event, Framer, Role};
 use super::relay::{self, has_capability, Action, Close, Relay};
 use super::relay_fetch::KEEPALIVE_INTERVAL;
 use super::session::{backend_limits, max_command, Flow, Session};
@@ -150,29 +151,9 @@ impl Session {
 
     /// The next complete backend response from bytes already fed, if any (before login).
     pub(super) fn next_backend_response(&mut self) -> Result<Option<Vec<Event>>, SessionError> {
-        let limit = self
-            .context
-            .listener
-            .limits
-            .max_backend_literal
-            .saturating_mul(2);
-        while let Some(event) = self
-            .backend_framer
-            .next_event()
-            .map_err(|e| backend_violation(&e))?
-        {
-            let complete = matches!(event, Event::Line { literal: None, .. });
-            self.response_size += event.bytes().len() as u64;
-            if self.response_size > limit {
-                return Err(SessionError::BackendProtocol("response too large".into()));
-            }
-            self.response.push(event);
-            if complete {
-                self.response_size = 0;
-                return Ok(Some(std::mem::take(&mut self.response)));
-            }
-        }
-        Ok(None)
+        self.response
+            .next(&mut self.backend_framer)
+            .map_err(|error| backend_violation(&error))
     }
 
     /// Remembers what a backend capability list offers (LITERAL+, SASL-IR).
@@ -226,7 +207,9 @@ fn closed(close: Close) -> Result<Flow, SessionError> {
     }
 }
 
-fn backend_violation(error: &FrameError) -> SessionError {
-    tracing::warn!(%error, limit = error.limit().as_str(), "backend framing error");
+fn backend_violation(error: &ResponseError) -> SessionError {
+    if let ResponseError::Frame(frame) = error {
+        tracing::warn!(%error, limit = frame.limit().as_str(), "backend framing error");
+    }
     SessionError::BackendProtocol(error.to_string())
 }

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::pop3::prelogin::refusal;
-use crate::scan::Verdict;
+use crate::scan::fixtures::{blocked, clean};
 
 /// One input of a script.
 #[derive(Clone)]
@@ -95,25 +95,6 @@ fn replay_with(limits: Limits, script: &[In<'_>]) -> (Vec<Step>, Tally) {
 
 fn replay(script: &[In<'_>]) -> Vec<Step> {
     replay_with(Limits::default(), script).0
-}
-
-fn clean(message: &[u8]) -> Disposition {
-    Disposition::Deliver {
-        bytes: Bytes::copy_from_slice(message),
-        modified: false,
-        verdict: Verdict::Clean,
-    }
-}
-
-fn blocked(replacement: &[u8]) -> Disposition {
-    Disposition::Replace {
-        bytes: Bytes::copy_from_slice(replacement),
-        quarantine_id: "q-1".into(),
-        verdict: Verdict::Infected {
-            engine: "clamd".into(),
-            signature: "Eicar-Test-Signature".into(),
-        },
-    }
 }
 
 fn refused(line: &[u8]) -> String {

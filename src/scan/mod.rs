@@ -458,4 +458,6 @@ impl Inner {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;
