@@ -141,7 +141,7 @@ impl Session {
         let awaiting = self
             .relay
             .as_ref()
-            .is_some_and(|core| core.awaiting_continuation());
+            .is_some_and(|core| core.awaiting_backend());
         self.continuation_deadline = match (awaiting, self.continuation_deadline) {
             (false, _) => None,
             (true, Some(deadline)) if !sent => Some(deadline),
