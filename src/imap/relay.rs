@@ -130,6 +130,8 @@ pub(super) enum Kind {
     Select(String),
     /// CLOSE/UNSELECT.
     Close,
+    /// EXPUNGE/MOVE (and their UID forms): sequence numbers move (RFC 9051 §7.5.1).
+    Renumber,
     Other,
 }
 

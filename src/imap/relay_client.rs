@@ -213,13 +213,14 @@ impl Relay {
             return self.forward(tag, Kind::Other, None, fragments);
         }
         let uid_command = head.name.starts_with("UID ");
-        let mailbox_changing = self
-            .pending
-            .iter()
-            .any(|p| matches!(p.kind, Kind::Select(_) | Kind::Close));
-        if mailbox_changing || request.has_whole_message() {
-            // The mailbox the FETCH will run in is not known yet, or the whole message comes
-            // anyway: nothing to probe.
+        let unsettled = self.pending.iter().any(|p| match p.kind {
+            Kind::Select(_) | Kind::Close => true,
+            Kind::Renumber => !uid_command,
+            _ => false,
+        });
+        if unsettled || request.has_whole_message() {
+            // The mailbox or the sequence numbers the FETCH will see are not known yet, or the
+            // whole message comes anyway: nothing to probe.
             return self.forward_planned_fetch(head.tag, &head.name, request, false);
         }
         let references = expand_set(&request.sequence, MAX_CACHE_PROBE).and_then(|numbers| {
@@ -368,6 +369,7 @@ fn command_kind(kind: &CommandKind) -> Kind {
         CommandKind::Logout => Kind::Logout,
         CommandKind::Select { mailbox, .. } => Kind::Select(mailbox.clone()),
         CommandKind::Close | CommandKind::Unselect => Kind::Close,
+        CommandKind::Other("EXPUNGE" | "UID EXPUNGE" | "MOVE" | "UID MOVE") => Kind::Renumber,
         _ => Kind::Other,
     }
 }

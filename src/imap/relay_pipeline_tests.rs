@@ -205,3 +205,18 @@ fn a_fetch_behind_a_pipelined_select_is_planned_without_the_cache() {
         "t SELECT Other\r\ng FETCH 1 (BODY[TEXT] BODY.PEEK[] UID)\r\n"
     );
 }
+
+#[test]
+fn a_sequence_fetch_behind_a_pipelined_expunge_is_planned_without_the_cache() {
+    let mut script = selected_and_scanned();
+    script.push(In::Client(
+        b"x EXPUNGE\r\ng FETCH 1 (BODY[TEXT])\r\nh UID FETCH 42 (BODY[TEXT])\r\n",
+    ));
+    let steps = replay(&script);
+    assert_eq!(
+        steps[5].backend,
+        "x EXPUNGE\r\ng FETCH 1 (BODY[TEXT] BODY.PEEK[] UID)\r\n"
+    );
+    // UIDs do not move: the UID FETCH is planned from the cache (its signature differs).
+    assert_eq!(steps[5].requests, ["probe 2 [Some(42)]"]);
+}
