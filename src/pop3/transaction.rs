@@ -188,7 +188,7 @@ impl Transaction {
         !self.halted
             && !self.draining
             && !self.closed
-            && self.slots.len() - self.own < self.max_pipeline
+            && self.slots.len().saturating_sub(self.own) < self.max_pipeline
     }
 
     /// No answer outstanding.
@@ -454,7 +454,7 @@ impl Transaction {
                 _ => return,
             }
             match self.slots.pop_front() {
-                Some(Slot::Done) => self.own -= 1,
+                Some(Slot::Done) => self.own = self.own.saturating_sub(1),
                 Some(Slot::Local(bytes)) => actions.push(Action::ToClient(bytes)),
                 Some(Slot::Ready { bytes, quit }) => {
                     self.tally.bytes_down += bytes.len() as u64;
