@@ -138,6 +138,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
     old_scan.max_size = new.scan.max_size;
     old_scan.contact = new.scan.contact.clone();
     old_scan.scan_append = new.scan.scan_append;
+    old_scan.scan_on_structure = new.scan.scan_on_structure;
     if format!("{old_scan:?}") != format!("{:?}", new.scan) {
         changed.push("scan (other than rules)".to_string());
     }

@@ -72,6 +72,8 @@ pub struct Policy {
     pub contact: String,
     /// Scan IMAP APPEND uploads.
     pub scan_append: bool,
+    /// Scan POP3 messages before answering LIST/STAT with their sizes.
+    pub scan_on_structure: bool,
 }
 
 impl Policy {
@@ -83,6 +85,7 @@ impl Policy {
             max_size: cfg.max_size.0,
             contact: cfg.contact.clone(),
             scan_append: cfg.scan_append,
+            scan_on_structure: cfg.scan_on_structure,
         }
     }
 }
