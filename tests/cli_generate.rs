@@ -157,10 +157,7 @@ fn completions_name_the_subcommands() {
     for shell in ["bash", "zsh", "fish"] {
         let script = stdout_of(&["generate", "completions", shell]);
         assert!(script.len() > 500, "{shell}: {script}");
-        for word in SUBCOMMANDS
-            .iter()
-            .chain(&["completions", "cert", "config"])
-        {
+        for word in SUBCOMMANDS.iter().chain(&["completions", "cert", "config"]) {
             assert!(script.contains(word), "{shell} completion lacks {word}");
         }
         syntax_check(shell, &script);

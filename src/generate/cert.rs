@@ -37,8 +37,12 @@ pub struct CertArgs {
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     /// Replace existing files.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "keep_existing")]
     pub force: bool,
+    /// If all four files exist already, keep them and succeed (for init containers that run
+    /// on every start); some but not all of them existing is still an error.
+    #[arg(long)]
+    pub keep_existing: bool,
 }
 
 /// Errors of `generate cert`.
@@ -66,6 +70,14 @@ pub enum CertError {
     },
 }
 
+/// The files `generate` writes, in order, with their modes.
+const FILES: [(&str, u32); 4] = [
+    ("ca.pem", 0o644),
+    ("ca.key", 0o600),
+    ("server.pem", 0o644),
+    ("server.key", 0o600),
+];
+
 /// What `generate` wrote.
 #[derive(Debug)]
 pub struct Written {
@@ -75,12 +87,17 @@ pub struct Written {
     pub names: Vec<String>,
     /// Validity of the server certificate in days.
     pub days: u32,
+    /// `--keep-existing` found all files and wrote nothing.
+    pub kept: bool,
 }
 
 impl Written {
     /// A report for the terminal: the files and how to use them.
     pub fn summary(&self) -> String {
         let dir = self.dir.display();
+        if self.kept {
+            return format!("{dir}: ca.pem, ca.key, server.pem, server.key exist; kept them\n");
+        }
         format!(
             "wrote {dir}/ca.pem (private CA, valid {CA_DAYS} days, only for {names})\n\
              wrote {dir}/ca.key (mode 0600; delete it if you never sign another certificate)\n\
@@ -103,6 +120,23 @@ impl Written {
 
 /// Generates the CA and the server certificate and writes the four files.
 pub fn generate(args: &CertArgs) -> Result<Written, CertError> {
+    let existing: Vec<PathBuf> = FILES
+        .iter()
+        .map(|(name, _)| args.out.join(name))
+        .filter(|path| path.symlink_metadata().is_ok())
+        .collect();
+    let written = |kept| Written {
+        dir: args.out.clone(),
+        names: args.names.clone(),
+        days: args.days,
+        kept,
+    };
+    if args.keep_existing && existing.len() == FILES.len() {
+        return Ok(written(true));
+    }
+    if let Some(path) = existing.into_iter().find(|_| !args.force) {
+        return Err(CertError::Exists(path));
+    }
     let subtrees = args
         .names
         .iter()
@@ -153,33 +187,20 @@ pub fn generate(args: &CertArgs) -> Result<Written, CertError> {
     leaf_params.not_after = now + Duration::days(i64::from(args.days));
     let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer)?;
 
-    let files = [
-        ("ca.pem", ca_cert.pem(), 0o644),
-        ("ca.key", ca_key_pem, 0o600),
-        ("server.pem", leaf_cert.pem(), 0o644),
-        ("server.key", leaf_key.serialize_pem(), 0o600),
+    let pems = [
+        ca_cert.pem(),
+        ca_key_pem,
+        leaf_cert.pem(),
+        leaf_key.serialize_pem(),
     ];
     std::fs::create_dir_all(&args.out).map_err(|source| CertError::Io {
         path: args.out.clone(),
         source,
     })?;
-    if !args.force {
-        if let Some(existing) = files
-            .iter()
-            .map(|(name, _, _)| args.out.join(name))
-            .find(|path| path.symlink_metadata().is_ok())
-        {
-            return Err(CertError::Exists(existing));
-        }
-    }
-    for (name, pem, mode) in &files {
+    for ((name, mode), pem) in FILES.iter().zip(&pems) {
         write_file(&args.out.join(name), pem.as_bytes(), *mode)?;
     }
-    Ok(Written {
-        dir: args.out.clone(),
-        names: args.names.clone(),
-        days: args.days,
-    })
+    Ok(written(false))
 }
 
 /// The CA's name constraint for one server name: the DNS name (or a wildcard's domain) and its
@@ -248,6 +269,7 @@ mod tests {
             out: dir.to_path_buf(),
             days: 30,
             force: false,
+            keep_existing: false,
         }
     }
 
@@ -285,6 +307,23 @@ mod tests {
             std::fs::read(dir.path().join("server.key")).unwrap(),
             before
         );
+    }
+
+    #[test]
+    fn keep_existing_keeps_a_complete_set_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(dir.path(), &["mail.example.org"]);
+        a.keep_existing = true;
+        assert!(!generate(&a).unwrap().kept);
+        let before = std::fs::read(dir.path().join("server.key")).unwrap();
+        assert!(generate(&a).unwrap().kept);
+        assert_eq!(
+            std::fs::read(dir.path().join("server.key")).unwrap(),
+            before
+        );
+        std::fs::remove_file(dir.path().join("ca.key")).unwrap();
+        let error = generate(&a).unwrap_err();
+        assert!(matches!(error, CertError::Exists(_)), "{error}");
     }
 
     #[test]
