@@ -252,3 +252,35 @@ fn generated_ca_cannot_vouch_for_other_names() {
     .unwrap_err();
     assert!(error.starts_with("client"), "{error}");
 }
+
+#[test]
+fn certs_directory_keeps_keys_out_of_git() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(repo.join("certs/README.md").is_file(), "certs/README.md");
+    let in_git = Command::new("git")
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .current_dir(repo)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !in_git {
+        eprintln!("not a git work tree: .gitignore not checked");
+        return;
+    }
+    let ignored = |path: &str| {
+        Command::new("git")
+            .args(["check-ignore", "-q", path])
+            .current_dir(repo)
+            .status()
+            .unwrap()
+            .success()
+    };
+    for path in [
+        "certs/ca.pem",
+        "certs/ca.key",
+        "certs/server.pem",
+        "certs/server.key",
+    ] {
+        assert!(ignored(path), "{path} is not ignored by git");
+    }
+    assert!(!ignored("certs/README.md"));
+}
