@@ -63,8 +63,8 @@ fn image_user() -> (u64, u64) {
     let dockerfile = deploy_file("Dockerfile");
     let user = dockerfile
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
         .expect("Dockerfile sets USER");
     let (uid, gid) = user.trim().split_once(':').expect("USER uid:gid");
     (uid.parse().unwrap(), gid.parse().unwrap())
