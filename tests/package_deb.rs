@@ -3,7 +3,8 @@
 //! `dpkg-deb --info` / `--contents` show what an operator gets — control fields, conffiles,
 //! the user created by sysusers, a service that is not started on installation but restarted
 //! after an upgrade, the binary, unit, sysusers entry, man pages, completions and copyright,
-//! with the files equal to their sources. Also: LICENSE is the license Cargo.toml declares.
+//! with the files equal to their sources; systemd-sysusers creates the user from the packaged
+//! entry (in the extracted tree). Also: LICENSE is the license Cargo.toml declares.
 //!
 //! Needs cargo-deb (scripts/test.sh installs it) and dpkg-deb. Without cargo-deb the test says
 //! so and passes, except under CI (`CI` set), where it fails.
@@ -166,6 +167,16 @@ fn deb_package_has_the_files_and_scripts_an_operator_needs() {
             "{packaged} differs from {source}"
         );
     }
+    // What postinst runs creates the service user (in the extracted tree, not on this host).
+    run(Command::new("systemd-sysusers")
+        .arg(format!("--root={}", root.display()))
+        .arg("portcullis.conf"));
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.lines().any(|l| l.starts_with("portcullis:")
+            && l.ends_with(":/var/lib/portcullis:/usr/sbin/nologin")),
+        "{passwd}"
+    );
     let version = stdout(Command::new(root.join("usr/bin/portcullis")).arg("--version"));
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
     let copyright =
