@@ -48,6 +48,7 @@ REQUIREMENTS=(
     "python3 python3"
     "useradd passwd"
     "man man-db"
+    "zsh zsh"
     "dpkg-deb dpkg"
 )
 

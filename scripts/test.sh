@@ -6,7 +6,7 @@
 # Works from a fresh clone on a fresh Debian 12 machine as root (CI runs it through `.ci/run`
 # with CI=true and no stdin). Steps:
 #   1. scripts/install-test-deps.sh: Dovecot, clamd, clamav-testfiles, haproxy, promtool,
-#      systemd-analyze, fetchmail, curl, openssl, python3, man-db, kubernetes-validate (pip)
+#      systemd-analyze, fetchmail, curl, openssl, python3, man-db, zsh, kubernetes-validate (pip)
 #      (only what is missing; the packages' services are not started, no system service is
 #      stopped) and the `portcullis-mail` system user;
 #   2. a Rust toolchain with rustfmt and clippy (rustup, only if cargo is missing), a C
