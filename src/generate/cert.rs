@@ -142,6 +142,9 @@ pub fn generate(args: &CertArgs) -> Result<Written, CertError> {
         .iter()
         .map(|name| permitted_subtree(name))
         .collect::<Result<Vec<_>, _>>()?;
+    let first = args.names.first().ok_or_else(|| CertError::BadName {
+        name: String::new(),
+    })?;
     let now = OffsetDateTime::now_utc();
     // A little slack for clients whose clock is behind.
     let not_before = now - Duration::hours(1);
@@ -150,7 +153,7 @@ pub fn generate(args: &CertArgs) -> Result<Written, CertError> {
     let mut ca_params = CertificateParams::default();
     ca_params.distinguished_name.push(
         DnType::CommonName,
-        format!("portcullis test CA for {}", args.names[0]),
+        format!("portcullis test CA for {first}"),
     );
     ca_params
         .distinguished_name
@@ -178,7 +181,7 @@ pub fn generate(args: &CertArgs) -> Result<Written, CertError> {
         })?;
     leaf_params
         .distinguished_name
-        .push(DnType::CommonName, args.names[0].clone());
+        .push(DnType::CommonName, first.clone());
     leaf_params.is_ca = IsCa::ExplicitNoCa;
     leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -329,6 +332,8 @@ mod tests {
     #[test]
     fn bad_names_are_refused() {
         let dir = tempfile::tempdir().unwrap();
+        let error = generate(&args(dir.path(), &[])).unwrap_err();
+        assert!(matches!(error, CertError::BadName { .. }), "{error}");
         for bad in [
             "",
             "mail..example.org",
