@@ -1,12 +1,14 @@
-//! The `portcullis` command line: `serve`, `check-config`.
+//! The `portcullis` command line: `serve`, `check-config`, `scan`, `generate`.
 
 #![forbid(unsafe_code)]
+
+mod generate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use portcullis::config::Config;
 
 /// portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
@@ -51,6 +53,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Generate the manual page, shell completions or a test certificate.
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,9 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::Scan { config, paths } => scan(config.as_deref(), &paths),
+        Command::Generate(args) => generate::run(args, Cli::command())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,
