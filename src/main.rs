@@ -137,6 +137,8 @@ fn scan(config: Option<&std::path::Path>, paths: &[PathBuf]) -> anyhow::Result<E
 
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let limit = portcullis::capacity::raise_open_file_limit();
+    portcullis::capacity::log_capacity(limit, config.limits.max_connections as u64);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
