@@ -20,6 +20,7 @@ mod framing;
 pub mod health;
 pub mod imap;
 mod limits;
+pub mod login_log;
 pub mod metrics;
 mod net;
 pub mod pop3;
