@@ -64,6 +64,7 @@ impl Server {
     /// Builds TLS material and binds every listener.
     pub async fn bind(config: &Config) -> Result<Server, ServerError> {
         let certs = CertStore::from_config(config.tls.as_ref())?;
+        metrics().set_certificates(certs.current().expiry());
         if config.tls.is_none() {
             tracing::warn!("NO [tls] SECTION: serving an in-memory SELF-SIGNED certificate; clients cannot verify it. Configure [tls] cert/key for production.");
         }

@@ -160,7 +160,7 @@ mod tests {
         let rules = dir.join("rules");
         std::fs::create_dir_all(&rules).unwrap();
         ScanConfig {
-            rules_dir: rules,
+            rules_dir: Some(rules),
             quarantine_dir: dir.join("q"),
             ..ScanConfig::default()
         }
