@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use portcullis::config::Config;
+use portcullis::logging::{stderr_line, stdout_line, LogFormat};
 
 /// portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
 #[derive(Debug, Parser)]
@@ -18,12 +19,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,55 +50,56 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let guard = match portcullis::logging::init(cli.log_format) {
+        Ok(guard) => Some(guard),
+        Err(error) => {
+            stderr_line(&format!("portcullis: logging: {error}"));
+            None
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve { .. });
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::Scan { config, paths } => scan(config.as_deref(), &paths),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("portcullis: {error:#}");
+            let text = portcullis::error_text::render_chain(error.as_ref());
+            if serving && guard.is_some() {
+                // Through the log queue: a stuck stderr must not keep the process alive.
+                tracing::error!("{text}");
+            } else {
+                stderr_line(&format!("portcullis: {text}"));
+            }
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    };
+    drop(guard);
+    code
 }
 
 fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("invalid configuration: {error}");
+            stderr_line(&format!("invalid configuration: {error}"));
             return Ok(ExitCode::FAILURE);
         }
     };
     let report = portcullis::check::check(&config);
-    for line in &report.lines {
-        println!("{line}");
-    }
+    report.lines.iter().for_each(|line| stdout_line(line));
     for warning in &report.warnings {
-        println!("WARNING: {warning}");
+        stderr_line(&format!("WARNING: {warning}"));
     }
     for error in &report.errors {
-        eprintln!("invalid configuration: {error}");
+        stderr_line(&format!("invalid configuration: {error}"));
     }
     if !report.ok() {
         return Ok(ExitCode::FAILURE);
     }
-    println!("configuration OK: {}", path.display());
+    stdout_line(&format!("configuration OK: {}", path.display()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -122,14 +118,14 @@ fn scan(config: Option<&std::path::Path>, paths: &[PathBuf]) -> anyhow::Result<E
     match code {
         Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(2))),
         Err(error) => {
-            eprintln!("portcullis scan: {error}");
+            stderr_line(&format!("portcullis scan: {error}"));
             Ok(ExitCode::from(2))
         }
     }
 }
 
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let config = Config::load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
