@@ -136,16 +136,26 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
         let server = portcullis::server::Server::bind(&config).await?;
+        // Bound before anything is served: a busy metrics port is fatal like a listener's.
+        let metrics_socket = match &config.metrics {
+            Some(metrics) => Some(
+                tokio::net::TcpListener::bind(metrics.bind)
+                    .await
+                    .map_err(|source| portcullis::metrics::MetricsError::Bind { addr: metrics.bind, source })
+                    .context("metrics.bind")?,
+            ),
+            None => None,
+        };
         for (listener, addr) in config.listeners.iter().zip(server.local_addrs()) {
             tracing::info!(listener = %listener.name, protocol = listener.protocol.as_str(), %addr, "listening");
         }
         let shutdown = server.shutdown_token();
-        if let Some(metrics) = &config.metrics {
+        if let (Some(metrics), Some(socket)) = (&config.metrics, metrics_socket) {
+            let bind = socket.local_addr().unwrap_or(metrics.bind);
             let readiness = std::sync::Arc::new(portcullis::health::Readiness::new(&config, server.scanner.clone()));
             let stop = shutdown.clone();
-            let bind = metrics.bind;
             tokio::spawn(async move {
-                if let Err(error) = portcullis::metrics::serve_http(bind, readiness, async move { stop.cancelled().await }).await {
+                if let Err(error) = portcullis::metrics::serve_listener(socket, readiness, async move { stop.cancelled().await }).await {
                     tracing::error!(%error, "metrics endpoint failed");
                 }
             });
