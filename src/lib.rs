@@ -14,6 +14,7 @@ pub mod backend;
 mod certinfo;
 pub mod check;
 pub mod config;
+pub mod config_print;
 mod context;
 mod driver;
 pub mod error_text;

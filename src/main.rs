@@ -31,7 +31,9 @@ enum Command {
     },
     /// Scan .eml files, mbox files or Maildir folders with the configured pipeline.
     ///
-    /// Exit status: 0 all clean, 1 something found, 2 error.
+    /// Prints one line per message on stdout and a summary on stderr.
+    /// Exit status: 0 all clean, 1 something found, 2 error (including an unusable
+    /// configuration).
     Scan {
         /// Configuration file (its `[scan]` section is used); default: built-in defaults.
         #[arg(long, short)]
@@ -45,6 +47,10 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Print the effective configuration as TOML instead (defaults filled in, relative
+        /// paths resolved, secrets redacted); the checks still run and decide the exit status.
+        #[arg(long)]
+        print: bool,
     },
 }
 
@@ -60,7 +66,7 @@ fn main() -> ExitCode {
     let serving = matches!(cli.command, Command::Serve { .. });
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, print } => check_config(&config, print),
         Command::Scan { config, paths } => scan(config.as_deref(), &paths),
     };
     let code = match result {
@@ -80,7 +86,7 @@ fn main() -> ExitCode {
     code
 }
 
-fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+fn check_config(path: &Path, print: bool) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -89,7 +95,12 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let report = portcullis::check::check(&config);
-    report.lines.iter().for_each(|line| stdout_line(line));
+    if print {
+        let text = portcullis::config_print::render(&config, &path.display().to_string())?;
+        stdout_line(text.trim_end());
+    } else {
+        report.lines.iter().for_each(|line| stdout_line(line));
+    }
     for warning in &report.warnings {
         stderr_line(&format!("WARNING: {warning}"));
     }
@@ -99,24 +110,42 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     if !report.ok() {
         return Ok(ExitCode::FAILURE);
     }
-    stdout_line(&format!("configuration OK: {}", path.display()));
+    if !print {
+        stdout_line(&format!("configuration OK: {}", path.display()));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn scan(config: Option<&std::path::Path>, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let scan_config = match config {
-        Some(path) => Config::load(path)?.scan,
-        None => portcullis::scan::ScanConfig::default(),
+/// `portcullis scan`: exit 0 clean, 1 found, 2 for any error, a configuration error included.
+fn scan(config: Option<&Path>, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let scan_config = match config.map(Config::load).transpose() {
+        Ok(loaded) => loaded.map(|c| c.scan).unwrap_or_default(),
+        Err(error) => {
+            stderr_line(&format!("portcullis scan: invalid configuration: {error}"));
+            return Ok(ExitCode::from(2));
+        }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    let code = runtime.block_on(async {
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            stderr_line(&format!("portcullis scan: starting the runtime: {error}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let summary = runtime.block_on(async {
         let mut out = std::io::stdout().lock();
-        portcullis::scan::cli::run_scan_command(&scan_config, paths, &mut out).await
+        portcullis::scan::cli::run_scan(&scan_config, paths, &mut out, true).await
     });
-    match code {
-        Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(2))),
+    match summary {
+        Ok(summary) => {
+            stderr_line(&summary.to_string());
+            Ok(ExitCode::from(
+                u8::try_from(summary.exit_code()).unwrap_or(2),
+            ))
+        }
         Err(error) => {
             stderr_line(&format!("portcullis scan: {error}"));
             Ok(ExitCode::from(2))
