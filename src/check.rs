@@ -31,6 +31,7 @@ pub fn check(config: &Config) -> CheckReport {
     let mut report = CheckReport::default();
     check_tls(config, &mut report);
     check_rules(config.scan.rules_dir.as_deref(), &mut report);
+    check_notice(config, &mut report);
     check_backends(config, &mut report);
     for l in &config.listeners {
         report.lines.push(format!(
@@ -158,6 +159,25 @@ fn check_rules(dir: Option<&Path>, report: &mut CheckReport) {
         Err(error) => report
             .errors
             .push(format!("scan rules: scan.rules_dir: {error}")),
+    }
+}
+
+/// `scan.notice` must be a readable file (the scanner refuses to start otherwise).
+fn check_notice(config: &Config, report: &mut CheckReport) {
+    let Some(notice) = &config.scan.notice else {
+        return;
+    };
+    match std::fs::File::open(notice).and_then(|file| file.metadata()) {
+        Ok(meta) if meta.is_file() => report
+            .lines
+            .push(format!("scan notice: {}", notice.display())),
+        Ok(_) => report.errors.push(format!(
+            "scan.notice: {}: not a regular file",
+            notice.display()
+        )),
+        Err(error) => report
+            .errors
+            .push(format!("scan.notice: {}: {error}", notice.display())),
     }
 }
 

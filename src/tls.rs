@@ -310,7 +310,9 @@ pub fn backend_client_config(
         ClientConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?;
     let mut config = if backend.verify {
         builder
-            .with_root_certificates(root_store(backend.ca.as_deref())?)
+            .with_root_certificates(
+                root_store(backend.ca.as_deref()).map_err(TlsError::at("ca".to_string()))?,
+            )
             .with_no_client_auth()
     } else {
         tracing::warn!(backend = %backend.name, "backend certificate verification is DISABLED (verify = false)");

@@ -188,6 +188,47 @@ fn without_rules_dir_the_built_in_rules_are_used_wherever_the_process_starts() {
 }
 
 #[test]
+fn missing_backend_ca_and_notice_are_named_with_key_and_full_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    let with_tls_backend =
+        LISTENER.replace("tls = \"none\"\n", "tls = \"starttls\"\nca = \"ca.pem\"\n");
+    fs::write(
+        &config,
+        with_tls_backend.clone() + "[scan]\nnotice = \"notice.txt\"\n",
+    )
+    .unwrap();
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let notice = dir.path().join("notice.txt").display().to_string();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = portcullis(
+        elsewhere.path(),
+        &["check-config", "-c", config.to_str().unwrap()],
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains(&format!("backend b: ca: {ca}: ")), "{said}");
+    assert!(said.contains(&format!("scan.notice: {notice}: ")), "{said}");
+    let mut serve = Serve::start(&config, elsewhere.path());
+    let (code, log) = serve
+        .outcome()
+        .expect_err("serve must refuse a missing notice");
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains(&format!("scan.notice: {notice}: ")), "{log}");
+    fs::write(&config, with_tls_backend).unwrap();
+    let mut serve = Serve::start(&config, elsewhere.path());
+    let (code, log) = serve
+        .outcome()
+        .expect_err("serve must refuse a missing CA file");
+    assert_eq!(code, Some(1), "{log}");
+    assert_eq!(
+        log.matches(&format!("backend b: ca: {ca}: ")).count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
 fn scan_exits_0_1_2_as_documented_and_prints_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let clean = dir.path().join("clean.eml");
