@@ -263,6 +263,22 @@ pub async fn scan_with_permit(
     context.listener.scanner.process(message, reference).await
 }
 
+/// [`scan_with_permit`], the disposition also remembered under `key` (a POP3 unique-id, see
+/// [`crate::scan::Scanner::process_as`]).
+pub async fn scan_as_with_permit(
+    context: &SessionContext,
+    message: bytes::Bytes,
+    reference: &crate::scan::MessageRef,
+    key: Option<crate::scan::MessageKey>,
+) -> crate::scan::Disposition {
+    let _permit = context.scan_permits.acquire().await;
+    context
+        .listener
+        .scanner
+        .process_as(message, reference, key)
+        .await
+}
+
 /// Counts a protocol limit that was hit (`line_length`, `literal_size`, ...).
 pub fn count_limit(limit: Limit) {
     crate::metrics::metrics()

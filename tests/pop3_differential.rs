@@ -5,7 +5,8 @@
 //! * **real** commands: valid and allowed in the TRANSACTION state (RFC 1939 §5, RFC 2449 §5),
 //!   keywords in any case, message numbers within the seeded mailbox, sometimes ended by a bare
 //!   LF (tolerated by the proxy); each reaches Dovecot as its canonical serialisation (upper-case
-//!   keyword, CRLF; `TOP n m` as `RETR n`, since the proxy scans and cuts it);
+//!   keyword, CRLF; `TOP n m` as `RETR n`, since the proxy scans and cuts it; `STAT` as `LIST`,
+//!   since the proxy answers it from the sizes RETR serves, issue 9);
 //! * **rejected** lines: a control byte inside the line (`RETR 1\0`, `TOP 5 20\0`, bare CR, DEL),
 //!   extra/leading/trailing spaces, signs or garbage in numbers (`RETR +1`, `RETR 1x`, `RETR 0`),
 //!   numbers beyond `u32`, wrong arity, unknown commands (`XSMUGGLE`, `XCLIENT ADDR=…`), commands
@@ -20,7 +21,8 @@
 //!
 //! Properties, per stream:
 //! (a) Dovecot's rawlog `.in` for the session is exactly the canonical lines of the real
-//!     commands, in order, then the final `NOOP` and `QUIT`;
+//!     commands, in order, then the final `NOOP` and `QUIT` — and the proxy's own `UIDL` just
+//!     before the first `STAT`/`LIST`, unless a client `UIDL` (no argument) went first;
 //! (b) every real command gets exactly one answer (`+OK`/`-ERR` as the generator's model of the
 //!     mailbox predicts: deleted messages answer `-ERR` until `RSET`), every rejected line exactly
 //!     one `-ERR`, in order, and nothing else is sent;
@@ -95,10 +97,12 @@ impl Real {
         }
     }
 
-    /// What Dovecot must receive (without CRLF): TOP n m is fetched whole, for the scan.
+    /// What Dovecot must receive (without CRLF): TOP n m is fetched whole, for the scan; STAT
+    /// is answered from LIST.
     fn canonical(self) -> String {
         match self {
             Real::Top(n, _) => format!("RETR {n}"),
+            Real::Stat => "LIST".into(),
             other => other.text(),
         }
     }
@@ -558,14 +562,24 @@ fn check(stream: &Stream, outcome: &Outcome, received: &[String]) -> Vec<String>
     if !outcome.login.iter().all(|s| s.starts_with("+OK")) {
         failures.push(format!("login failed: {:?}", outcome.login));
     }
-    // (a) exactly the canonical real commands, in order, then NOOP and QUIT.
-    let mut expected: Vec<String> = stream
-        .items()
-        .filter_map(|item| match item {
-            Item::Real { command, .. } => Some(command.canonical()),
-            Item::Rejected { .. } => None,
-        })
-        .collect();
+    // (a) exactly the canonical real commands, in order, then NOOP and QUIT; the proxy's own
+    // UIDL before the first STAT/LIST unless the client's came first.
+    let mut expected: Vec<String> = Vec::new();
+    let mut ids_asked = false;
+    for item in stream.items() {
+        let Item::Real { command, .. } = item else {
+            continue;
+        };
+        match command {
+            Real::Uidl(None) => ids_asked = true,
+            Real::Stat | Real::List(_) if !ids_asked => {
+                expected.push("UIDL".to_string());
+                ids_asked = true;
+            }
+            _ => {}
+        }
+        expected.push(command.canonical());
+    }
     expected.extend(["NOOP".to_string(), "QUIT".to_string()]);
     if received != expected {
         failures.push(format!(

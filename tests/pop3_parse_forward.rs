@@ -1,5 +1,7 @@
 //! "Parse, then forward" on POP3 against a real Dovecot and clamd: what Dovecot receives
-//! (its `rawlog_dir` `.in` file) is exactly the canonical commands the proxy accepted, in order;
+//! (its `rawlog_dir` `.in` file) is exactly the canonical commands the proxy accepted, in order
+//! (`TOP n m` as `RETR n`, `STAT` as `LIST`), plus the proxy's own `UIDL` before the first
+//! `LIST`/`STAT` (issue 9: sizes shown as what RETR serves);
 //! pre-login bytes, garbage and the client's own XCLIENT never reach it; AUTH PLAIN with a
 //! pipelined RETR, AUTH LOGIN and APOP log in and RETR returns the scanned message.
 
@@ -135,10 +137,11 @@ fn only_canonical_accepted_commands_reach_dovecot() {
     assert!(client.pop3("QUIT").starts_with("+OK"));
 
     let logs = rawlog(&dovecot, 1);
-    // TOP n m reaches Dovecot as RETR n, TOP n 0 included (issue 9: it is scanned too).
+    // TOP n m reaches Dovecot as RETR n, TOP n 0 included (issue 9: it is scanned too); the
+    // proxy's own UIDL goes before the first LIST.
     assert_eq!(
         logs[0],
-        ["RETR 1", "LIST 2", "RETR 2", "RETR 2", "QUIT"],
+        ["RETR 1", "UIDL", "LIST 2", "RETR 2", "RETR 2", "QUIT"],
         "Dovecot received other bytes than the canonical accepted commands"
     );
     let log = dovecot.log_contents();
@@ -165,7 +168,11 @@ fn only_canonical_accepted_commands_reach_dovecot() {
     assert!(reply.starts_with("+OK"), "APOP: {reply}");
     assert!(client.pop3("QUIT").starts_with("+OK"));
     let logs = rawlog(&dovecot, 3);
-    assert_eq!(logs[1], ["STAT", "QUIT"]);
+    assert_eq!(
+        logs[1],
+        ["UIDL", "LIST", "QUIT"],
+        "STAT is answered from LIST"
+    );
     assert_eq!(logs[2], ["QUIT"]);
 }
 

@@ -28,10 +28,11 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::capability::CapabilityPolicy;
-use super::codec::Framer;
+use super::codec::{Event, Framer};
 use super::grammar::Fragment;
-use super::relay_client::{Continuation, Waiting};
+use super::relay_client::{Continuation, PlannedFetch, Waiting};
 use super::relay_fetch::{FetchContext, MailboxState};
+use super::relay_own::OwnFetch;
 use crate::metrics::Limit;
 use crate::scan::{Cached, Disposition, MessageRef, Protocol};
 
@@ -129,6 +130,8 @@ pub(super) enum Kind {
     Select(String),
     /// CLOSE/UNSELECT.
     Close,
+    /// EXPUNGE/MOVE (and their UID forms): sequence numbers move (RFC 9051 §7.5.1).
+    Renumber,
     Other,
 }
 
@@ -168,6 +171,16 @@ pub struct Relay {
     pub(super) continuation: Option<Continuation>,
     /// The shell's answer the core waits for.
     pub(super) waiting: Option<(WaitId, Waiting)>,
+    /// A FETCH held back until one with the same signature completes ([`super::fetch_match`]).
+    pub(super) held_fetch: Option<PlannedFetch>,
+    /// The proxy's own FETCH in flight ([`super::relay_own`]).
+    pub(super) own: Option<OwnFetch>,
+    pub(super) own_count: u64,
+    /// Backend responses set aside while the own FETCH is awaited, and their size.
+    pub(super) set_aside: VecDeque<Vec<Event>>,
+    pub(super) set_aside_octets: u64,
+    /// Responses set aside earlier, processed before anything read later.
+    pub(super) replay: VecDeque<Vec<Event>>,
     pub(super) draining: bool,
     pub(super) scan_append: bool,
     pub(super) errors: u32,
@@ -193,6 +206,12 @@ impl Relay {
             mode: ClientMode::Commands,
             continuation: None,
             waiting: None,
+            held_fetch: None,
+            own: None,
+            own_count: 0,
+            set_aside: VecDeque::new(),
+            set_aside_octets: 0,
+            replay: VecDeque::new(),
             draining: false,
             scan_append: false,
             errors: 0,
@@ -236,14 +255,11 @@ impl Relay {
     /// The cache answered [`Action::Lookup`] `id`.
     pub fn looked_up(&mut self, id: WaitId, cached: Option<Cached>) -> Vec<Action> {
         if let Some(Waiting::Lookup(held)) = self.take_waiting(id) {
-            let disposition = match cached {
-                Some(Cached::Clean) => None,
-                Some(Cached::Serve(disposition)) => Some(disposition),
-                None => Some(Disposition::TempFail {
-                    reason: "message content arrived without the whole message".into(),
-                }),
-            };
-            self.served(&held, disposition.as_ref());
+            match cached {
+                Some(Cached::Clean) => self.served(&held, None),
+                Some(Cached::Serve(disposition)) => self.served(&held, Some(&disposition)),
+                None => self.fetch_own(held),
+            }
         }
         self.pump()
     }
@@ -275,16 +291,21 @@ impl Relay {
             && self.response.is_empty()
             && self.waiting.is_none()
             && self.continuation.is_none()
+            && self.held_fetch.is_none()
+            && self.own.is_none()
+            && self.replay.is_empty()
     }
 
-    /// Whether client bytes may be read (not while a command waits for the backend's `+`).
+    /// Whether client bytes may be read (not while a command waits for the backend's `+`, a
+    /// FETCH is held back, or an answer of the shell or the backend is waited for).
     pub fn wants_client(&self) -> bool {
-        self.continuation.is_none() && self.waiting.is_none()
+        self.continuation.is_none() && self.waiting.is_none() && self.held_fetch.is_none()
     }
 
-    /// Whether a command waits for the backend's `+` before its next literal.
-    pub fn awaiting_continuation(&self) -> bool {
-        self.continuation.is_some()
+    /// Whether the core waits for the backend in an exchange of its own: a literal waiting for
+    /// the backend's `+`, or the proxy's own FETCH.
+    pub fn awaiting_backend(&self) -> bool {
+        self.continuation.is_some() || self.awaiting_own()
     }
 
     /// `BAD` answers so far (the proxy's and the backend's).
@@ -315,11 +336,21 @@ impl Relay {
     /// Processes what is buffered until a wait, or nothing is left; returns the actions.
     pub(super) fn pump(&mut self) -> Vec<Action> {
         // Backend responses first: they were received before anything the client sends now.
-        while !self.closed && self.waiting.is_none() {
-            if self.next_backend_step() {
+        while !self.closed {
+            if self.awaiting_own() {
+                if self.next_own_step() {
+                    continue;
+                }
+                break;
+            }
+            if self.waiting.is_some() {
+                break;
+            }
+            if self.next_backend_step() || self.release_held_fetch() {
                 continue;
             }
-            if self.closed || self.continuation.is_some() || !self.next_client_step() {
+            let blocked = self.continuation.is_some() || self.held_fetch.is_some();
+            if self.closed || blocked || !self.next_client_step() {
                 break;
             }
         }

@@ -8,18 +8,21 @@ use super::assembler::ResponseError;
 use super::capability;
 use super::codec::Event;
 use super::command::Status;
+use super::fetch_match::answered;
 use super::fetch_response::fetch_seq;
 use super::relay::{has_capability, Action, ClientMode, Close, Kind, Relay};
 use super::relay_client::Waiting;
-use super::relay_fetch::{self, Held, Interception, MailboxState, MAX_SEQ_MAP};
+use super::relay_fetch::{self, FetchContext, Held, Interception, MailboxState, MAX_SEQ_MAP};
 use crate::scan::Disposition;
 
 impl Relay {
     /// Handles the next complete backend response; `false` if none is buffered.
     pub(super) fn next_backend_step(&mut self) -> bool {
         match self.next_response() {
-            Ok(Some(response)) => {
-                self.on_response(response);
+            Ok(Some((response, fresh))) => {
+                if !self.own_claims(&response, fresh) {
+                    self.on_response(response);
+                }
                 true
             }
             Ok(None) => false,
@@ -30,10 +33,17 @@ impl Relay {
         }
     }
 
-    fn next_response(&mut self) -> Result<Option<Vec<Event>>, String> {
-        self.response
+    /// The next complete response: one set aside earlier first (`false`), else a fresh one
+    /// from the backend (`true`).
+    pub(super) fn next_response(&mut self) -> Result<Option<(Vec<Event>, bool)>, String> {
+        if let Some(response) = self.replay.pop_front() {
+            return Ok(Some((response, false)));
+        }
+        let fresh = self
+            .response
             .next(&mut self.backend_framer)
-            .map_err(|error| backend_violation(&error))
+            .map_err(|error| backend_violation(&error))?;
+        Ok(fresh.map(|response| (response, true)))
     }
 
     /// A complete backend response (a line plus any literals and continuation lines).
@@ -129,15 +139,22 @@ impl Relay {
 
     /// One `* n FETCH` response: relayed, withheld, or waited for.
     fn on_fetch_response(&mut self, raw: Vec<u8>) {
-        let context = self.pending.iter().find_map(|p| p.fetch.as_deref());
-        let (interception, known) = relay_fetch::intercept(raw, context);
+        let in_flight: Vec<&FetchContext> = self
+            .pending
+            .iter()
+            .filter_map(|p| p.fetch.as_deref())
+            .collect();
+        let (interception, known) = relay_fetch::intercept(raw, |signature| {
+            let signatures = in_flight.iter().map(|context| &context.signature);
+            answered(signature, signatures).and_then(|index| in_flight.get(index).copied())
+        });
         if let Some((seq, uid)) = known {
             self.remember_uid(seq, uid);
         }
         let uid = known.map(|(_, uid)| uid);
         match interception {
             Interception::Pass(raw) => self.relay(raw),
-            Interception::Unparsable => self.note_withheld(),
+            Interception::Unparsable => self.note_withheld(None),
             Interception::Ready(held) => self.served(&held, None),
             Interception::Scan(held, message) => {
                 let reference = self.message_ref(uid, Some(held.seq()));
@@ -159,15 +176,22 @@ impl Relay {
     /// Serves a held response now that its disposition is known.
     pub(super) fn served(&mut self, held: &Held, disposition: Option<&Disposition>) {
         if matches!(disposition, Some(Disposition::TempFail { .. })) {
-            self.note_withheld();
+            self.note_withheld(held.tag());
         }
         if let Some(bytes) = relay_fetch::serve(held, disposition) {
             self.relay(bytes);
         }
     }
 
-    fn note_withheld(&mut self) {
-        if let Some(context) = self.pending.iter_mut().find_map(|p| p.fetch.as_deref_mut()) {
+    /// Counts a withheld message against the FETCH `tag` answers; against every scanned FETCH
+    /// in flight when the response answers none of them (the client learns something is
+    /// missing either way).
+    fn note_withheld(&mut self, tag: Option<&str>) {
+        let contexts = self
+            .pending
+            .iter_mut()
+            .filter_map(|p| p.fetch.as_deref_mut());
+        for context in contexts.filter(|c| tag.is_none_or(|tag| c.tag == tag)) {
             context.withheld += 1;
         }
     }
@@ -198,7 +222,8 @@ fn backend_violation(error: &ResponseError) -> String {
     error.to_string()
 }
 
-fn concat(events: &[Event]) -> Vec<u8> {
+/// A response's bytes in one buffer.
+pub(super) fn concat(events: &[Event]) -> Vec<u8> {
     let mut out = Vec::new();
     for event in events {
         out.extend_from_slice(event.bytes());

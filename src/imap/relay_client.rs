@@ -16,6 +16,7 @@ use super::codec::Event;
 use super::command::CommandHead;
 use super::decide::{decide, Decision, Situation};
 use super::fetch::FetchRequest;
+use super::fetch_match::Signature;
 use super::grammar::{CommandKind, Fragment, ParsedCommand};
 use super::relay::{Action, ClientMode, Close, Kind, Pending, Relay, WaitId};
 use super::relay_fetch::{expand_set, FetchContext, MAX_CACHE_PROBE};
@@ -33,6 +34,13 @@ pub struct Continuation {
     pub fragments: VecDeque<Fragment>,
 }
 
+/// A FETCH ready to be forwarded, held back while one with the same signature is in flight.
+#[derive(Debug)]
+pub struct PlannedFetch {
+    context: Box<FetchContext>,
+    line: Vec<u8>,
+}
+
 /// What the core waits for from the shell.
 #[derive(Debug)]
 pub enum Waiting {
@@ -40,6 +48,9 @@ pub enum Waiting {
     Scan(super::relay_fetch::Held),
     /// The cached disposition of a fetched message.
     Lookup(super::relay_fetch::Held),
+    /// The proxy's own FETCH of a message whose verdict was not cached
+    /// ([`super::relay_own`]); answered by the backend, not the shell.
+    Own(super::relay_fetch::Held),
     /// Whether every message of a FETCH is cached.
     Probe {
         /// The FETCH's tag.
@@ -156,6 +167,12 @@ impl Relay {
             Decision::Reply(reply) => return self.reply(&reply),
             Decision::Forward(command) => *command,
         };
+        if self.is_own_tag(&command.tag) {
+            let tag = &command.tag;
+            return self.reply(&format!(
+                "{tag} BAD [CLIENTBUG] tag in use, try another\r\n"
+            ));
+        }
         tracing::debug!(command = %Redacted::new(bytes, false), "client command");
         match &command.kind {
             CommandKind::Fetch { .. } => self.plan_fetch(command),
@@ -196,6 +213,16 @@ impl Relay {
             return self.forward(tag, Kind::Other, None, fragments);
         }
         let uid_command = head.name.starts_with("UID ");
+        let unsettled = self.pending.iter().any(|p| match p.kind {
+            Kind::Select(_) | Kind::Close => true,
+            Kind::Renumber => !uid_command,
+            _ => false,
+        });
+        if unsettled || request.has_whole_message() {
+            // The mailbox or the sequence numbers the FETCH will see are not known yet, or the
+            // whole message comes anyway: nothing to probe.
+            return self.forward_planned_fetch(head.tag, &head.name, request, false);
+        }
         let references = expand_set(&request.sequence, MAX_CACHE_PROBE).and_then(|numbers| {
             numbers
                 .into_iter()
@@ -235,14 +262,53 @@ impl Relay {
             "{tag} {name} {}\r\n",
             request.forwarded_args(added_whole, added_uid)
         );
-        let context = FetchContext {
+        let context = Box::new(FetchContext {
+            tag,
+            signature: Signature::of_request(&request, added_whole),
             request,
             added_whole,
             added_uid,
             withheld: 0,
+        });
+        let planned = PlannedFetch {
+            context,
+            line: line.into_bytes(),
         };
-        let fragments = vec![Fragment::Line(line.into_bytes())];
-        self.forward(tag, Kind::Other, Some(Box::new(context)), fragments);
+        match self.signature_in_flight(&planned.context.signature) {
+            true => self.held_fetch = Some(planned),
+            false => self.forward_fetch(planned),
+        }
+    }
+
+    /// Forwards the held FETCH once no FETCH with its signature is in flight; `true` if sent.
+    pub(super) fn release_held_fetch(&mut self) -> bool {
+        let ready = self
+            .held_fetch
+            .as_ref()
+            .is_some_and(|held| !self.signature_in_flight(&held.context.signature));
+        match self.held_fetch.take() {
+            Some(planned) if ready => {
+                self.forward_fetch(planned);
+                true
+            }
+            held => {
+                self.held_fetch = held;
+                false
+            }
+        }
+    }
+
+    fn signature_in_flight(&self, signature: &Signature) -> bool {
+        self.pending
+            .iter()
+            .filter_map(|p| p.fetch.as_deref())
+            .any(|context| context.signature == *signature)
+    }
+
+    fn forward_fetch(&mut self, planned: PlannedFetch) {
+        let tag = planned.context.tag.clone();
+        let fragments = vec![Fragment::Line(planned.line)];
+        self.forward(tag, Kind::Other, Some(planned.context), fragments);
     }
 
     /// Verifies the APPEND's literals from `index` on; forwards it when none is left.
@@ -303,6 +369,7 @@ fn command_kind(kind: &CommandKind) -> Kind {
         CommandKind::Logout => Kind::Logout,
         CommandKind::Select { mailbox, .. } => Kind::Select(mailbox.clone()),
         CommandKind::Close | CommandKind::Unselect => Kind::Close,
+        CommandKind::Other("EXPUNGE" | "UID EXPUNGE" | "MOVE" | "UID MOVE") => Kind::Renumber,
         _ => Kind::Other,
     }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::fetch::{FetchRequest, ItemKind};
+use super::fetch_match::Signature;
 use super::fetch_response::{encode_literal_item, render, FetchResponse, ResponseItem, Value};
 use super::section;
 use crate::scan::Disposition;
@@ -51,6 +52,10 @@ pub struct MailboxState {
 /// Bookkeeping for one FETCH command in flight.
 #[derive(Debug, Clone)]
 pub struct FetchContext {
+    /// The command's tag.
+    pub tag: String,
+    /// The content items its responses carry ([`super::fetch_match`]).
+    pub signature: Signature,
     /// What the client asked for.
     pub request: FetchRequest,
     /// The proxy added `BODY.PEEK[]`.
@@ -83,6 +88,16 @@ impl Held {
     pub fn seq(&self) -> u32 {
         self.response.seq
     }
+
+    /// The UID the response carries, if any.
+    pub fn uid(&self) -> Option<u32> {
+        self.response.uid(&self.raw)
+    }
+
+    /// The tag of the FETCH command it answers, if it answers a scanned one.
+    pub fn tag(&self) -> Option<&str> {
+        self.context.as_ref().map(|c| c.tag.as_str())
+    }
 }
 
 /// What one `* n FETCH` response needs before it can go to the client.
@@ -100,11 +115,12 @@ pub enum Interception {
     Lookup(Held),
 }
 
-/// Classifies a complete FETCH response for the FETCH command `context` (if one is scanned);
-/// also returns its sequence number and the UID it carries, if any.
-pub fn intercept(
+/// Classifies a complete FETCH response; `answered` names the scanned FETCH command it answers
+/// given its signature ([`super::fetch_match`]), if any. Also returns its sequence number and
+/// the UID it carries, if any.
+pub fn intercept<'c>(
     raw: Vec<u8>,
-    context: Option<&FetchContext>,
+    answered: impl FnOnce(&Signature) -> Option<&'c FetchContext>,
 ) -> (Interception, Option<(u32, u32)>) {
     let response = match FetchResponse::parse(&raw) {
         Ok(Some(response)) => response,
@@ -115,6 +131,7 @@ pub fn intercept(
         }
     };
     let uid = response.uid(&raw).map(|uid| (response.seq, uid));
+    let context = answered(&Signature::of_response(&response));
     let added = |item: &ResponseItem| is_added(item, context);
     let has_content = response.items.iter().any(|i| needs_verdict(i) && !added(i));
     if !has_content && !response.items.iter().any(added) {

@@ -452,3 +452,6 @@ fn a_client_framing_error_closes_with_its_limit() {
     }
     assert_eq!(steps[0].backend, "");
 }
+
+#[path = "relay_pipeline_tests.rs"]
+mod pipeline;

@@ -135,13 +135,14 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Starts the [`BACKEND_EXCHANGE_TIMEOUT`] for a literal waiting for the backend's `+`
+    /// Starts the [`BACKEND_EXCHANGE_TIMEOUT`] while the core waits for the backend in an
+    /// exchange of its own — a literal waiting for the backend's `+`, the proxy's own FETCH —
     /// (again after every piece sent), or ends it.
     fn note_continuation(&mut self, sent: bool) {
         let awaiting = self
             .relay
             .as_ref()
-            .is_some_and(|core| core.awaiting_continuation());
+            .is_some_and(|core| core.awaiting_backend());
         self.continuation_deadline = match (awaiting, self.continuation_deadline) {
             (false, _) => None,
             (true, Some(deadline)) if !sent => Some(deadline),

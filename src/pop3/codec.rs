@@ -231,6 +231,12 @@ impl Framer {
         Ok(())
     }
 
+    /// Server role: room for `extra` more expected responses than `max_pipeline` (commands the
+    /// proxy sends on its own behalf besides the client's).
+    pub fn allow_extra(&mut self, extra: usize) {
+        self.limits.max_pipeline = self.limits.max_pipeline.saturating_add(extra);
+    }
+
     /// Server role: responses still expected.
     pub fn expected(&self) -> usize {
         self.expected.len()

@@ -4,7 +4,8 @@
 //! does dot-stuffing, [`grammar`] parses every client command into a typed value whose canonical
 //! form is all a backend ever receives, [`prelogin`] answers the AUTHORIZATION state itself (no
 //! client byte reaches the backend before login), [`capa`] rewrites capabilities through an
-//! allow-list, [`transaction`] decides the TRANSACTION state after login (sans I/O), [`command`] provides the backend [`command::Pop3Dialect`] and [`session`] drives
+//! allow-list, [`transaction`] decides the TRANSACTION state after login (sans I/O) and [`views`] keeps
+//! `LIST`/`STAT`/`UIDL` consistent with what `RETR` serves, [`command`] provides the backend [`command::Pop3Dialect`] and [`session`] drives
 //! one client connection.
 
 mod capa;
@@ -17,3 +18,4 @@ mod prelogin;
 mod scanning;
 pub(crate) mod session;
 pub(crate) mod transaction;
+mod views;

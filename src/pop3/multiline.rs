@@ -17,7 +17,7 @@ impl MultiLine {
     pub fn from_parts(status_line: &[u8], body: &[u8]) -> MultiLine {
         let mut raw = status_line.to_vec();
         raw.extend_from_slice(&stuff(body));
-        if !body.is_empty() && !body.ends_with(b"\n") {
+        if needs_line_end(body) {
             raw.extend_from_slice(b"\r\n");
         }
         raw.extend_from_slice(b".\r\n");
@@ -57,6 +57,20 @@ impl MultiLine {
     pub fn body(&self) -> Vec<u8> {
         unstuff(self.stuffed_body())
     }
+}
+
+/// Whether [`MultiLine::from_parts`] ends `body` with a CRLF of its own (the last line of a
+/// multi-line response must be complete before the terminator, RFC 1939 §3).
+fn needs_line_end(body: &[u8]) -> bool {
+    !body.is_empty() && !body.ends_with(b"\n")
+}
+
+/// The octets of the message a client receives when `body` is served with
+/// [`MultiLine::from_parts`]: `body` plus the line end added to an incomplete last line, before
+/// dot-stuffing — the size RFC 1939 §5 `LIST` and `STAT` report for it.
+pub fn served_len(body: &[u8]) -> u64 {
+    let added = if needs_line_end(body) { 2 } else { 0 };
+    body.len() as u64 + added
 }
 
 /// Undoes dot-stuffing (RFC 1939 §3): removes the first `.` of every line that starts with one.

@@ -105,7 +105,7 @@ pub fn serve(
     let bytes = match (request, served) {
         (MessageRequest::Retr(_), None) => response.raw().clone(),
         (MessageRequest::Retr(_), Some(bytes)) => {
-            let status = format!("+OK {} octets\r\n", bytes.len());
+            let status = format!("+OK {} octets\r\n", super::multiline::served_len(&bytes));
             MultiLine::from_parts(status.as_bytes(), &bytes)
                 .raw()
                 .clone()

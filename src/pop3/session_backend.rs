@@ -1,9 +1,19 @@
 //! The TRANSACTION half of a POP3 [`Session`]: performs what [`super::super::transaction`]
 //! decides — bytes to the client and the backend, scans (RFC 1939 §7 RETR/TOP) run with a
-//! `max_scans` permit and fed back as verdicts — and maps the core's ends to the driver's.
+//! `max_scans` permit and fed back as verdicts, cache lookups by unique-id for `LIST`/`STAT`
+//! fed back as answers — and maps the core's ends to the driver's.
 
 use super::super::transaction::Close;
 use super::*;
+use crate::scan::MessageKey;
+
+/// The scanner's key for message `uidl` of the logged-in `user` (RFC 1939 §7 unique-id).
+fn key(user: Option<&String>, uidl: String) -> Option<MessageKey> {
+    Some(MessageKey::Pop3 {
+        user: user?.clone(),
+        uidl,
+    })
+}
 
 impl Session {
     /// Performs the core's actions in order, feeding scan verdicts back.
@@ -22,14 +32,34 @@ impl Session {
                     id,
                     message,
                     request,
+                    uidl,
                 } => {
                     let reference = request.reference(self.context.peer, stats.user.clone());
-                    let disposition =
-                        crate::session::scan_with_permit(&self.context, message, &reference).await;
+                    let key = uidl.and_then(|uidl| key(stats.user.as_ref(), uidl));
+                    let disposition = crate::session::scan_as_with_permit(
+                        &self.context,
+                        message,
+                        &reference,
+                        key,
+                    )
+                    .await;
                     if let Phase::Transaction(core) = &mut self.phase {
                         queue.extend(core.scanned(id, &disposition));
                     }
                     self.absorb_tally(stats);
+                }
+                Action::Lookup { id, messages } => {
+                    let scanner = &self.context.listener.scanner;
+                    let mut answers = Vec::with_capacity(messages.len());
+                    for (_, uidl) in messages {
+                        answers.push(match key(stats.user.as_ref(), uidl) {
+                            Some(key) => scanner.peek(&key).await,
+                            None => None,
+                        });
+                    }
+                    if let Phase::Transaction(core) = &mut self.phase {
+                        queue.extend(core.looked_up(id, &answers));
+                    }
                 }
                 Action::Close(close) => return ended(close),
             }

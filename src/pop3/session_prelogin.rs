@@ -44,6 +44,10 @@ impl Session {
                         Framer::new(Role::Server, limits),
                     );
                     let mut core = Transaction::new(limits, framer, errors);
+                    // Not part of the live policy: a change needs a restart.
+                    core.set_scan_on_structure(
+                        self.context.listener.scanner.config().scan_on_structure,
+                    );
                     if self.draining {
                         core.start_draining();
                     }

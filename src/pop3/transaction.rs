@@ -10,6 +10,13 @@
 //! * `RETR n` and `TOP n m` (forwarded as `RETR n`, RFC 1939 §7) become an [`Action::Scan`]; the
 //!   verdict comes back through [`Transaction::scanned`] and is served by
 //!   [`super::scanning::serve`] (original byte for byte, dot-stuffed replacement, TOP cut).
+//! * `LIST`, `STAT` and `UIDL` answers show what `RETR` serves (RFC 1939 §5, §7; issue 9,
+//!   [`super::views`]): `STAT` is forwarded as `LIST` and answered from it, the cache is asked
+//!   for the unique-ids listed ([`Action::Lookup`]), and with `scan_on_structure` unscanned
+//!   messages are first fetched with the proxy's own `RETR` and scanned. Before the first
+//!   `LIST`/`STAT` the proxy sends its own `UIDL` (unless the client's came first) to know the
+//!   unique-ids; no answer to the proxy's own commands reaches the client
+//!   (`transaction_views.rs`).
 //! * With `max_pipeline` answers outstanding, [`Transaction::wants_client`] is false (bounded
 //!   back-pressure); after `QUIT` (RFC 1939 §6) no further command is read.
 //!
@@ -24,7 +31,9 @@ use super::capa::{CapaPolicy, Capabilities};
 use super::codec::{Event, FrameError, Framer, Limits, MultiLine, Reply, Role, Status};
 use super::grammar::Command;
 use super::scanning::{serve, MessageRequest};
+use super::views::Knowledge;
 use crate::scan::Disposition;
+use transaction_views::{Structure, View, Viewing};
 
 /// The answer when the backend goes away while the client is owed an answer (RFC 3206).
 pub const BACKEND_CLOSED: &[u8] = b"-ERR [SYS/TEMP] mail server closed the connection\r\n";
@@ -32,6 +41,14 @@ pub const BACKEND_CLOSED: &[u8] = b"-ERR [SYS/TEMP] mail server closed the conne
 /// Identifies one scan the core asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ScanId(pub u64);
+
+/// Identifies one cache lookup the core asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LookupId(pub u64);
+
+/// Commands the proxy may have in flight on its own behalf besides the client's: one `UIDL`
+/// and one `RETR` for `scan_on_structure`.
+const OWN_COMMANDS: usize = 2;
 
 /// Why the core ends the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +78,17 @@ pub enum Action {
         message: Bytes,
         /// What the client asked for (the message number is the scanner's reference).
         request: MessageRequest,
+        /// The message's unique-id (RFC 1939 §7), if known: the scanner remembers the
+        /// disposition under it for [`Action::Lookup`] in later sessions.
+        uidl: Option<String>,
+    },
+    /// Look up the cached dispositions of these messages by (user, unique-id), then call
+    /// [`Transaction::looked_up`] with `id` and the answers in the same order.
+    Lookup {
+        /// Names the answers when they come back.
+        id: LookupId,
+        /// `(message number, unique-id)` of each message.
+        messages: Vec<(u32, String)>,
     },
     /// End the session (after the actions before it).
     Close(Close),
@@ -74,6 +102,12 @@ enum Kind {
     Capa,
     /// RETR or TOP n m (forwarded as RETR): a message to scan.
     Message(MessageRequest),
+    /// LIST, STAT (forwarded as LIST) or UIDL: shown as what RETR serves.
+    View(View),
+    /// The proxy's own `UIDL`: its unique-ids are learnt, nothing reaches the client.
+    Ids,
+    /// The proxy's own `RETR n` for `scan_on_structure`: scanned, nothing reaches the client.
+    Structure(u32),
     Quit,
     Other,
 }
@@ -89,11 +123,17 @@ enum Slot {
         response: MultiLine,
         message: Bytes,
         request: MessageRequest,
+        /// A `scan_on_structure` scan: only the verdict is kept.
+        own: bool,
     },
+    /// A LIST/STAT answer waiting for cache lookups or `scan_on_structure` scans.
+    Viewing(Box<Viewing>),
     /// A relayed answer ready to go; `quit` ends the session after it.
     Ready { bytes: Bytes, quit: bool },
     /// Answered by the proxy itself.
     Local(Bytes),
+    /// The proxy's own command is done: nothing for the client.
+    Done,
 }
 
 /// The TRANSACTION state of one session.
@@ -110,13 +150,20 @@ pub struct Transaction {
     closed: bool,
     errors: u32,
     next_scan: u64,
+    next_lookup: u64,
+    /// Slots of the proxy's own commands (not counted against `max_pipeline`).
+    own: usize,
+    /// What the session knows about what RETR serves.
+    views: Knowledge,
+    structure: Structure,
     tally: Tally,
 }
 
 impl Transaction {
     /// The core after a successful login: `backend_framer` is the one the login used (it may
     /// hold bytes already), `errors` the bad commands counted before login.
-    pub fn new(limits: Limits, backend_framer: Framer, errors: u32) -> Transaction {
+    pub fn new(limits: Limits, mut backend_framer: Framer, errors: u32) -> Transaction {
+        backend_framer.allow_extra(OWN_COMMANDS);
         Transaction {
             client_framer: Framer::new(Role::Client, limits),
             backend_framer,
@@ -127,6 +174,10 @@ impl Transaction {
             closed: false,
             errors,
             next_scan: 0,
+            next_lookup: 0,
+            own: 0,
+            views: Knowledge::default(),
+            structure: Structure::default(),
             tally: Tally::default(),
         }
     }
@@ -134,7 +185,10 @@ impl Transaction {
     /// Whether more client bytes may be read now: not after QUIT, while draining, or with
     /// `max_pipeline` answers outstanding.
     pub fn wants_client(&self) -> bool {
-        !self.halted && !self.draining && !self.closed && self.slots.len() < self.max_pipeline
+        !self.halted
+            && !self.draining
+            && !self.closed
+            && self.slots.len().saturating_sub(self.own) < self.max_pipeline
     }
 
     /// No answer outstanding.
@@ -188,26 +242,36 @@ impl Transaction {
         let Some(slot) = position.and_then(|at| self.slots.get_mut(at)) else {
             return actions;
         };
-        let bytes = match std::mem::replace(slot, Slot::Local(Bytes::new())) {
+        let (msgno, own) = match std::mem::replace(slot, Slot::Done) {
             Slot::Scanning {
                 response,
                 message,
                 request,
+                own,
                 ..
             } => {
                 let served = serve(&response, message, request, disposition);
                 self.tally.scanned += 1;
                 self.tally.blocked += u64::from(served.blocked);
-                served.bytes
+                if !own {
+                    *slot = Slot::Ready {
+                        bytes: served.bytes,
+                        quit: false,
+                    };
+                }
+                (request.msgno(), own)
             }
             other => {
                 *slot = other;
                 return actions;
             }
         };
-        *slot = Slot::Ready { bytes, quit: false };
+        self.views.record(msgno, disposition);
+        if own {
+            self.structure.finished(msgno);
+        }
         if !self.closed {
-            self.flush(&mut actions);
+            self.progress(&mut actions);
             self.drain_client(&mut actions);
         }
         actions
@@ -253,7 +317,14 @@ impl Transaction {
             }
         };
         let request = MessageRequest::of(&command);
-        let forwarded = request.map_or_else(|| command.clone(), MessageRequest::forwarded);
+        let forwarded = match (&command, request) {
+            (_, Some(request)) => request.forwarded(),
+            (Command::Stat, _) => Command::List(None),
+            _ => command.clone(),
+        };
+        if !self.ask_ids_before(&command, actions) {
+            return;
+        }
         let line = forwarded.to_line();
         tracing::debug!(
             command = %String::from_utf8_lossy(&line).trim_end(),
@@ -262,6 +333,14 @@ impl Transaction {
         let kind = match (&command, request) {
             (_, Some(request)) => Kind::Message(request),
             (Command::Capa, _) => Kind::Capa,
+            (Command::List(n), _) => Kind::View(View::List(*n)),
+            (Command::Stat, _) => Kind::View(View::Stat),
+            (Command::Uidl(n), _) => {
+                if n.is_none() {
+                    self.views.asked_ids();
+                }
+                Kind::View(View::Uidl(*n))
+            }
             (Command::Quit, _) => {
                 self.halted = true;
                 Kind::Quit
@@ -304,34 +383,43 @@ impl Transaction {
             actions.push(Action::ToClient(reply.line));
             return;
         }
-        if reply.status != Status::Ok {
+        let kind = match self.answered() {
+            Some(Slot::Forwarded(kind)) => Some(*kind),
+            _ => None,
+        };
+        if reply.status != Status::Ok && !kind.is_some_and(Kind::is_own) {
             self.errors += 1;
         }
-        if let Some(slot) = self.answered() {
-            let quit = matches!(slot, Slot::Forwarded(Kind::Quit));
-            *slot = Slot::Ready {
+        let slot = match kind {
+            None => {
+                self.tally.bytes_down += reply.line.len() as u64;
+                actions.push(Action::ToClient(reply.line));
+                return self.flush(actions);
+            }
+            Some(Kind::View(view)) => self.view_reply(view, reply, actions),
+            Some(kind @ (Kind::Ids | Kind::Structure(_))) => self.own_refused(kind),
+            Some(kind) => Slot::Ready {
                 bytes: reply.line,
-                quit,
-            };
-        } else {
-            self.tally.bytes_down += reply.line.len() as u64;
-            actions.push(Action::ToClient(reply.line));
+                quit: kind == Kind::Quit,
+            },
+        };
+        if let Some(answered) = self.answered() {
+            *answered = slot;
         }
-        self.flush(actions);
+        self.progress(actions);
     }
 
     fn on_multiline(&mut self, response: MultiLine, actions: &mut Vec<Action>) {
         let id = ScanId(self.next_scan);
-        let Some(slot) = self.answered() else {
-            self.tally.bytes_down += response.raw().len() as u64;
-            actions.push(Action::ToClient(response.raw().clone()));
-            return;
+        let kind = match self.answered() {
+            Some(Slot::Forwarded(kind)) => *kind,
+            _ => {
+                self.tally.bytes_down += response.raw().len() as u64;
+                actions.push(Action::ToClient(response.raw().clone()));
+                return;
+            }
         };
-        let kind = match slot {
-            Slot::Forwarded(kind) => *kind,
-            _ => Kind::Other,
-        };
-        *slot = match kind {
+        let slot = match kind {
             Kind::Capa => Slot::Ready {
                 bytes: Bytes::from(
                     Capabilities::from_body(&response.body())
@@ -339,29 +427,22 @@ impl Transaction {
                 ),
                 quit: false,
             },
-            Kind::Message(request) => {
-                let message = Bytes::from(response.body());
-                actions.push(Action::Scan {
-                    id,
-                    message: message.clone(),
-                    request,
-                });
-                Slot::Scanning {
-                    id,
-                    response,
-                    message,
-                    request,
-                }
+            Kind::Message(request) => self.scan(id, response, request, false, actions),
+            Kind::Structure(n) => self.scan(id, response, MessageRequest::Retr(n), true, actions),
+            Kind::View(view) => self.view_listing(view, response, actions),
+            Kind::Ids => {
+                self.views.learn_listing(&response.body());
+                Slot::Done
             }
             Kind::Quit | Kind::Other => Slot::Ready {
                 bytes: response.raw().clone(),
                 quit: false,
             },
         };
-        if matches!(kind, Kind::Message(_)) {
-            self.next_scan += 1;
+        if let Some(answered) = self.answered() {
+            *answered = slot;
         }
-        self.flush(actions);
+        self.progress(actions);
     }
 
     /// Sends every answer that is due: everything before the first slot still waiting for the
@@ -369,10 +450,11 @@ impl Transaction {
     fn flush(&mut self, actions: &mut Vec<Action>) {
         while !self.closed {
             match self.slots.front() {
-                Some(Slot::Local(_) | Slot::Ready { .. }) => {}
+                Some(Slot::Local(_) | Slot::Ready { .. } | Slot::Done) => {}
                 _ => return,
             }
             match self.slots.pop_front() {
+                Some(Slot::Done) => self.own = self.own.saturating_sub(1),
                 Some(Slot::Local(bytes)) => actions.push(Action::ToClient(bytes)),
                 Some(Slot::Ready { bytes, quit }) => {
                     self.tally.bytes_down += bytes.len() as u64;
@@ -386,6 +468,9 @@ impl Transaction {
         }
     }
 }
+
+#[path = "transaction_views.rs"]
+mod transaction_views;
 
 #[cfg(test)]
 #[path = "transaction_tests.rs"]

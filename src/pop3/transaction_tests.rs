@@ -6,6 +6,7 @@
 use super::*;
 use crate::pop3::prelogin::refusal;
 use crate::scan::fixtures::{blocked, clean};
+use crate::scan::Cached;
 
 /// One input of a script.
 #[derive(Clone)]
@@ -14,6 +15,8 @@ enum In<'a> {
     Backend(&'a [u8]),
     /// The verdict on the scan with this id.
     Verdict(u64, Disposition),
+    /// The cache's answers to the lookup with this id.
+    LookedUp(u64, Vec<Option<Cached>>),
     BackendClosed,
 }
 
@@ -23,6 +26,9 @@ struct Step {
     client: String,
     backend: String,
     scans: Vec<(u64, String, MessageRequest)>,
+    /// The unique-id each scan carried, in order.
+    scan_ids: Vec<Option<String>>,
+    lookups: Vec<(u64, Vec<(u32, String)>)>,
     close: Option<Close>,
     wants_client: bool,
     idle: bool,
@@ -38,9 +44,13 @@ fn absorb(step: &mut Step, actions: Vec<Action>) {
                 id,
                 message,
                 request,
-            } => step
-                .scans
-                .push((id.0, String::from_utf8_lossy(&message).into(), request)),
+                uidl,
+            } => {
+                step.scans
+                    .push((id.0, String::from_utf8_lossy(&message).into(), request));
+                step.scan_ids.push(uidl);
+            }
+            Action::Lookup { id, messages } => step.lookups.push((id.0, messages)),
             Action::Close(close) => {
                 assert!(step.close.is_none(), "closed twice");
                 step.close = Some(close);
@@ -49,8 +59,14 @@ fn absorb(step: &mut Step, actions: Vec<Action>) {
     }
 }
 
-fn replay_at(limits: Limits, script: &[In<'_>], chunk: usize) -> (Vec<Step>, Tally) {
+fn replay_at(
+    limits: Limits,
+    structure: bool,
+    script: &[In<'_>],
+    chunk: usize,
+) -> (Vec<Step>, Tally) {
     let mut core = Transaction::new(limits, Framer::new(Role::Server, limits), 0);
+    core.set_scan_on_structure(structure);
     let mut steps = Vec::new();
     let mut tally = Tally::default();
     for input in script {
@@ -65,6 +81,7 @@ fn replay_at(limits: Limits, script: &[In<'_>], chunk: usize) -> (Vec<Step>, Tal
             In::Verdict(id, disposition) => {
                 absorb(&mut step, core.scanned(ScanId(*id), disposition))
             }
+            In::LookedUp(id, answers) => absorb(&mut step, core.looked_up(LookupId(*id), answers)),
             In::BackendClosed => absorb(&mut step, core.backend_closed()),
         }
         step.wants_client = core.wants_client();
@@ -81,16 +98,20 @@ fn replay_at(limits: Limits, script: &[In<'_>], chunk: usize) -> (Vec<Step>, Tal
 }
 
 /// Replays at every chunk size; all must agree with the unchunked replay, which is returned.
-fn replay_with(limits: Limits, script: &[In<'_>]) -> (Vec<Step>, Tally) {
-    let whole = replay_at(limits, script, usize::MAX);
+fn replay_all(limits: Limits, structure: bool, script: &[In<'_>]) -> (Vec<Step>, Tally) {
+    let whole = replay_at(limits, structure, script, usize::MAX);
     for chunk in 1..=512 {
         assert_eq!(
-            replay_at(limits, script, chunk),
+            replay_at(limits, structure, script, chunk),
             whole,
             "chunk size {chunk}"
         );
     }
     whole
+}
+
+fn replay_with(limits: Limits, script: &[In<'_>]) -> (Vec<Step>, Tally) {
+    replay_all(limits, false, script)
 }
 
 fn replay(script: &[In<'_>]) -> Vec<Step> {
@@ -110,36 +131,48 @@ const RETR_2: &[u8] = b"+OK 20 octets\r\nSubject: two\r\n\r\nbody\r\n.\r\n";
 
 #[test]
 fn stat_list_uidl_are_relayed() {
-    let answers: &[u8] = b"+OK 2 320\r\n+OK 2 messages\r\n1 120\r\n.2 200\r\n.\r\n+OK 1 abc\r\n";
+    // Nothing known: LIST and UIDL come as the backend sent them, STAT is the sum of the
+    // listing; the proxy's own UIDL goes first and is answered to nobody.
+    let list: &[u8] = b"+OK 2 messages\r\n1 120\r\n2 200\r\n.\r\n";
+    let own_uidl: &[u8] = b"+OK\r\n.\r\n";
+    let answers = [own_uidl, list, list, b"+OK 1 abc\r\n"].concat();
     let (steps, tally) = replay_with(
         Limits::default(),
         &[
             In::Client(b"STAT\r\nlist\r\nUIDL 1\r\n"),
-            In::Backend(answers),
+            In::Backend(&answers),
         ],
     );
-    assert_eq!(steps[0].backend, "STAT\r\nLIST\r\nUIDL 1\r\n");
+    assert_eq!(steps[0].backend, "UIDL\r\nLIST\r\nLIST\r\nUIDL 1\r\n");
     assert_eq!(steps[0].client, "");
     assert!(!steps[0].idle);
-    assert_eq!(steps[1].client.as_bytes(), answers);
+    let expected = ["+OK 2 320\r\n".as_bytes(), list, b"+OK 1 abc\r\n"].concat();
+    assert_eq!(steps[1].client.as_bytes(), expected);
+    assert!(
+        steps[1].lookups.is_empty(),
+        "no unique-ids, nothing to look up"
+    );
     assert!(steps[1].idle && steps[1].wants_client);
-    assert_eq!(tally.bytes_up, 20);
-    assert_eq!(tally.bytes_down, answers.len() as u64);
+    assert_eq!(
+        tally.bytes_up, 20,
+        "the proxy's own UIDL is not the client's"
+    );
+    assert_eq!(tally.bytes_down, expected.len() as u64);
 }
 
 #[test]
 fn refusals_come_in_order_with_forwarded_answers() {
     let script: &[u8] =
-        b"XCLIENT ADDR=203.0.113.9\r\nSTAT\r\nXCLIENT ADDR=1.2.3.4\r\nfoo bar\r\nNO\0OP\r\nUSER x\r\nNOOP\r\n";
+        b"XCLIENT ADDR=203.0.113.9\r\nDELE 1\r\nXCLIENT ADDR=1.2.3.4\r\nfoo bar\r\nNO\0OP\r\nUSER x\r\nNOOP\r\n";
     let steps = replay(&[In::Client(script), In::Backend(b"+OK 1 2\r\n+OK\r\n")]);
     // Nothing pending: the first refusal is answered at once.
     assert_eq!(steps[0].client, "-ERR XCLIENT not permitted\r\n");
     assert_eq!(
-        steps[0].backend, "STAT\r\nNOOP\r\n",
+        steps[0].backend, "DELE 1\r\nNOOP\r\n",
         "only canonical allowed lines"
     );
     assert_eq!(steps[0].errors, 5);
-    // The refusals after STAT wait for its answer, and NOOP's answer comes after them.
+    // The refusals after DELE wait for its answer, and NOOP's answer comes after them.
     let expected = [
         "+OK 1 2\r\n".to_string(),
         "-ERR XCLIENT not permitted\r\n".to_string(),
@@ -283,18 +316,18 @@ fn back_pressure_at_max_pipeline() {
     let (steps, _) = replay_with(
         limits,
         &[
-            In::Client(b"NOOP\r\nbad\r\nSTAT\r\nRSET\r\n"),
+            In::Client(b"NOOP\r\nbad\r\nDELE 1\r\nRSET\r\n"),
             In::Backend(b"+OK\r\n"),
             In::Backend(b"+OK 0 0\r\n"),
             In::Backend(b"+OK\r\n"),
         ],
     );
-    // NOOP and the refusal fill the pipeline; STAT and RSET are not read.
+    // NOOP and the refusal fill the pipeline; DELE and RSET are not read.
     assert_eq!(steps[0].backend, "NOOP\r\n");
     assert_eq!(steps[0].client, "");
     assert!(!steps[0].wants_client);
     assert_eq!(steps[1].client, format!("+OK\r\n{}", refused(b"bad\r\n")));
-    assert_eq!(steps[1].backend, "STAT\r\nRSET\r\n");
+    assert_eq!(steps[1].backend, "DELE 1\r\nRSET\r\n");
     assert!(!steps[1].wants_client);
     assert_eq!(steps[2].client, "+OK 0 0\r\n");
     assert!(steps[2].wants_client);
@@ -320,11 +353,11 @@ fn quit_halts_reading() {
 fn errors_reach_max_errors_when_idle() {
     // The driver ends the session once `errors() >= max_errors` and the core is idle.
     let steps = replay(&[
-        In::Client(b"STAT\r\nbad 1\r\nbad 2\r\n"),
+        In::Client(b"DELE 1\r\nbad 1\r\nbad 2\r\n"),
         In::Backend(b"+OK 0 0\r\n"),
     ]);
     assert_eq!(steps[0].errors, 2);
-    assert!(!steps[0].idle, "the refusals wait behind STAT");
+    assert!(!steps[0].idle, "the refusals wait behind DELE");
     assert!(steps[1].idle);
     assert_eq!(steps[1].errors, 2);
     // At the configured limit, the driver's condition holds after the refusals.
@@ -404,3 +437,6 @@ impl Step {
         }
     }
 }
+
+#[path = "transaction_views_tests.rs"]
+mod views;

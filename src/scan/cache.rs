@@ -1,5 +1,6 @@
-//! Bounded caches (moka, async): content hash → verdict, (user, mailbox, UIDVALIDITY, UID) →
-//! content hash, and content hash → what was delivered (bounded by bytes with a weigher).
+//! Bounded caches (moka, async): content hash → verdict, a message's identity (IMAP: user,
+//! mailbox, UIDVALIDITY, UID; POP3: user, unique-id) → content hash, and content hash → what was
+//! delivered (bounded by bytes with a weigher).
 //!
 //! A generation counter guards against a scan that started before a flush inserting a stale
 //! result after it: inserts carry the generation read before scanning and are dropped if it moved.
@@ -13,17 +14,28 @@ use super::verdict::{Disposition, Verdict};
 /// A content hash (SHA-256).
 pub type Hash = [u8; 32];
 
-/// The stable identity of an IMAP message (RFC 9051 §2.3.1.1) plus the user.
+/// The stable identity of a message, plus the user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MessageKey {
-    /// User.
-    pub user: String,
-    /// Mailbox.
-    pub mailbox: String,
-    /// UIDVALIDITY.
-    pub uidvalidity: u32,
-    /// UID.
-    pub uid: u32,
+pub enum MessageKey {
+    /// An IMAP message (RFC 9051 §2.3.1.1).
+    Imap {
+        /// User.
+        user: String,
+        /// Mailbox.
+        mailbox: String,
+        /// UIDVALIDITY.
+        uidvalidity: u32,
+        /// UID.
+        uid: u32,
+    },
+    /// A POP3 message by its unique-id (RFC 1939 §7 `UIDL`: the same for the same message in
+    /// every session).
+    Pop3 {
+        /// User.
+        user: String,
+        /// The unique-id the backend's `UIDL` gives the message.
+        uidl: String,
+    },
 }
 
 /// What was delivered for a content hash.

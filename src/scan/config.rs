@@ -182,6 +182,10 @@ pub struct ScanConfig {
     pub notice: Option<PathBuf>,
     /// Scan messages uploaded with IMAP APPEND.
     pub scan_append: bool,
+    /// POP3: scan every message whose verdict is not cached when `LIST` or `STAT` first asks
+    /// for sizes, so they show what `RETR` will serve (bounded per command; IMAP always needs
+    /// the verdict for sizes and structure).
+    pub scan_on_structure: bool,
     /// Directory of `*.toml` rule files; unset means the built-in rules.
     pub rules_dir: Option<PathBuf>,
     /// Whom to contact, shown in notices.
@@ -206,6 +210,7 @@ impl Default for ScanConfig {
             cache_bytes: ByteSize(256 << 20),
             notice: None,
             scan_append: false,
+            scan_on_structure: false,
             rules_dir: None,
             contact: "your administrator".to_string(),
             chunk_size: ByteSize(64 << 10),
@@ -283,11 +288,19 @@ mod tests {
         assert_eq!(cfg.timeout.0, Duration::from_secs(60));
         assert_eq!(cfg.connect_timeout.0, Duration::from_secs(5));
         assert_eq!(cfg.chunk_size.0, 64 << 10);
+        assert!(!cfg.scan_on_structure, "off by default");
         assert_eq!(
             cfg.endpoints().unwrap()[1],
             ClamdEndpoint::Unix("/run/clamd.sock".into())
         );
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn scan_on_structure_parses() {
+        let cfg: ScanConfig = toml::from_str("scan_on_structure = true\n").unwrap();
+        assert!(cfg.scan_on_structure);
+        assert!(toml::from_str::<ScanConfig>("scan_on_structure = \"yes\"\n").is_err());
     }
 
     #[test]

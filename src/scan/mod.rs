@@ -38,7 +38,8 @@ pub use verdict::{
     verdict_label, Cached, Disposition, MessageRef, Protocol, ScanError, ScanErrorCause, Verdict,
 };
 
-use cache::{MessageKey, Outcome, ScanCache};
+pub use cache::MessageKey;
+use cache::{Outcome, ScanCache};
 use clamd::{ClamdEngine, EngineOutcome};
 use engine::Engine;
 use quarantine::Quarantine;
@@ -181,7 +182,7 @@ impl Scanner {
 
     /// Scan + policy (`on_error`/`on_oversize`) + quarantine + replacement, using the caches.
     pub async fn process(&self, message: Bytes, msg: &MessageRef) -> Disposition {
-        self.inner.process(message, msg).await
+        self.inner.process(message, msg, None).await
     }
 
     /// The raw verdict only (no quarantine); used by `portcullis scan` and APPEND scanning.
@@ -195,16 +196,28 @@ impl Scanner {
     /// The cached disposition of (user, mailbox, UIDVALIDITY, UID) if it was processed before.
     pub async fn cached(&self, msg: &MessageRef) -> Option<Cached> {
         let key = message_key(msg)?;
-        let inner = &self.inner;
-        let outcome = match inner.cache.message_hash(&key).await {
-            Some(hash) => inner.cache.outcome(&hash).await,
-            None => None,
-        };
-        inner.stats.count_cache(outcome.is_some());
-        match outcome? {
-            Outcome::Unmodified(_) => Some(Cached::Clean),
-            Outcome::Serve(disposition) => Some(Cached::Serve(disposition)),
-        }
+        let outcome = self.inner.cached(&key).await;
+        self.inner.stats.count_cache(outcome.is_some());
+        outcome
+    }
+
+    /// Like [`Scanner::process`], and the content hash is also remembered under `key` (a POP3
+    /// message's unique-id, which a [`MessageRef`] does not carry), so [`Scanner::peek`] finds
+    /// the disposition later, in any session.
+    pub async fn process_as(
+        &self,
+        message: Bytes,
+        msg: &MessageRef,
+        key: Option<MessageKey>,
+    ) -> Disposition {
+        self.inner.process(message, msg, key).await
+    }
+
+    /// The cached disposition of the message `key` names, if it was processed before. Not
+    /// counted as a cache hit or miss: it is asked for every message a POP3 `LIST` shows, not
+    /// for a message about to be delivered.
+    pub async fn peek(&self, key: &MessageKey) -> Option<Cached> {
+        self.inner.cached(key).await
     }
 
     /// Readiness: Ok if at least one clamd answers PONG (always Ok for the built-in check).
@@ -285,7 +298,7 @@ impl Scanner {
 
 /// The cache key of an IMAP message, when every part of it is known.
 fn message_key(msg: &MessageRef) -> Option<MessageKey> {
-    Some(MessageKey {
+    Some(MessageKey::Imap {
         user: msg.user.clone()?,
         mailbox: msg.mailbox.clone()?,
         uidvalidity: msg.uidvalidity?,
@@ -311,6 +324,15 @@ impl Inner {
         match self.rules.read() {
             Ok(rules) => rules.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The disposition remembered for `key`, if any.
+    async fn cached(&self, key: &MessageKey) -> Option<Cached> {
+        let hash = self.cache.message_hash(key).await?;
+        match self.cache.outcome(&hash).await? {
+            Outcome::Unmodified(_) => Some(Cached::Clean),
+            Outcome::Serve(disposition) => Some(Cached::Serve(disposition)),
         }
     }
 
@@ -416,12 +438,17 @@ impl Inner {
         }
     }
 
-    async fn process(&self, message: Bytes, msg: &MessageRef) -> Disposition {
+    async fn process(
+        &self,
+        message: Bytes,
+        msg: &MessageRef,
+        key: Option<MessageKey>,
+    ) -> Disposition {
         let generation = self.cache.generation();
         let hash = quarantine::sha256(&message);
         if let Some(outcome) = self.cache.outcome(&hash).await {
             self.stats.count_cache(true);
-            self.remember(msg, hash, generation).await;
+            self.remember(msg, key, hash, generation).await;
             return match outcome {
                 Outcome::Unmodified(verdict) => Disposition::Deliver {
                     bytes: message,
@@ -450,13 +477,20 @@ impl Inner {
                 other => Outcome::Serve(other.clone()),
             };
             self.cache.put_outcome(hash, outcome, generation).await;
-            self.remember(msg, hash, generation).await;
+            self.remember(msg, key, hash, generation).await;
         }
         disposition
     }
 
-    async fn remember(&self, msg: &MessageRef, hash: cache::Hash, generation: u64) {
-        if let Some(key) = message_key(msg) {
+    /// Remembers `hash` under the message's IMAP identity and under `key`, where given.
+    async fn remember(
+        &self,
+        msg: &MessageRef,
+        key: Option<MessageKey>,
+        hash: cache::Hash,
+        generation: u64,
+    ) {
+        for key in message_key(msg).into_iter().chain(key) {
             self.cache.put_message(key, hash, generation).await;
         }
     }

@@ -356,3 +356,45 @@ fn process_future_is_send() {
     let v = scanner.verdict(b"");
     assert_send(&v);
 }
+
+#[tokio::test]
+async fn pop3_dispositions_are_found_by_unique_id() {
+    let s = setup("");
+    let scanner = Scanner::new(&s.cfg).await.unwrap();
+    let pop = MessageRef {
+        protocol: Protocol::Pop3,
+        mailbox: None,
+        uidvalidity: None,
+        uid: None,
+        ..msg(3)
+    };
+    let key = |user: &str, uidl: &str| MessageKey::Pop3 {
+        user: user.into(),
+        uidl: uidl.into(),
+    };
+    assert_eq!(scanner.peek(&key("bob", "u3")).await, None);
+    let blocked = scanner
+        .process_as(infected(), &pop, Some(key("bob", "u3")))
+        .await;
+    assert!(
+        matches!(blocked, Disposition::Replace { .. }),
+        "{blocked:?}"
+    );
+    assert_eq!(
+        scanner.peek(&key("bob", "u3")).await,
+        Some(Cached::Serve(blocked))
+    );
+    assert_eq!(scanner.peek(&key("eve", "u3")).await, None, "per user");
+    assert_eq!(scanner.peek(&key("bob", "u4")).await, None);
+    // Clean: found as clean; a cache hit by content also remembers the id.
+    scanner
+        .process_as(Bytes::from_static(CLEAN), &pop, Some(key("bob", "c1")))
+        .await;
+    scanner
+        .process_as(Bytes::from_static(CLEAN), &pop, Some(key("bob", "c2")))
+        .await;
+    assert_eq!(scanner.peek(&key("bob", "c2")).await, Some(Cached::Clean));
+    // A flush forgets everything.
+    scanner.flush();
+    assert_eq!(scanner.peek(&key("bob", "u3")).await, None);
+}
