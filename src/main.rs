@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let text = portcullis::error_text::render_chain(error.as_ref());
-            if serving && guard.is_some() {
+            if serving && guard.is_some() && tracing::enabled!(tracing::Level::ERROR) {
                 // Through the log queue: a stuck stderr must not keep the process alive.
                 tracing::error!("{text}");
             } else {
