@@ -82,7 +82,11 @@ impl Session {
         if ok {
             tracing::info!("login ok");
         } else {
-            tracing::info!("login failed");
+            crate::login_log::login_failed(
+                request.user(),
+                self.context.peer.ip(),
+                crate::config::Protocol::Pop3,
+            );
         }
         Ok((ok, reply))
     }
