@@ -21,6 +21,7 @@ pub mod reencode;
 pub mod replace;
 pub mod rules;
 pub mod stats;
+pub mod summary;
 pub mod verdict;
 
 use std::path::Path;
