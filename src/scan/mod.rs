@@ -18,6 +18,8 @@ pub mod mime;
 mod notice;
 mod policy;
 pub mod quarantine;
+pub mod quarantine_cli;
+pub mod quarantine_dir;
 pub mod reencode;
 pub mod release;
 mod release_watch;
