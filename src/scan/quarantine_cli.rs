@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use super::quarantine::{quarantine_id, sha256};
 use super::quarantine_dir::{self, DirError, Listing, RecordFile};
 use super::release::{self, Marker, ReleaseError};
-use super::summary::escape;
+use super::summary::{escape, neutralize};
 
 /// Configuration file read when neither `--config` nor `--dir` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/portcullis/portcullis.toml";
@@ -189,7 +189,8 @@ pub fn parse_id(text: &str) -> Result<String, CliError> {
 fn field(text: &str) -> String {
     match text {
         "" => "-".into(),
-        text => escape(text, MAX_FIELD),
+        // Record fields are escaped when written; this catches hand-edited ones.
+        text => neutralize(text, MAX_FIELD),
     }
 }
 

@@ -24,12 +24,23 @@ fn must_escape(c: char) -> bool {
 
 /// `text` on one line: backslash, tab, CR, LF and every character of [`must_escape`] written as
 /// an escape (`\\`, `\t`, `\r`, `\n`, `\u{…}`), cut to `max_chars` characters plus `…`.
+/// Unambiguous: the original text can be read back.
 pub fn escape(text: &str, max_chars: usize) -> String {
+    escape_with(text, max_chars, true)
+}
+
+/// Like [`escape`] but backslashes stay as they are: for printing text that is already
+/// escaped (record fields) while still neutralizing anything added to it by hand.
+pub fn neutralize(text: &str, max_chars: usize) -> String {
+    escape_with(text, max_chars, false)
+}
+
+fn escape_with(text: &str, max_chars: usize, backslash: bool) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars * 4));
     let mut used = 0;
     for c in text.chars() {
         let piece = match c {
-            '\\' => "\\\\".to_string(),
+            '\\' if backslash => "\\\\".to_string(),
             '\t' => "\\t".to_string(),
             '\r' => "\\r".to_string(),
             '\n' => "\\n".to_string(),
@@ -102,6 +113,13 @@ mod tests {
         assert_eq!(escape("abc\u{202e}fdp.exe", 100), "abc\\u{202e}fdp.exe");
         assert_eq!(escape("\u{7f}\u{85}", 100), "\\u{7f}\\u{85}");
         assert_eq!(escape("grüße 日本", 100), "grüße 日本");
+    }
+
+    #[test]
+    fn neutralize_keeps_escapes_readable() {
+        let stored = escape("a\u{1b}b\\c", 100);
+        assert_eq!(neutralize(&stored, 100), stored);
+        assert_eq!(neutralize("x\u{1b}\\y", 100), "x\\u{1b}\\y");
     }
 
     #[test]
