@@ -138,7 +138,7 @@ fn release_reaches_a_running_proxy_over_imap_and_pop3_and_survives_a_restart() {
     let released = blocked_message(1, "Quarterly report");
     let still_blocked = blocked_message(2, "Something else");
     dovecot.seed_messages(dovecot.user(), &[released.clone(), still_blocked.clone()]);
-    dovecot.seed_messages("second", &[released.clone()]);
+    dovecot.seed_messages("second", std::slice::from_ref(&released));
     let id = id_of(&released);
     let proxy = proxy(&dovecot, &clamd, dir.path());
 

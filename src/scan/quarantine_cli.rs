@@ -30,13 +30,14 @@ pub const EXIT_ERROR: u8 = 2;
 /// bounds records edited by hand).
 const MAX_FIELD: usize = 300;
 
+/// The exit statuses, as the help shows them.
+const EXIT_HELP: &str = "Exit status: 0 done; 1 no quarantined message has that id (or it is \
+    not an id); 2 usage or configuration error, or the quarantine directory could not be read \
+    or written.";
+
 /// The `quarantine` subcommand.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Exit status: 0 done; 1 no quarantined message has that id (or it is \
-    not an id); 2 usage or configuration error, or the quarantine directory could not be read \
-    or written."
-)]
+#[command(after_help = EXIT_HELP)]
 pub struct QuarantineArgs {
     /// Configuration file whose `[scan] quarantine_dir` is used [default:
     /// /etc/portcullis/portcullis.toml].
@@ -55,8 +56,10 @@ pub struct QuarantineArgs {
 pub enum QuarantineAction {
     /// One line per record, tab-separated: id, date, user, protocol, verdict, signature or
     /// rule, size, released (yes/no), From, Subject. Control characters are escaped.
+    #[command(after_help = EXIT_HELP)]
     List,
     /// The records of one quarantined message, its hash and whether it is released.
+    #[command(after_help = EXIT_HELP)]
     Show {
         /// Quarantine id (16 hex digits, as in the notice) or the full SHA-256.
         id: String,
@@ -68,17 +71,20 @@ pub enum QuarantineAction {
     /// Let the original through: its content (SHA-256) is allowed from now on, for every user
     /// it was blocked for. Running servers pick it up within 5 seconds; it stays released
     /// across restarts, and `delete`/`purge` do not revoke it.
+    #[command(after_help = EXIT_HELP)]
     Release {
         /// Quarantine id (16 hex digits, as in the notice) or the full SHA-256.
         id: String,
     },
     /// Remove the original and every record of one id (a release stays in force).
+    #[command(after_help = EXIT_HELP)]
     Delete {
         /// Quarantine id (16 hex digits, as in the notice) or the full SHA-256.
         id: String,
     },
     /// Remove records older than DURATION, originals left without records, and abandoned
     /// temporary files; print the counts. Releases are kept.
+    #[command(after_help = EXIT_HELP)]
     Purge {
         /// Age, e.g. `30d`, `12h`, `2w` (by the record's time).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
