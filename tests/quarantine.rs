@@ -201,6 +201,11 @@ fn release_reaches_a_running_proxy_over_imap_and_pop3_and_survives_a_restart() {
         (released.clone(), released.len()),
         "IMAP BODY.PEEK[] and RFC822.SIZE are the original's"
     );
+    assert_eq!(
+        imap_body_and_size(&mut imap, 1),
+        (released.clone(), released.len()),
+        "an IMAP session opened before the release gets the original at its next FETCH"
+    );
     let (body, _) = imap_body_and_size(&mut client, 2);
     assert!(
         !contains(&body, EICAR),
