@@ -1,7 +1,8 @@
 //! Quarantine management with a real Dovecot, a real clamd and the `portcullis quarantine`
 //! binary: blocked messages leave private records with their Subject and From; `list`, `show`,
 //! `delete` and `purge` work on them and survive garbage; `release` reaches a proxy that is
-//! already running, over IMAP and POP3, within 5 seconds, for every user, and after a restart.
+//! already running, over IMAP and POP3, within 5 seconds, for every user, and after a restart;
+//! run as root it leaves files the service user owns.
 
 mod support;
 
@@ -389,4 +390,51 @@ fn list_show_delete_and_purge_work_on_real_quarantine_records() {
         out.starts_with("purged 0 record(s), 0 original(s)"),
         "{out}"
     );
+}
+
+#[test]
+fn release_run_as_root_leaves_files_the_service_user_owns() {
+    use portcullis::scan::quarantine::{record, sha256, Quarantine};
+    use portcullis::scan::{MessageRef, Protocol, Verdict};
+    use std::os::unix::fs::MetadataExt;
+
+    // The quarantine directory belongs to the service user (here: nobody, 65534).
+    let dir = tempfile::tempdir().expect("dir");
+    let q = dir.path().join("quarantine");
+    let original = blocked_message(9, "Owned");
+    let reference = MessageRef {
+        client_addr: "192.0.2.1:1".parse().expect("addr"),
+        user: Some("u".into()),
+        protocol: Protocol::Pop3,
+        mailbox: None,
+        uidvalidity: None,
+        uid: None,
+        msgno: Some(1),
+    };
+    let hash = sha256(&original);
+    let entry = record(
+        &original,
+        &hash,
+        &reference,
+        &Verdict::Oversize,
+        "replace",
+        1,
+    );
+    let id = Quarantine::new(&q)
+        .store_blocking(&original, &entry)
+        .expect("store");
+    std::os::unix::fs::chown(&q, Some(65534), Some(65534)).expect("chown (tests run as root)");
+    let (code, _, err, _) = quarantine(&q, &["release", &id]);
+    assert_eq!(code, 0, "{err}");
+    let released = q.join("released");
+    let marker = released.join(hex::encode(hash));
+    for path in [&released, &marker] {
+        let meta = std::fs::metadata(path).expect("stat");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "{}",
+            path.display()
+        );
+    }
 }
