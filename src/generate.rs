@@ -201,7 +201,8 @@ fn operator_sections() -> Roff {
         ),
         (
             "/var/lib/portcullis/quarantine/",
-            "Originals of blocked messages, [scan] quarantine_dir.",
+            "Originals of blocked messages and their records, [scan] quarantine_dir; released/ \
+             holds the releases. Managed with portcullis quarantine.",
         ),
     ] {
         roff.control("TP", [])
@@ -222,7 +223,9 @@ fn operator_sections() -> Roff {
     roff.control("SH", ["EXIT STATUS"]);
     roff.text([roman(
         "0 on success; 1 when the configuration is invalid or the proxy fails. portcullis scan \
-         exits 0 when everything is clean, 1 when something was found and 2 on an error.",
+         exits 0 when everything is clean, 1 when something was found and 2 on an error. \
+         portcullis quarantine exits 0 when done, 1 when no quarantined message has the id \
+         and 2 on a usage, configuration or I/O error.",
     )]);
     roff.control("SH", ["ENVIRONMENT"]);
     roff.control("TP", []).text([bold("RUST_LOG")]).text([roman(
@@ -235,6 +238,8 @@ fn operator_sections() -> Roff {
         bold("portcullis-check-config"),
         roman("(1), "),
         bold("portcullis-scan"),
+        roman("(1), "),
+        bold("portcullis-quarantine"),
         roman("(1), "),
         bold("portcullis-generate"),
         roman("(1), "),

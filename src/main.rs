@@ -1,4 +1,4 @@
-//! The `portcullis` command line: `serve`, `check-config`, `scan`, `generate`.
+//! The `portcullis` command line: `serve`, `check-config`, `scan`, `quarantine`, `generate`.
 
 #![forbid(unsafe_code)]
 
@@ -54,6 +54,10 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// List, show, release, delete or purge quarantined messages.
+    ///
+    /// Exit status: 0 done, 1 no such quarantine id, 2 usage, configuration or I/O error.
+    Quarantine(portcullis::scan::quarantine_cli::QuarantineArgs),
     /// Generate the manual page, shell completions or a test certificate.
     Generate(generate::GenerateArgs),
 }
@@ -72,6 +76,9 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { config, print } => check_config(&config, print),
         Command::Scan { config, paths } => scan(config.as_deref(), &paths),
+        Command::Quarantine(args) => Ok(ExitCode::from(portcullis::scan::quarantine_cli::main(
+            &args,
+        ))),
         Command::Generate(args) => generate::run(args, Cli::command())
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),

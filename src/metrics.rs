@@ -81,6 +81,13 @@ pub struct Metrics {
     pub scan_cache: IntCounterVec,
     /// `portcullis_quarantine_writes_total{outcome}`; see [`WriteOutcome`].
     pub quarantine_writes: IntCounterVec,
+    /// `portcullis_quarantine_releases_total`: releases a running scanner took into effect
+    /// (new entries in the quarantine's `released/` directory; those present at start are not
+    /// counted).
+    pub quarantine_releases: IntCounterVec,
+    /// `portcullis_released_messages_served_total{protocol}`: originals served because their
+    /// content was released.
+    pub released_served: IntCounterVec,
     /// `portcullis_policy_actions_total{cause,action}`; see [`PolicyCause`], [`PolicyActionLabel`].
     pub policy_actions: IntCounterVec,
     /// `portcullis_rule_hits_total{rule}`; rule names come from admin-controlled rule files.
@@ -245,6 +252,18 @@ impl Metrics {
                 "Messages written to the quarantine.",
                 &["outcome"],
             )?,
+            quarantine_releases: counter(
+                &r,
+                "quarantine_releases_total",
+                "Quarantine releases picked up by the running scanner.",
+                &[],
+            )?,
+            released_served: counter(
+                &r,
+                "released_messages_served_total",
+                "Released originals served instead of a notice.",
+                &["protocol"],
+            )?,
             policy_actions: counter(
                 &r,
                 "policy_actions_total",
@@ -318,6 +337,7 @@ impl Metrics {
     fn prime_fixed_series(&self) {
         for protocol in Protocol::ALL {
             self.keepalives_sent.with_label_values(&[protocol.as_str()]);
+            self.released_served.with_label_values(&[protocol.as_str()]);
             for verdict in ScanVerdict::ALL {
                 self.messages_scanned
                     .with_label_values(&[protocol.as_str(), verdict.as_str()]);
@@ -326,6 +346,7 @@ impl Metrics {
         for engine in ScanEngine::ALL {
             self.scan_seconds.with_label_values(&[engine.as_str()]);
         }
+        self.quarantine_releases.with_label_values(&[] as &[&str]);
         for result in CacheResult::ALL {
             self.scan_cache.with_label_values(&[result.as_str()]);
         }

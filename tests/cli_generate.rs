@@ -7,7 +7,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const SUBCOMMANDS: [&str; 4] = ["serve", "check-config", "scan", "generate"];
+const SUBCOMMANDS: [&str; 5] = ["serve", "check-config", "scan", "quarantine", "generate"];
 
 fn portcullis(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -109,6 +109,11 @@ fn man_out_dir_writes_a_renderable_page_per_subcommand() {
             ["man", "completions", "cert"]
                 .iter()
                 .map(|s| format!("portcullis-generate-{s}.1")),
+        )
+        .chain(
+            ["list", "show", "release", "delete", "purge"]
+                .iter()
+                .map(|s| format!("portcullis-quarantine-{s}.1")),
         )
         .collect();
     expected.push("portcullis.1".into());

@@ -21,6 +21,7 @@ fn touch_every_family() {
             .with_label_values(&["imaps", protocol])
             .inc();
         m.keepalives_sent.with_label_values(&[protocol]).inc();
+        m.released_served.with_label_values(&[protocol]).inc();
         for outcome in metrics::LoginOutcome::ALL {
             m.logins
                 .with_label_values(&["imaps", protocol, outcome.as_str()])
@@ -81,6 +82,9 @@ fn touch_every_family() {
     m.tls_certificate_expiry_seconds
         .with_label_values(&["/etc/portcullis/cert.pem"])
         .set(86_400);
+    m.quarantine_releases
+        .with_label_values(&[] as &[&str])
+        .inc();
     for limit in metrics::Limit::ALL {
         m.limit_rejections
             .with_label_values(&[limit.as_str()])
@@ -96,7 +100,7 @@ fn rendered_metrics_pass_promtool_lint() {
         .lines()
         .filter(|l| l.starts_with("# TYPE portcullis_"))
         .count();
-    assert_eq!(families, 20, "every family must be rendered:\n{text}");
+    assert_eq!(families, 22, "every family must be rendered:\n{text}");
 
     let mut child = match Command::new(PROMTOOL)
         .args(["check", "metrics"])

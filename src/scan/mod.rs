@@ -3,7 +3,8 @@
 //! bounded caches. Protocol-agnostic: IMAP and POP3 sessions call [`Scanner::process`] and
 //! deliver what the returned [`Disposition`] says.
 //!
-//! Guarantees: a blocked message never comes back as `Deliver`; its replacement is itself checked
+//! Guarantees: a blocked message never comes back as `Deliver` (unless an operator released its
+//! content, see [`release`]); its replacement is itself checked
 //! (EICAR, rules, antivirus) and carries nothing the checks flag; clean mail is delivered
 //! byte-identical; a temporary failure never carries substitute content; originals are
 //! quarantined before a replacement is returned, and a failed quarantine write is a `TempFail`.
@@ -17,10 +18,15 @@ pub mod mime;
 mod notice;
 mod policy;
 pub mod quarantine;
+pub mod quarantine_cli;
+pub mod quarantine_dir;
 pub mod reencode;
+pub mod release;
+mod release_watch;
 pub mod replace;
 pub mod rules;
 pub mod stats;
+pub mod summary;
 pub mod verdict;
 
 use std::path::Path;
@@ -54,6 +60,8 @@ struct Inner {
     rules: RwLock<Arc<RuleSet>>,
     cache: ScanCache,
     quarantine: Quarantine,
+    /// Content hashes the operator released (checked before every cache).
+    released: Arc<release::Released>,
     template: String,
     stats: ScanStats,
     clamd_version: Mutex<Option<String>>,
@@ -103,6 +111,7 @@ impl Inner {
 pub struct Scanner {
     inner: Arc<Inner>,
     watcher: Option<JoinHandle<()>>,
+    release_watcher: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -118,23 +127,8 @@ impl Drop for Scanner {
         if let Some(watcher) = self.watcher.take() {
             watcher.abort();
         }
+        self.release_watcher.abort();
     }
-}
-
-fn load_template(cfg: &ScanConfig) -> Result<String, ScanError> {
-    let Some(path) = &cfg.notice else {
-        return Ok(replace::DEFAULT_TEMPLATE.to_string());
-    };
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))?;
-    if meta.len() > 64 << 10 {
-        return Err(ScanError::Config(format!(
-            "scan.notice: {}: larger than 64KiB",
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path)
-        .map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))
 }
 
 impl Scanner {
@@ -166,7 +160,8 @@ impl Scanner {
             rules: RwLock::new(Arc::new(rules)),
             cache: ScanCache::new(cfg.cache_entries, cfg.cache_bytes.0),
             quarantine: Quarantine::new(cfg.quarantine_dir.clone()),
-            template: load_template(cfg)?,
+            released: Arc::new(release_watch::load(&cfg.quarantine_dir)),
+            template: notice::load_template(cfg)?,
             stats: ScanStats::default(),
             clamd_version: Mutex::new(None),
         });
@@ -180,7 +175,12 @@ impl Scanner {
             }
             Engine::BuiltinEicar => None,
         };
-        Ok(Scanner { inner, watcher })
+        let release_watcher = tokio::spawn(release_watch::watch(Arc::downgrade(&inner)));
+        Ok(Scanner {
+            inner,
+            watcher,
+            release_watcher,
+        })
     }
 
     /// Scan + policy (`on_error`/`on_oversize`) + quarantine + replacement, using the caches.
@@ -333,6 +333,9 @@ impl Inner {
     /// The disposition remembered for `key`, if any.
     async fn cached(&self, key: &MessageKey) -> Option<Cached> {
         let hash = self.cache.message_hash(key).await?;
+        if self.released.contains(&hash) {
+            return Some(Cached::Clean);
+        }
         match self.cache.outcome(&hash).await? {
             Outcome::Unmodified(_) => Some(Cached::Clean),
             Outcome::Serve(disposition) => Some(Cached::Serve(disposition)),
@@ -449,6 +452,11 @@ impl Inner {
     ) -> Disposition {
         let generation = self.cache.generation();
         let hash = quarantine::sha256(&message);
+        if self.released.contains(&hash) {
+            return self
+                .serve_released(message, msg, key, hash, generation)
+                .await;
+        }
         if let Some(outcome) = self.cache.outcome(&hash).await {
             self.stats.count_cache(true);
             self.remember(msg, key, hash, generation).await;

@@ -18,8 +18,8 @@ use super::clamd::EngineOutcome;
 use super::engine::{self, Engine};
 use super::reencode::{self, SafeHeader};
 use super::replace::{self, Notice, Present, Shown};
-use super::verdict::{ScanErrorCause, Verdict};
-use super::{mime, Inner};
+use super::verdict::{ScanError, ScanErrorCause, Verdict};
+use super::{mime, Inner, ScanConfig};
 
 /// Why a notice could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,23 @@ pub fn leaks_eicar(bytes: &[u8]) -> bool {
         })
     };
     found || parsed.as_ref().is_some_and(in_headers)
+}
+
+/// The notice template: the file `scan.notice` names (at most 64 KiB), else the built-in one.
+pub(super) fn load_template(cfg: &ScanConfig) -> Result<String, ScanError> {
+    let Some(path) = &cfg.notice else {
+        return Ok(replace::DEFAULT_TEMPLATE.to_string());
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))?;
+    if meta.len() > 64 << 10 {
+        return Err(ScanError::Config(format!(
+            "scan.notice: {}: larger than 64KiB",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| ScanError::Config(format!("scan.notice: {}: {e}", path.display())))
 }
 
 impl Inner {

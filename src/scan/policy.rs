@@ -109,7 +109,7 @@ impl Inner {
         action: &str,
         delivered: usize,
     ) -> Result<String, Disposition> {
-        let record = quarantine::record(hash, msg, verdict, action, (original.len(), delivered));
+        let record = quarantine::record(original, hash, msg, verdict, action, delivered);
         match self.quarantine.store(original.clone(), record).await {
             Ok(id) => {
                 self.stats.count_quarantine(true);

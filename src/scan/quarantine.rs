@@ -1,11 +1,14 @@
 //! Quarantine of originals: `<id>.eml` plus a `<id>.json` record, each written atomically
-//! (temporary file in the same directory, write, fsync, rename, fsync of the directory).
+//! (temporary file in the same directory, write, fsync, rename, fsync of the directory) with
+//! mode 0600 whatever the umask (the originals are malware; the records name users). A
+//! directory the quarantine creates itself gets mode 0700.
 //!
 //! The id is the first 16 hex digits of the SHA-256 of the original, so the same message blocked
 //! twice gets the same id and its replacement stays byte-stable.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -13,6 +16,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::summary;
 use super::verdict::{verdict_label, MessageRef, Protocol, Verdict};
 
 /// Errors writing to the quarantine.
@@ -74,6 +78,18 @@ pub struct Record {
     pub verdict: String,
     /// Signature, rule name or error.
     pub detail: String,
+    /// The antivirus signature, for an `infected` verdict.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// The rule name, for a `rule` verdict.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// The original's decoded Subject, escaped and capped (see [`super::summary`]).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The original's first From address, escaped and capped (see [`super::summary`]).
+    #[serde(default)]
+    pub from: Option<String>,
     /// Action taken (`replace`, `strip`).
     pub action: String,
     /// Size of the original in bytes.
@@ -84,14 +100,17 @@ pub struct Record {
     pub sha256: String,
 }
 
-/// Builds the record for one message.
+/// Builds the record for one message; `hash` is the SHA-256 of `original`, which also gives
+/// the record its Subject and From.
 pub fn record(
+    original: &[u8],
     hash: &[u8; 32],
     msg: &MessageRef,
     verdict: &Verdict,
     action: &str,
-    sizes: (usize, usize),
+    delivered_size: usize,
 ) -> Record {
+    let summary = summary::of(original);
     Record {
         id: quarantine_id(hash),
         time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -107,9 +126,19 @@ pub fn record(
         msgno: msg.msgno,
         verdict: verdict_label(verdict).into(),
         detail: verdict.detail(),
+        signature: match verdict {
+            Verdict::Infected { signature, .. } => Some(signature.clone()),
+            _ => None,
+        },
+        rule: match verdict {
+            Verdict::Rule { name, .. } => Some(name.clone()),
+            _ => None,
+        },
+        subject: summary.subject,
+        from: summary.from,
         action: action.into(),
-        size: sizes.0,
-        delivered_size: sizes.1,
+        size: original.len(),
+        delivered_size,
         sha256: hex::encode(hash),
     }
 }
@@ -137,8 +166,23 @@ const MAX_RECORDS: u32 = 1000;
 /// Makes temporary file names unique within the process (concurrent writes of the same id).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Writes `bytes` to `dir/name` atomically and durably.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), QuarantineError> {
+/// Mode of every file the quarantine writes.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of a directory the quarantine creates.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and missing parents) with [`DIR_MODE`]; an existing directory is left as is.
+pub fn create_dir(dir: &Path) -> Result<(), QuarantineError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(io_err("create dir", dir))
+}
+
+/// Writes `bytes` to `dir/name` atomically and durably, mode [`FILE_MODE`] whatever the umask:
+/// a temporary `.<name>.<pid>.<n>.tmp` beside the target, renamed over it once synced.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), QuarantineError> {
     let target = dir.join(name);
     let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let temp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
@@ -147,8 +191,12 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), QuarantineEr
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(FILE_MODE)
             .open(&temp)
             .map_err(io_err("create", &temp))?;
+        // The umask may have taken bits from `mode` (never added any): set it exactly.
+        file.set_permissions(Permissions::from_mode(FILE_MODE))
+            .map_err(io_err("chmod", &temp))?;
         file.write_all(bytes).map_err(io_err("write", &temp))?;
         file.sync_all().map_err(io_err("fsync", &temp))?;
         fs::rename(&temp, &target).map_err(io_err("rename", &target))
@@ -184,7 +232,7 @@ impl Quarantine {
         original: &[u8],
         record: &Record,
     ) -> Result<String, QuarantineError> {
-        fs::create_dir_all(&self.dir).map_err(io_err("create dir", &self.dir))?;
+        create_dir(&self.dir)?;
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| QuarantineError::Record(e.to_string()))?;
         write_atomic(&self.dir, &format!("{}.eml", record.id), original)?;
@@ -244,7 +292,7 @@ mod tests {
         let id = q
             .store(
                 original.clone(),
-                record(&hash, &msg(), &verdict, "replace", (19, 10)),
+                record(&original, &hash, &msg(), &verdict, "replace", 10),
             )
             .await
             .unwrap();
@@ -273,8 +321,8 @@ mod tests {
         // same message again: same id, still fine
         let again = q
             .store(
-                original,
-                record(&hash, &msg(), &verdict, "replace", (19, 10)),
+                original.clone(),
+                record(&original, &hash, &msg(), &verdict, "replace", 10),
             )
             .await
             .unwrap();
@@ -284,6 +332,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(second.sha256, json.sha256);
+    }
+
+    #[test]
+    fn files_are_private_and_records_carry_subject_from_and_signature() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path().join("new").join("q"));
+        let original =
+            b"From: Mallory <m@example.org>\r\nSubject: =?utf-8?q?Rechnung_=1B[2J?=\r\n\r\nx\r\n";
+        let hash = sha256(original);
+        let verdict = Verdict::Infected {
+            engine: "clamd".into(),
+            signature: "Win.Test.EICAR_HDB-1".into(),
+        };
+        let record = record(original, &hash, &msg(), &verdict, "replace", 5);
+        let id = q.store_blocking(original, &record).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&q.message_path(&id)), FILE_MODE);
+        assert_eq!(mode(&q.dir().join(format!("{id}.json"))), FILE_MODE);
+        assert_eq!(mode(q.dir()), DIR_MODE);
+        let stored: Record =
+            serde_json::from_slice(&fs::read(q.dir().join(format!("{id}.json"))).unwrap()).unwrap();
+        assert_eq!(stored, record);
+        assert_eq!(stored.subject.as_deref(), Some("Rechnung \\u{1b}[2J"));
+        assert_eq!(stored.from.as_deref(), Some("Mallory <m@example.org>"));
+        assert_eq!(stored.signature.as_deref(), Some("Win.Test.EICAR_HDB-1"));
+        assert_eq!(stored.rule, None);
+        assert_eq!(stored.size, original.len());
+    }
+
+    #[test]
+    fn records_without_the_newer_fields_still_parse() {
+        let old = r#"{"id":"0123456789abcdef","time":"2024-01-01T00:00:00Z","client_addr":"192.0.2.1:1",
+            "user":"bob","protocol":"pop3","mailbox":null,"uidvalidity":null,"uid":null,"msgno":1,
+            "verdict":"rule","detail":"r","action":"replace","size":1,"delivered_size":2,
+            "sha256":"00"}"#;
+        let record: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (record.subject, record.from, record.rule),
+            (None, None, None)
+        );
     }
 
     #[tokio::test]
@@ -296,7 +385,7 @@ mod tests {
         let err = q
             .store(
                 bytes::Bytes::from_static(b"x"),
-                record(&hash, &msg(), &Verdict::Oversize, "replace", (1, 1)),
+                record(b"x", &hash, &msg(), &Verdict::Oversize, "replace", 1),
             )
             .await;
         assert!(err.is_err());

@@ -20,7 +20,8 @@ Original sender:  {from}\n\
 Quarantine id:   {quarantine_id}\n\
 \n\
 The original message has been kept in quarantine. If you believe it is\n\
-legitimate and need it, contact {contact} and quote the quarantine id.\n";
+legitimate and need it: to have it released, ask {contact}\n\
+quoting id {quarantine_id}.\n";
 
 /// Placeholder text for a header the original has but the notice does not show.
 pub const WITHHELD: &str = "(withheld)";
@@ -159,8 +160,8 @@ pub fn build(headers: &[SafeHeader], shown: &Shown, notice: &Notice<'_>) -> Vec<
 const MINIMAL_TEXT: &str = "This message was blocked by portcullis, the mail security gateway.\n\
 \n\
 Nothing of the original message is shown here. It has been kept in\n\
-quarantine; if you believe it is legitimate and need it, contact the\n\
-address below and quote the quarantine id.\n\
+quarantine. If you believe it is legitimate and need it, ask for it to\n\
+be released as shown below.\n\
 \n";
 
 /// The minimal notice: fixed text, the verdict's label, the quarantine id and the contact — no
@@ -174,10 +175,13 @@ pub fn minimal(notice: &Notice<'_>) -> Vec<u8> {
         verdict_label(notice.verdict),
         ascii_line(notice.quarantine_id),
     );
-    let body = format!(
-        "{MINIMAL_TEXT}Quarantine id: {}\nContact:       {}\n",
+    let (id, contact) = (
         single_line(notice.quarantine_id),
-        single_line(notice.contact)
+        single_line(notice.contact),
+    );
+    let body = format!(
+        "{MINIMAL_TEXT}To have it released, ask {contact} quoting id {id}.\n\n\
+         Quarantine id: {id}\nContact:       {contact}\n"
     );
     finish(own.into_bytes(), &body)
 }

@@ -108,7 +108,12 @@ fn reencodes_headers_and_is_deterministic() {
     assert!(text.contains("Quarantine id:   0123456789abcdef"));
     assert!(text.contains("Original subject: Café invoice"));
     assert!(text.contains("Original sender:  alice@example.org"));
-    assert!(text.contains("contact postmaster@example.org"));
+    assert!(
+        text.contains(
+            "to have it released, ask postmaster@example.org\r\nquoting id 0123456789abcdef."
+        ),
+        "{text}"
+    );
     let reparsed = mime::parse(&first).unwrap();
     assert_eq!(reparsed.message_id(), Some("m1@example.org"));
     assert_eq!(reparsed.subject(), Some("Café invoice"));
@@ -338,6 +343,9 @@ Message-ID: <m@example.org>\r\nTo: bob@example.org\r\n\r\n"
     }
     assert!(text.contains(&format!("Quarantine id: {id}\r\n")));
     assert!(text.contains("Contact:       helpdesk@example.org\r\n"));
+    assert!(text.contains(&format!(
+        "To have it released, ask helpdesk@example.org quoting id {id}.\r\n"
+    )));
     assert!(text.contains("X-Portcullis-Verdict: infected\r\n"));
     let (again, _) = replacement(&cfg, &original, 1).await;
     assert_eq!(bytes, again);
