@@ -1,71 +1,257 @@
-//! Readiness checks behind `/readyz`: every backend accepts a TCP connection and, when clamd is
-//! configured, at least one clamd answers PING.
+//! Readiness checks behind `/readyz`, the `portcullis_backend_ready{backend}` gauge and
+//! `portcullis check-config --probe`:
+//!
+//! * every backend is probed the way sessions use it, through the sessions' own connector
+//!   ([`BackendTarget::probe`]): TCP, the configured TLS mode, the same certificate
+//!   verification, and the greeting, for the protocol of the listeners that use it;
+//! * the quarantine directory accepts a new file (created, fsynced and removed);
+//! * when clamd is configured, at least one clamd answers PING.
+//!
+//! The checks run concurrently, each bounded by [`PROBE_LIMIT`] so that a hanging backend is
+//! reported with its reason before the endpoint's own 5 s deadline.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::metrics::{ReadinessCheck, ReadinessProbe};
-use crate::scan::Scanner;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-/// How long one backend connect may take during a readiness check.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::backend::BackendTarget;
+use crate::config::{Config, Protocol};
+use crate::imap::command::ImapDialect;
+use crate::metrics::{metrics, ReadinessCheck, ReadinessProbe};
+use crate::pop3::command::Pop3Dialect;
+use crate::scan::quarantine::Quarantine;
+use crate::scan::{ScanError, Scanner};
 
-/// The proxy's readiness probe.
-pub struct Readiness {
-    backends: Vec<(String, String)>,
-    scanner: Arc<Scanner>,
-    clamd_configured: bool,
+/// Longest one check may take (a backend probe uses `connect_timeout` if that is shorter).
+pub const PROBE_LIMIT: Duration = Duration::from_secs(4);
+/// How often `serve` re-probes in the background, so the gauge is current without `/readyz`.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// One backend as one protocol's listeners use it.
+struct BackendCheck {
+    /// Check name: `backend NAME`, or `backend NAME (imap)` when both protocols use it.
+    label: String,
+    backend: String,
+    protocol: Protocol,
+    /// The connector, or why it could not be built.
+    target: Result<BackendTarget, String>,
 }
 
-impl Readiness {
-    /// Checks for every backend of `config` and the scanner.
-    pub fn new(config: &Config, scanner: Arc<Scanner>) -> Readiness {
-        Readiness {
-            backends: config
-                .backends
-                .iter()
-                .map(|b| (b.name.clone(), b.address.clone()))
-                .collect(),
-            scanner,
-            clamd_configured: !config.scan.clamd.is_empty(),
-        }
-    }
-
-    async fn backend(name: &str, address: &str) -> ReadinessCheck {
-        let outcome =
-            tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(address)).await;
+impl BackendCheck {
+    async fn run(&self) -> ReadinessCheck {
+        let outcome = match &self.target {
+            Err(reason) => Err(reason.clone()),
+            Ok(target) => match self.protocol {
+                Protocol::Imap => target.probe::<ImapDialect>(PROBE_LIMIT).await,
+                Protocol::Pop3 => target.probe::<Pop3Dialect>(PROBE_LIMIT).await,
+            }
+            .map(|report| format!("{}: {report}", self.protocol.as_str()))
+            .map_err(|error| error.to_string()),
+        };
         let (ok, detail) = match outcome {
-            Ok(Ok(_)) => (true, "reachable".to_string()),
-            Ok(Err(error)) => (false, error.to_string()),
-            Err(_) => (false, "connect timed out".to_string()),
+            Ok(detail) => (true, detail),
+            Err(detail) => (false, detail),
         };
         ReadinessCheck {
-            name: format!("backend {name}"),
+            name: self.label.clone(),
             ok,
             detail,
         }
     }
 }
 
+/// The proxy's readiness probe.
+pub struct Readiness {
+    backends: Vec<Arc<BackendCheck>>,
+    quarantine: Quarantine,
+    scanner: Arc<Scanner>,
+    clamd_configured: bool,
+    /// Last failure text per check (`None` = passed), when changes are logged.
+    last: Option<Mutex<HashMap<String, Option<String>>>>,
+}
+
+impl Readiness {
+    /// Checks for every backend of `config` (per protocol of the listeners using it), the
+    /// quarantine directory and the scanner.
+    pub fn new(config: &Config, scanner: Arc<Scanner>) -> Readiness {
+        let mut backends = Vec::new();
+        for backend in &config.backends {
+            let mut protocols: Vec<Protocol> = Vec::new();
+            for listener in config
+                .listeners
+                .iter()
+                .filter(|l| l.backend == backend.name)
+            {
+                if !protocols.contains(&listener.protocol) {
+                    protocols.push(listener.protocol);
+                }
+            }
+            for &protocol in &protocols {
+                let label = match protocols.len() {
+                    1 => format!("backend {}", backend.name),
+                    _ => format!("backend {} ({})", backend.name, protocol.as_str()),
+                };
+                backends.push(Arc::new(BackendCheck {
+                    label,
+                    backend: backend.name.clone(),
+                    protocol,
+                    target: BackendTarget::for_probe(backend, protocol).map_err(|e| e.to_string()),
+                }));
+            }
+        }
+        Readiness {
+            backends,
+            quarantine: Quarantine::new(config.scan.quarantine_dir.clone()),
+            scanner,
+            clamd_configured: !config.scan.clamd.is_empty(),
+            last: None,
+        }
+    }
+
+    /// Logs a warning when a check starts failing (or fails differently) and a notice when
+    /// it passes again (for the long-running process, not for `check-config --probe`).
+    pub fn log_changes(mut self) -> Readiness {
+        self.last = Some(Mutex::new(HashMap::new()));
+        self
+    }
+
+    /// Runs every check concurrently; results in a fixed order (backends, quarantine, clamd).
+    /// Updates `portcullis_backend_ready{backend}`.
+    pub async fn run(&self) -> Vec<ReadinessCheck> {
+        let mut tasks = JoinSet::new();
+        for (index, check) in self.backends.iter().enumerate() {
+            let check = check.clone();
+            tasks.spawn(async move { (index, check.run().await) });
+        }
+        let quarantine = self.quarantine.clone();
+        let after_backends = self.backends.len();
+        tasks.spawn(async move { (after_backends, check_quarantine(quarantine).await) });
+        if self.clamd_configured {
+            let scanner = self.scanner.clone();
+            tasks.spawn(async move { (after_backends + 1, check_clamd(&scanner).await) });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(result) => results.push(result),
+                Err(error) => tracing::error!(%error, "readiness check task failed"),
+            }
+        }
+        results.sort_by_key(|(index, _)| *index);
+        let checks: Vec<ReadinessCheck> = results.into_iter().map(|(_, check)| check).collect();
+        self.update_gauge(&checks);
+        self.log(&checks);
+        checks
+    }
+
+    fn update_gauge(&self, checks: &[ReadinessCheck]) {
+        let mut ready: HashMap<&str, bool> = HashMap::new();
+        for (backend, check) in self.backends.iter().zip(checks) {
+            *ready.entry(backend.backend.as_str()).or_insert(true) &= check.ok;
+        }
+        for (backend, ok) in ready {
+            metrics()
+                .backend_ready
+                .with_label_values(&[backend])
+                .set(i64::from(ok));
+        }
+    }
+
+    fn log(&self, checks: &[ReadinessCheck]) {
+        let Some(last) = &self.last else {
+            return;
+        };
+        let mut last = match last.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for check in checks {
+            let now = (!check.ok).then(|| check.detail.clone());
+            let before = last.insert(check.name.clone(), now.clone()).flatten();
+            match (&before, &now) {
+                (_, Some(reason)) if before.as_ref() != Some(reason) => {
+                    tracing::warn!(check = %check.name, %reason, "readiness check failed");
+                }
+                (Some(_), None) => {
+                    tracing::info!(check = %check.name, "readiness check passes again")
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn check_quarantine(quarantine: Quarantine) -> ReadinessCheck {
+    let dir = quarantine.dir().display().to_string();
+    let outcome = tokio::time::timeout(
+        PROBE_LIMIT,
+        tokio::task::spawn_blocking(move || quarantine.check_writable_blocking()),
+    )
+    .await;
+    let (ok, detail) = match outcome {
+        Ok(Ok(Ok(()))) => (true, format!("{dir} writable")),
+        Ok(Ok(Err(error))) => (
+            false,
+            format!("cannot write to quarantine_dir {dir}: {error}: blocked messages could not be quarantined (they would be withheld)"),
+        ),
+        Ok(Err(error)) => (false, format!("quarantine check task failed: {error}")),
+        Err(_) => (false, format!("{dir}: no answer within {PROBE_LIMIT:?}")),
+    };
+    ReadinessCheck {
+        name: "quarantine".into(),
+        ok,
+        detail,
+    }
+}
+
+async fn check_clamd(scanner: &Scanner) -> ReadinessCheck {
+    let (ok, detail) = match tokio::time::timeout(PROBE_LIMIT, scanner.ping()).await {
+        Ok(Ok(())) => (true, "PONG".to_string()),
+        Ok(Err(error)) => (false, error.to_string()),
+        Err(_) => (false, format!("no PONG within {PROBE_LIMIT:?}")),
+    };
+    ReadinessCheck {
+        name: "clamd".into(),
+        ok,
+        detail,
+    }
+}
+
 impl ReadinessProbe for Readiness {
     fn check(&self) -> Pin<Box<dyn Future<Output = Vec<ReadinessCheck>> + Send + '_>> {
-        Box::pin(async move {
-            let mut checks = Vec::new();
-            for (name, address) in &self.backends {
-                checks.push(Readiness::backend(name, address).await);
-            }
-            if self.clamd_configured {
-                let ping = self.scanner.ping().await;
-                checks.push(ReadinessCheck {
-                    name: "clamd".into(),
-                    ok: ping.is_ok(),
-                    detail: ping.err().map_or_else(|| "PONG".into(), |e| e.to_string()),
-                });
-            }
-            checks
-        })
+        Box::pin(self.run())
+    }
+}
+
+/// Re-runs the checks every `every` until `shutdown`, so the gauge and the logs follow the
+/// backends even when nothing polls `/readyz`.
+pub async fn refresh(readiness: Arc<Readiness>, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => { readiness.run().await; }
+        }
+    }
+}
+
+/// `check-config --probe`: starts the scanner of `config` and runs every check once.
+pub async fn probe_once(config: &Config) -> Result<Vec<ReadinessCheck>, ScanError> {
+    let scanner = Arc::new(Scanner::new(&config.scan).await?);
+    Ok(Readiness::new(config, scanner).run().await)
+}
+
+/// One line of `check-config --probe` output.
+pub fn describe(check: &ReadinessCheck) -> String {
+    if check.ok {
+        format!("probe {}: ok ({})", check.name, check.detail)
+    } else {
+        format!("probe {}: FAILED: {}", check.name, check.detail)
     }
 }

@@ -50,6 +50,10 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Also run the readiness checks once: connect to every backend as sessions do (TLS
+        /// mode, certificate verification, greeting), write to the quarantine, ping clamd.
+        #[arg(long)]
+        probe: bool,
     },
 }
 
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, probe } => check_config(&config, probe),
         Command::Scan { config, paths } => scan(config.as_deref(), &paths),
     };
     match result {
@@ -82,7 +86,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+fn check_config(path: &Path, probe: bool) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -104,7 +108,29 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!("configuration OK: {}", path.display());
+    if probe {
+        return probe_config(&config);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check-config --probe`: the `/readyz` checks once; fails if any fails.
+fn probe_config(config: &Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let checks = runtime.block_on(portcullis::health::probe_once(config))?;
+    for check in &checks {
+        println!("{}", portcullis::health::describe(check));
+    }
+    if checks.iter().all(|check| check.ok) {
+        println!("probe OK");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("probe FAILED");
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn scan(config: Option<&std::path::Path>, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
@@ -145,7 +171,8 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         }
         let shutdown = server.shutdown_token();
         if let Some(metrics) = &config.metrics {
-            let readiness = std::sync::Arc::new(portcullis::health::Readiness::new(&config, server.scanner.clone()));
+            let readiness = std::sync::Arc::new(portcullis::health::Readiness::new(&config, server.scanner.clone()).log_changes());
+            tokio::spawn(portcullis::health::refresh(readiness.clone(), portcullis::health::REFRESH_INTERVAL, shutdown.clone()));
             let stop = shutdown.clone();
             let bind = metrics.bind;
             tokio::spawn(async move {

@@ -93,6 +93,9 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// `portcullis_config_reloads_total{outcome}`; see [`WriteOutcome`].
     pub config_reloads: IntCounterVec,
+    /// `portcullis_backend_ready{backend}`: 1 when the last readiness probe of the backend
+    /// (TCP, TLS with verification, greeting) succeeded, else 0; see [`crate::health`].
+    pub backend_ready: IntGaugeVec,
 }
 
 /// An open client connection, counted in `connections_active` until dropped; see
@@ -274,6 +277,12 @@ impl Metrics {
                 "config_reloads_total",
                 "Configuration reloads (SIGHUP).",
                 &["outcome"],
+            )?,
+            backend_ready: gauge(
+                &r,
+                "backend_ready",
+                "1 if the last readiness probe of the backend (connect, TLS and certificate check, greeting) succeeded, else 0.",
+                &["backend"],
             )?,
             registry: r,
         };
