@@ -135,4 +135,45 @@ mod tests {
         // Base64 (HPKP style) is refused, not misread.
         assert!(Sha256Pin::parse("n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=").is_err());
     }
+
+    fn config(backend_lines: &str) -> Result<super::super::Config, ConfigError> {
+        super::super::Config::parse(&format!(
+            "[[listener]]\nname = \"l\"\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\nbackend = \"b\"\n\n\
+             [[backend]]\nname = \"b\"\naddress = \"127.0.0.1:993\"\n{backend_lines}\n"
+        ))
+    }
+
+    #[test]
+    fn pins_parse_in_a_backend_and_conflicts_name_the_key() {
+        let upper = HEX.to_ascii_uppercase();
+        let ok = config(&format!(
+            "tls = \"implicit\"\npin_sha256 = [\"{HEX}\", \"{upper}\"]"
+        ))
+        .unwrap();
+        assert_eq!(ok.backends[0].pin_sha256.len(), 2);
+        assert_eq!(ok.backends[0].pin_sha256[1].to_string(), HEX);
+
+        let bad = config("tls = \"implicit\"\npin_sha256 = [\"abcd\"]").unwrap_err();
+        assert!(
+            bad.to_string()
+                .contains("pin_sha256 \"abcd\": 4 hex digits"),
+            "{bad}"
+        );
+
+        for (lines, says) in [
+            (
+                "tls = \"implicit\"\nca = \"/etc/ssl/legacy.pem\"",
+                "either `ca` or `pin_sha256`",
+            ),
+            ("tls = \"implicit\"\nverify = false", "`verify = false`"),
+            ("tls = \"none\"", "no effect with tls = \"none\""),
+        ] {
+            let error = config(&format!("{lines}\npin_sha256 = [\"{HEX}\"]")).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.starts_with("backend[0].pin_sha256: ") && text.contains(says),
+                "{text}"
+            );
+        }
+    }
 }
