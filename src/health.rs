@@ -8,13 +8,16 @@
 //! * when clamd is configured, at least one clamd answers PING.
 //!
 //! The checks run concurrently, each bounded by [`PROBE_LIMIT`] so that a hanging backend is
-//! reported with its reason before the endpoint's own 5 s deadline.
+//! reported with its reason before the endpoint's own 5 s deadline. `/readyz` requests that
+//! arrive together (a load balancer checking several server lines, Kubernetes) share one round
+//! of probes, and a round younger than [`REUSE_WITHIN`] is reused, so the backends see at most
+//! one probe connection per [`REUSE_WITHIN`] from each replica plus the background refresh.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +34,8 @@ use crate::scan::{ScanError, Scanner};
 pub const PROBE_LIMIT: Duration = Duration::from_secs(4);
 /// How often `serve` re-probes in the background, so the gauge is current without `/readyz`.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// `/readyz` answers from a round of checks at most this old.
+pub const REUSE_WITHIN: Duration = Duration::from_secs(2);
 
 /// One backend as one protocol's listeners use it.
 struct BackendCheck {
@@ -73,6 +78,8 @@ pub struct Readiness {
     clamd_configured: bool,
     /// Last failure text per check (`None` = passed), when changes are logged.
     last: Option<Mutex<HashMap<String, Option<String>>>>,
+    /// The latest round for `/readyz`; the lock also makes concurrent requests share a round.
+    recent: tokio::sync::Mutex<Option<(Instant, Vec<ReadinessCheck>)>>,
 }
 
 impl Readiness {
@@ -110,6 +117,7 @@ impl Readiness {
             scanner,
             clamd_configured: !config.scan.clamd.is_empty(),
             last: None,
+            recent: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -146,6 +154,19 @@ impl Readiness {
         let checks: Vec<ReadinessCheck> = results.into_iter().map(|(_, check)| check).collect();
         self.update_gauge(&checks);
         self.log(&checks);
+        checks
+    }
+
+    /// [`Readiness::run`], or the outcome of a round that finished within [`REUSE_WITHIN`].
+    pub async fn run_shared(&self) -> Vec<ReadinessCheck> {
+        let mut recent = self.recent.lock().await;
+        if let Some((at, checks)) = recent.as_ref() {
+            if at.elapsed() < REUSE_WITHIN {
+                return checks.clone();
+            }
+        }
+        let checks = self.run().await;
+        *recent = Some((Instant::now(), checks.clone()));
         checks
     }
 
@@ -224,7 +245,7 @@ async fn check_clamd(scanner: &Scanner) -> ReadinessCheck {
 
 impl ReadinessProbe for Readiness {
     fn check(&self) -> Pin<Box<dyn Future<Output = Vec<ReadinessCheck>> + Send + '_>> {
-        Box::pin(self.run())
+        Box::pin(self.run_shared())
     }
 }
 
@@ -253,5 +274,65 @@ pub fn describe(check: &ReadinessCheck) -> String {
         format!("probe {}: ok ({})", check.name, check.detail)
     } else {
         format!("probe {}: FAILED: {}", check.name, check.detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+
+    /// A plaintext IMAP "backend" that greets and counts connections.
+    async fn greeter() -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = tcp.write_all(b"* OK ready\r\n").await;
+            }
+        });
+        (port, count)
+    }
+
+    fn config(port: u16, dir: &std::path::Path) -> Config {
+        Config::parse(&format!(
+            "[scan]\nrules_dir = {rules:?}\nquarantine_dir = {q:?}\n\n\
+             [[listener]]\nname = \"l\"\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\ntls = \"none\"\nbackend = \"health-unit\"\n\n\
+             [[backend]]\nname = \"health-unit\"\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\n",
+            rules = dir.display().to_string(),
+            q = dir.join("q").display().to_string(),
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_round_and_set_the_gauge() {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, connections) = greeter().await;
+        let config = config(port, dir.path());
+        let scanner = Arc::new(Scanner::new(&config.scan).await.unwrap());
+        let readiness = Readiness::new(&config, scanner);
+        let (first, second) = tokio::join!(readiness.run_shared(), readiness.run_shared());
+        assert_eq!(first, second);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert_eq!(first[0].name, "backend health-unit");
+        assert!(
+            first[0].ok
+                && first[0]
+                    .detail
+                    .starts_with("imap: greeting \"* OK ready\" over plaintext"),
+            "{first:?}"
+        );
+        assert_eq!(first[1].name, "quarantine");
+        assert!(first[1].ok, "{first:?}");
+        let gauge = metrics().backend_ready.with_label_values(&["health-unit"]);
+        assert_eq!(gauge.get(), 1);
+        // `run` (the background refresh, check-config --probe) always probes anew.
+        readiness.run().await;
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
 }
