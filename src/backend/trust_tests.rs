@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, PublicKeyData};
 use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -242,4 +243,33 @@ fn plaintext_answer_to_a_client_hello_is_explained_as_a_tls_mode_problem() {
         .to_string()
         .starts_with("backend did not speak TLS on connect"));
     assert!(failure.to_string().contains("`tls = \"starttls\"`"));
+}
+
+/// A certificate made by `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256
+/// -subj /CN=mail` (CA:TRUE, as OpenSSL makes them), and what OpenSSL prints for it.
+const OPENSSL_CERT: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBcjCCARmgAwIBAgIUIScDyN06xsw7ecANzPRI+7YHuP0wCgYIKoZIzj0EAwIw\n\
+DzENMAsGA1UEAwwEbWFpbDAeFw0yNjEyMDExNTM4NTNaFw0yNjEyMDIxNTM4NTNa\n\
+MA8xDTALBgNVBAMMBG1haWwwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATKNDag\n\
+j/+GdEfuf4Sct8yWVHGaOpJerbCqa52qlhM0+Mr/4mZlBTsYkHMSR//6am/tJcuQ\n\
+LyRQOFeUfEgONYz4o1MwUTAdBgNVHQ4EFgQUawre05TrC2XOT/pqV6GDVpcPO8Iw\n\
+HwYDVR0jBBgwFoAUawre05TrC2XOT/pqV6GDVpcPO8IwDwYDVR0TAQH/BAUwAwEB\n\
+/zAKBggqhkjOPQQDAgNHADBEAiBNxGGdaxQyzMxxZmup4HDf0jQERYF2b452ptRb\n\
+Jfl/ygIgBgMk+NC+rTLz0Z2PAbOHyYHeEzwfd128axNbA0Bsq98=\n\
+-----END CERTIFICATE-----\n";
+
+#[test]
+fn fingerprints_agree_with_openssl() {
+    let der = CertificateDer::from_pem_slice(OPENSSL_CERT.as_bytes()).unwrap();
+    let fingerprints = Fingerprints::of(der.as_ref());
+    // openssl x509 -noout -fingerprint -sha256 -in c.pem
+    let cert = Sha256Pin::parse(
+        "35:0C:E0:6A:A6:6F:D3:93:F8:A9:E8:80:11:CD:81:C7:1B:B9:C5:13:F4:49:A5:4F:A7:E5:95:85:37:A8:D2:09",
+    )
+    .unwrap();
+    // openssl x509 -noout -pubkey -in c.pem | openssl pkey -pubin -outform der | sha256sum
+    let spki = Sha256Pin::parse("af4812758d94fbad64fed93037b1a4d230bd9dcfab9780662ca6b7db68862f5b")
+        .unwrap();
+    assert_eq!(fingerprints.cert, cert.0);
+    assert_eq!(fingerprints.spki, Some(spki.0));
 }
