@@ -2,18 +2,28 @@
 # THE demo: a sandboxed Dovecot + clamd on loopback, portcullis in front of them, in the
 # foreground. Ctrl-C stops everything and deletes the temporary directory.
 #
-#   scripts/demo.sh
+#   scripts/demo.sh                 # run the demo
+#   scripts/demo.sh --check-ports   # only check that the demo's ports are free (exit 0/2)
 #
-# Installs what is missing (scripts/install-test-deps.sh: Dovecot, clamd, clamav-testfiles and
-# the `portcullis-mail` user that owns the demo maildir), builds portcullis (release), then:
-#   - Dovecot with its own config in a temp dir, IMAP/POP3 plaintext on ephemeral 127.0.0.1
-#     ports, user demo / password demo, two messages (one with an EICAR attachment);
-#   - clamd with its own config and two tiny signature files (EICAR, clamav-testfiles' clam.exe),
-#     TCP on an ephemeral 127.0.0.1 port;
-#   - portcullis: imaps 127.0.0.1:10993, imap+STARTTLS 10143, pop3s 10995, pop3+STLS 10110,
-#     self-signed certificate for localhost, [scan] with that clamd if the build supports it.
-# Must run as root (Dovecot switches to the mail user). Environment: DEMO_KEEP=1 keeps the
-# temporary directory after exit.
+# Safe on any machine: it never stops, disables, reconfigures or talks to the system's own
+# services (a system Dovecot or clamd keeps running untouched), and binds loopback only.
+#   1. Checks its four ports on 127.0.0.1 first; if one is busy it exits 2 with a message
+#      before changing anything. Ports: DEMO_IMAPS_PORT (10993), DEMO_IMAP_PORT (10143),
+#      DEMO_POP3S_PORT (10995), DEMO_POP3_PORT (10110), or DEMO_PORTS=auto for free ones.
+#   2. Installs only what the demo needs and only if it is missing (dovecot-imapd,
+#      dovecot-pop3d, clamav-daemon, clamav-testfiles, python3), with a temporary
+#      policy-rc.d so that the packages' system services are not started; creates the system
+#      user `portcullis-mail` that owns the demo maildir if it does not exist.
+#   3. Builds portcullis (release) and starts, each with its own config in a temp dir:
+#      - Dovecot, IMAP/POP3 plaintext on ephemeral 127.0.0.1 ports, user demo / password demo,
+#        two messages (one with an EICAR attachment);
+#      - clamd with two tiny signature files (EICAR, clamav-testfiles' clam.exe), TCP on an
+#        ephemeral 127.0.0.1 port;
+#      - portcullis: imaps, imap+STARTTLS, pop3s, pop3+STLS on the ports of step 1, a
+#        a certificate for localhost from `portcullis generate cert`, [scan] with that clamd;
+#   and prints the ports it used.
+# Must run as root (Dovecot switches to the mail user). DEMO_KEEP=1 keeps the temporary
+# directory after exit.
 set -euo pipefail
 export HOME="${HOME:-/root}"
 
@@ -45,8 +55,137 @@ cleanup() {
     log "demo stopped"
 }
 
+# --- ports ------------------------------------------------------------------------------------
+
+# An ephemeral port that is free on 127.0.0.1 right now.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# True if 127.0.0.1:PORT can be bound the way portcullis binds it (SO_REUSEADDR: a connection
+# in TIME_WAIT does not make a port busy, a listener on 127.0.0.1, 0.0.0.0 or :: does).
+port_is_free() {
+    local port="$1"
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$port" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+PY
+    else
+        # Without python3: free unless something accepts connections there.
+        ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+    fi
+}
+
+# Sets IMAPS_PORT IMAP_PORT POP3S_PORT POP3_PORT from the environment (or picks free ones with
+# DEMO_PORTS=auto) and exits 2 with a message naming every busy or invalid one.
+choose_ports() {
+    local name var port
+    local -a busy=()
+    if [[ "${DEMO_PORTS:-}" == "auto" ]]; then
+        command -v python3 >/dev/null 2>&1 || {
+            echo "demo.sh: DEMO_PORTS=auto needs python3" >&2
+            exit 2
+        }
+        DEMO_IMAPS_PORT=$(free_port) DEMO_IMAP_PORT=$(free_port)
+        DEMO_POP3S_PORT=$(free_port) DEMO_POP3_PORT=$(free_port)
+    fi
+    IMAPS_PORT="${DEMO_IMAPS_PORT:-10993}"
+    IMAP_PORT="${DEMO_IMAP_PORT:-10143}"
+    POP3S_PORT="${DEMO_POP3S_PORT:-10995}"
+    POP3_PORT="${DEMO_POP3_PORT:-10110}"
+    for name in IMAPS IMAP POP3S POP3; do
+        var="${name}_PORT"
+        port="${!var}"
+        if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+            echo "demo.sh: DEMO_${var}=$port is not a port number" >&2
+            exit 2
+        fi
+        if ! port_is_free "$port"; then
+            busy+=("127.0.0.1:$port ($(tr '[:upper:]' '[:lower:]' <<<"$name"), DEMO_${var})")
+        fi
+    done
+    if ((${#busy[@]} > 0)); then
+        {
+            echo "demo.sh: port busy, nothing was started or installed:"
+            printf '  %s\n' "${busy[@]}"
+            echo "Another program listens there. Choose other ports, e.g."
+            echo "  DEMO_IMAPS_PORT=20993 DEMO_IMAP_PORT=20143 DEMO_POP3S_PORT=20995 DEMO_POP3_PORT=20110 $0"
+            echo "or let the demo pick free ones: DEMO_PORTS=auto $0"
+        } >&2
+        exit 2
+    fi
+    log "ports: imaps 127.0.0.1:$IMAPS_PORT, imap+STARTTLS 127.0.0.1:$IMAP_PORT, pop3s 127.0.0.1:$POP3S_PORT, pop3+STLS 127.0.0.1:$POP3_PORT"
+}
+
+# --- what the demo needs ----------------------------------------------------------------------
+
+# "path-or-command package" pairs, as in install-test-deps.sh but only the demo's needs.
+DEMO_REQUIREMENTS=(
+    "dovecot dovecot-core"
+    "/usr/lib/dovecot/imap dovecot-imapd"
+    "/usr/lib/dovecot/pop3 dovecot-pop3d"
+    "clamd clamav-daemon"
+    "/usr/share/clamav-testfiles/clam.exe clamav-testfiles"
+    "python3 python3"
+    "useradd passwd"
+)
+
+missing_packages() {
+    local entry what
+    for entry in "${DEMO_REQUIREMENTS[@]}"; do
+        what="${entry%% *}"
+        if [[ "$what" == /* ]]; then
+            [[ -e "$what" ]] && continue
+        else
+            command -v "$what" >/dev/null 2>&1 && continue
+        fi
+        printf '%s\n' "${entry##* }"
+    done | sort -u
+}
+
+# Installs the missing packages without starting their services: a policy-rc.d that denies
+# every start exists only while apt-get runs (and only if the machine has none of its own).
+install_missing() {
+    local -a packages
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    mapfile -t packages < <(missing_packages)
+    if ((${#packages[@]} == 0)); then
+        return
+    fi
+    log "installing what the demo needs: ${packages[*]} (their system services are not started)"
+    if [[ ! -e "$policy" ]]; then
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        printf '#!/bin/sh\n# temporary, scripts/demo.sh: no service starts while it installs\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+    fi
+    local status=0
+    {
+        apt-get update &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+    } || status=$?
+    if ((own_policy)); then
+        rm -f "$policy"
+        trap - EXIT
+    fi
+    if ((status != 0)); then
+        log "installing ${packages[*]} failed"
+        return "$status"
+    fi
+    log "installed ${packages[*]}; Debian enables the services of such packages for the next boot"
+    log "  (dovecot, clamav-daemon, clamav-freshclam): the demo leaves that as it is"
+}
+
+create_mail_user() {
+    getent passwd "$MAIL_USER" >/dev/null 2>&1 && return
+    log "creating the system user $MAIL_USER (owns the demo maildir)"
+    useradd --system --no-create-home --user-group --shell /usr/sbin/nologin "$MAIL_USER"
 }
 
 wait_for_port() {
@@ -230,44 +369,43 @@ CONF
 
 # --- portcullis -------------------------------------------------------------------------------
 
+# A private CA and a certificate for localhost and 127.0.0.1 signed by it (keys mode 0600).
 write_certificate() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-        -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -keyout "$DEMO_DIR/server.key" -out "$DEMO_DIR/server.pem" 2>/dev/null
+    "$BIN" generate cert --name localhost --name 127.0.0.1 --days 30 --out "$DEMO_DIR/tls" >/dev/null
 }
 
 base_config() {
     cat <<CONF
 # generated by scripts/demo.sh
 [tls]
-cert = "$DEMO_DIR/server.pem"
-key = "$DEMO_DIR/server.key"
+cert = "$DEMO_DIR/tls/server.pem"
+key = "$DEMO_DIR/tls/server.key"
 
 [[listener]]
 name = "imaps"
 protocol = "imap"
-bind = "127.0.0.1:10993"
+bind = "127.0.0.1:$IMAPS_PORT"
 tls = "implicit"
 backend = "demo-imap"
 
 [[listener]]
 name = "imap"
 protocol = "imap"
-bind = "127.0.0.1:10143"
+bind = "127.0.0.1:$IMAP_PORT"
 tls = "starttls"
 backend = "demo-imap"
 
 [[listener]]
 name = "pop3s"
 protocol = "pop3"
-bind = "127.0.0.1:10995"
+bind = "127.0.0.1:$POP3S_PORT"
 tls = "implicit"
 backend = "demo-pop3"
 
 [[listener]]
 name = "pop3"
 protocol = "pop3"
-bind = "127.0.0.1:10110"
+bind = "127.0.0.1:$POP3_PORT"
 tls = "starttls"
 backend = "demo-pop3"
 
@@ -317,33 +455,68 @@ print_usage() {
     cat <<TEXT
 
 portcullis demo is running (scanning: $SCANNING). Config: $PROXY_CONFIG
+
+  Listener             Address
+  IMAP, implicit TLS   127.0.0.1:$IMAPS_PORT
+  IMAP + STARTTLS      127.0.0.1:$IMAP_PORT
+  POP3, implicit TLS   127.0.0.1:$POP3S_PORT
+  POP3 + STLS          127.0.0.1:$POP3_PORT
+  (backends: Dovecot imap $DOVECOT_IMAP_PORT, pop3 $DOVECOT_POP3_PORT; clamd $CLAMD_PORT)
+
 User demo, password demo. Message 1 is clean; message 2 carries the EICAR test virus: with
 scanning on, clients get a notice in its place and the original lands in the quarantine.
-The certificate is self-signed for localhost: curl needs -k, openssl s_client reports a verify error and goes on.
+The certificate for localhost/127.0.0.1 is signed by a private CA ($DEMO_DIR/tls/ca.pem):
+give curl --cacert $DEMO_DIR/tls/ca.pem instead of -k, openssl s_client -CAfile the same.
 
-  curl -k imaps://127.0.0.1:10993/INBOX -u demo:demo                  # list INBOX
-  curl -k 'imaps://127.0.0.1:10993/INBOX;UID=1' -u demo:demo          # clean message
-  curl -k 'imaps://127.0.0.1:10993/INBOX;UID=2' -u demo:demo          # EICAR message
-  curl -k --ssl-reqd 'imap://127.0.0.1:10143/INBOX;UID=1' -u demo:demo   # STARTTLS
-  curl -k pop3s://127.0.0.1:10995/1 -u demo:demo                      # POP3 RETR 1
-  curl -k --ssl-reqd pop3://127.0.0.1:10110/ -u demo:demo             # POP3 STLS, LIST
-  openssl s_client -quiet -starttls imap -connect 127.0.0.1:10143     # then: a LOGIN demo demo
-  openssl s_client -quiet -connect 127.0.0.1:10993                    # implicit TLS
-  openssl s_client -quiet -starttls pop3 -connect 127.0.0.1:10110     # then: USER demo / PASS demo
+  curl -k imaps://127.0.0.1:$IMAPS_PORT/INBOX -u demo:demo                  # list INBOX
+  curl -k 'imaps://127.0.0.1:$IMAPS_PORT/INBOX;UID=1' -u demo:demo          # clean message
+  curl -k 'imaps://127.0.0.1:$IMAPS_PORT/INBOX;UID=2' -u demo:demo          # EICAR message
+  curl -k --ssl-reqd 'imap://127.0.0.1:$IMAP_PORT/INBOX;UID=1' -u demo:demo   # STARTTLS
+  curl -k pop3s://127.0.0.1:$POP3S_PORT/1 -u demo:demo                      # POP3 RETR 1
+  curl -k --ssl-reqd pop3://127.0.0.1:$POP3_PORT/ -u demo:demo             # POP3 STLS, LIST
+  openssl s_client -quiet -starttls imap -connect 127.0.0.1:$IMAP_PORT     # then: a LOGIN demo demo
+  openssl s_client -quiet -connect 127.0.0.1:$IMAPS_PORT                    # implicit TLS
+  openssl s_client -quiet -starttls pop3 -connect 127.0.0.1:$POP3_PORT     # then: USER demo / PASS demo
 
 Press Ctrl-C to stop portcullis, Dovecot and clamd.
 
 TEXT
 }
 
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
 main() {
+    local check_only=0
+    case "${1:-}" in
+        "") ;;
+        --check-ports) check_only=1 ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            echo "demo.sh: unknown argument $1 (try --help)" >&2
+            exit 2
+            ;;
+    esac
+    # Before anything else: a busy port must not cost an installation or a build.
+    choose_ports
+    if ((check_only)); then
+        exit 0
+    fi
     if [[ "$(id -u)" -ne 0 ]]; then
+        # Keep the ports just checked (DEMO_PORTS=auto would pick new ones).
+        export DEMO_IMAPS_PORT="$IMAPS_PORT" DEMO_IMAP_PORT="$IMAP_PORT"
+        export DEMO_POP3S_PORT="$POP3S_PORT" DEMO_POP3_PORT="$POP3_PORT"
+        unset DEMO_PORTS
         command -v sudo >/dev/null 2>&1 && exec sudo -E "$0" "$@"
         echo "demo.sh: must run as root (Dovecot switches to the mail user)" >&2
         exit 1
     fi
-    log "installing what is missing (scripts/install-test-deps.sh)"
-    scripts/install-test-deps.sh
+    install_missing
+    create_mail_user
     ensure_cargo
     log "building portcullis (release)"
     cargo build --release --bin portcullis
@@ -364,7 +537,7 @@ main() {
     "$BIN" serve --config "$PROXY_CONFIG" &
     PROXY_PID=$!
     # The STARTTLS listener: a bare TCP probe of an implicit-TLS port would log a failed handshake.
-    if ! wait_for_port 10143 portcullis "$PROXY_PID"; then
+    if ! wait_for_port "$IMAP_PORT" portcullis "$PROXY_PID"; then
         return 1
     fi
     print_usage

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Install what the portcullis integration tests need (Debian/Ubuntu), idempotently.
 #
-# - installs only the packages whose binaries/files are missing (one `apt-get update` at most);
-# - stops and disables the *system* Dovecot and clamd the package scripts may have started:
-#   the tests start their own instances on ephemeral loopback ports and must never talk to these;
+# - installs only the packages whose binaries/files are missing (one `apt-get update` at most),
+#   with a temporary policy-rc.d (only if the machine has none) so that the packages' system
+#   services (Dovecot, clamd, freshclam, haproxy, prometheus) are not started;
+# - never stops, disables or reconfigures a system service: the tests start their own Dovecot
+#   and clamd with their own configs on ephemeral loopback ports and never talk to the system's;
+# - installs the Python package kubernetes-validate (PyPI) with pip if `python3` lacks it
+#   (tests/deploy_k8s_schema.rs runs `python3 -m kubernetes_validate`);
 # - creates the system user that owns the test maildirs (`portcullis-mail`).
 #
-# Must run as root (or through sudo). Safe to run repeatedly.
+# Must run as root (or through sudo; pip then installs for root's python3). Safe to run
+# repeatedly.
 # `install-test-deps.sh --check` only lists missing packages (exit 1 if any), changing nothing.
 set -euo pipefail
 
@@ -42,6 +47,9 @@ REQUIREMENTS=(
     "openssl openssl"
     "python3 python3"
     "useradd passwd"
+    "man man-db"
+    "zsh zsh"
+    "dpkg-deb dpkg"
 )
 
 is_present() {
@@ -75,23 +83,42 @@ install_missing() {
         echo "install-test-deps: all test dependencies already present"
         return
     fi
-    echo "install-test-deps: installing ${packages[*]}"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
+    echo "install-test-deps: installing ${packages[*]} (their services are not started)"
+    local policy=/usr/sbin/policy-rc.d own_policy=0 status=0
+    if [[ ! -e "$policy" ]]; then
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        printf '#!/bin/sh\n# temporary, install-test-deps.sh: no service starts while it installs\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+    fi
+    {
+        apt-get update &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
+    } || status=$?
+    if ((own_policy)); then
+        rm -f "$policy"
+        trap - EXIT
+    fi
+    return "$status"
 }
 
-# Package scripts may start the system daemons on 110/143/993/995/3310; tests must never use them.
-stop_system_services() {
-    local service
-    for service in dovecot clamav-daemon clamav-freshclam; do
-        if command -v systemctl >/dev/null 2>&1; then
-            systemctl stop "$service" >/dev/null 2>&1 || true
-            systemctl disable "$service" >/dev/null 2>&1 || true
-        fi
-        if command -v service >/dev/null 2>&1; then
-            service "$service" stop >/dev/null 2>&1 || true
-        fi
-    done
+has_kubernetes_validate() {
+    python3 -c 'import kubernetes_validate' >/dev/null 2>&1
+}
+
+install_kubernetes_validate() {
+    if has_kubernetes_validate; then
+        return
+    fi
+    echo "install-test-deps: installing kubernetes-validate (pip)"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y python3-pip
+    fi
+    local -a pip=(python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate)
+    # Debian's own python3 refuses installs outside a venv (PEP 668) unless told otherwise.
+    PIP_ROOT_USER_ACTION=ignore "${pip[@]}" 2>/dev/null ||
+        PIP_ROOT_USER_ACTION=ignore "${pip[@]}" --break-system-packages
 }
 
 create_mail_user() {
@@ -105,6 +132,7 @@ create_mail_user() {
 
 if [[ "$CHECK_ONLY" -eq 1 ]]; then
     missing="$(missing_packages)"
+    has_kubernetes_validate || missing="${missing:+$missing }kubernetes-validate(pip)"
     if [[ -n "$missing" ]]; then
         echo "install-test-deps: missing packages:" $missing
         exit 1
@@ -114,7 +142,7 @@ if [[ "$CHECK_ONLY" -eq 1 ]]; then
 fi
 
 install_missing
-stop_system_services
+install_kubernetes_validate
 create_mail_user
 
 for entry in "${REQUIREMENTS[@]}"; do
@@ -124,4 +152,8 @@ for entry in "${REQUIREMENTS[@]}"; do
         exit 1
     fi
 done
+if ! has_kubernetes_validate; then
+    echo "install-test-deps: still missing after install: python3 module kubernetes_validate" >&2
+    exit 1
+fi
 echo "install-test-deps: done"

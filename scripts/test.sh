@@ -6,10 +6,12 @@
 # Works from a fresh clone on a fresh Debian 12 machine as root (CI runs it through `.ci/run`
 # with CI=true and no stdin). Steps:
 #   1. scripts/install-test-deps.sh: Dovecot, clamd, clamav-testfiles, haproxy, promtool,
-#      systemd-analyze, fetchmail, curl, openssl, python3 (only what is missing) and the
-#      `portcullis-mail` system user; stops the system Dovecot/clamd the packages may start;
-#   2. a Rust toolchain with rustfmt and clippy (rustup, only if cargo is missing) and a C
-#      compiler (aws-lc-sys builds with gcc);
+#      systemd-analyze, fetchmail, curl, openssl, python3, man-db, zsh, kubernetes-validate (pip)
+#      (only what is missing; the packages' services are not started, no system service is
+#      stopped) and the `portcullis-mail` system user;
+#   2. a Rust toolchain with rustfmt and clippy (rustup, only if cargo is missing), a C
+#      compiler (aws-lc-sys builds with gcc) and cargo-deb (`cargo install --locked`, ~1 min,
+#      only if missing; tests/package_deb.rs builds the .deb with it);
 #   3. cargo fmt --check, cargo clippy (all targets, warnings are errors), cargo test (lib,
 #      bins, integration tests, doc tests; the benchmarks are built by clippy but not run).
 set -euo pipefail
@@ -58,11 +60,19 @@ ensure_rust() {
     fi
 }
 
+ensure_cargo_deb() {
+    if ! cargo deb --version >/dev/null 2>&1; then
+        log "installing cargo-deb (cargo install cargo-deb --locked)"
+        cargo install cargo-deb --locked
+    fi
+}
+
 SECONDS=0
 log "test dependencies (scripts/install-test-deps.sh)"
 ensure_build_tools
 as_root scripts/install-test-deps.sh
 ensure_rust
+ensure_cargo_deb
 
 log "cargo fmt --all -- --check"
 cargo fmt --all -- --check

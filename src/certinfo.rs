@@ -16,13 +16,20 @@ pub struct CertInfo {
     pub not_after: String,
     /// Whole days until expiry; negative once expired.
     pub days_left: i64,
+    /// End of validity as Unix time (seconds).
+    pub not_after_unix: i64,
 }
 
 impl CertInfo {
+    /// Whether the certificate is past its notAfter time.
+    pub fn expired(&self) -> bool {
+        self.days_left < 0
+    }
+
     /// `Some(message)` when the certificate is expired or expires within
     /// [`EXPIRY_WARNING_DAYS`].
     pub fn expiry_warning(&self) -> Option<String> {
-        if self.days_left < 0 {
+        if self.expired() {
             Some(format!("EXPIRED on {}", self.not_after))
         } else if self.days_left < EXPIRY_WARNING_DAYS {
             Some(format!(
@@ -58,6 +65,7 @@ pub fn inspect(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
         dns_names,
         not_after: not_after.to_string(),
         days_left,
+        not_after_unix: not_after.timestamp(),
     })
 }
 

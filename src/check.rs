@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::certinfo::{inspect, CertInfo};
 use crate::config::{Config, Protocol};
-use crate::tls::{load_certified_key, TlsError};
+use crate::tls::{load_keyed, TlsError};
 
 /// The outcome of a check: informational lines, warnings and errors (any error fails it).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,7 +30,8 @@ impl CheckReport {
 pub fn check(config: &Config) -> CheckReport {
     let mut report = CheckReport::default();
     check_tls(config, &mut report);
-    check_rules(&config.scan.rules_dir, &mut report);
+    check_rules(config.scan.rules_dir.as_deref(), &mut report);
+    check_notice(config, &mut report);
     check_backends(config, &mut report);
     for l in &config.listeners {
         report.lines.push(format!(
@@ -61,10 +62,12 @@ fn check_tls(config: &Config, report: &mut CheckReport) {
             .push("tls: none configured: a self-signed certificate will be generated".into());
         return;
     };
-    check_cert("tls default", &tls.cert, &tls.key, report);
+    let allow = tls.allow_expired;
+    check_cert("tls", "tls default", (&tls.cert, &tls.key), allow, report);
     for (i, sni) in tls.sni.iter().enumerate() {
         let label = format!("tls.sni[{i}] ({})", sni.names.join(", "));
-        if let Some(info) = check_cert(&label, &sni.cert, &sni.key, report) {
+        let prefix = format!("tls.sni[{i}]");
+        if let Some(info) = check_cert(&prefix, &label, (&sni.cert, &sni.key), allow, report) {
             for name in &sni.names {
                 if !covers(&info, name) {
                     report.warnings.push(format!(
@@ -90,8 +93,17 @@ fn covers(info: &CertInfo, name: &str) -> bool {
         .any(|n| *n == name || Some(n) == wildcard.as_ref())
 }
 
-fn check_cert(label: &str, cert: &Path, key: &Path, report: &mut CheckReport) -> Option<CertInfo> {
-    let certified = match load_certified_key(cert, key) {
+/// Checks the certificate and key of configuration keys `{prefix}.cert` / `{prefix}.key`:
+/// an expired certificate is an error unless `allow_expired` (then a warning), one expiring
+/// within [`crate::certinfo::EXPIRY_WARNING_DAYS`] a warning.
+fn check_cert(
+    prefix: &str,
+    label: &str,
+    (cert, key): (&Path, &Path),
+    allow_expired: bool,
+    report: &mut CheckReport,
+) -> Option<CertInfo> {
+    let certified = match load_keyed(prefix, cert, key) {
         Ok(certified) => certified,
         Err(error) => {
             report.errors.push(format!("{label}: {error}"));
@@ -108,10 +120,18 @@ fn check_cert(label: &str, cert: &Path, key: &Path, report: &mut CheckReport) ->
                 info.not_after,
                 info.days_left
             ));
-            if let Some(warning) = info.expiry_warning() {
-                report
-                    .warnings
-                    .push(format!("{label}: {}: {warning}", cert.display()));
+            if info.expired() && !allow_expired {
+                let error = TlsError::Expired {
+                    key: format!("{prefix}.cert"),
+                    path: cert.display().to_string(),
+                    not_after: info.not_after.clone(),
+                };
+                report.errors.push(format!("{label}: {error}"));
+            } else if let Some(warning) = info.expiry_warning() {
+                report.warnings.push(format!(
+                    "{label}: {prefix}.cert: {}: {warning}",
+                    cert.display()
+                ));
             }
             Some(info)
         }
@@ -126,14 +146,38 @@ fn check_cert(label: &str, cert: &Path, key: &Path, report: &mut CheckReport) ->
     }
 }
 
-fn check_rules(dir: &Path, report: &mut CheckReport) {
-    match crate::scan::rules::RuleSet::load_dir(dir) {
+fn check_rules(dir: Option<&Path>, report: &mut CheckReport) {
+    let from = dir.map_or_else(
+        || crate::scan::rules::BUILTIN_RULES_NAME.to_string(),
+        |d| d.display().to_string(),
+    );
+    match crate::scan::rules::RuleSet::load(dir) {
         Ok(rules) => report.lines.push(format!(
-            "scan rules: {} rule(s) compiled from {}",
+            "scan rules: {} rule(s) compiled from {from}",
             rules.len(),
-            dir.display()
         )),
-        Err(error) => report.errors.push(format!("scan rules: {error}")),
+        Err(error) => report
+            .errors
+            .push(format!("scan rules: scan.rules_dir: {error}")),
+    }
+}
+
+/// `scan.notice` must be a readable file (the scanner refuses to start otherwise).
+fn check_notice(config: &Config, report: &mut CheckReport) {
+    let Some(notice) = &config.scan.notice else {
+        return;
+    };
+    match std::fs::File::open(notice).and_then(|file| file.metadata()) {
+        Ok(meta) if meta.is_file() => report
+            .lines
+            .push(format!("scan notice: {}", notice.display())),
+        Ok(_) => report.errors.push(format!(
+            "scan.notice: {}: not a regular file",
+            notice.display()
+        )),
+        Err(error) => report
+            .errors
+            .push(format!("scan.notice: {}: {error}", notice.display())),
     }
 }
 

@@ -8,14 +8,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::proxy_protocol::Cidr;
 pub use limits::LimitsConfig;
 pub use pin::{PinError, Sha256Pin};
 
 mod limits;
+mod paths;
 mod pin;
+
+pub use paths::base_dir;
 
 /// Errors while loading or validating a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +59,7 @@ impl ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Server certificate; absent means an in-memory self-signed certificate (for trying it out).
@@ -76,12 +79,16 @@ pub struct Config {
     /// Metrics and health endpoints (`[metrics]`); absent means none.
     pub metrics: Option<MetricsConfig>,
     /// Graceful shutdown deadline for in-flight commands.
-    #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
+    #[serde(
+        default = "default_shutdown_grace",
+        deserialize_with = "duration",
+        serialize_with = "humantime_duration"
+    )]
     pub shutdown_grace: Duration,
 }
 
 /// `[metrics]`: where `/metrics`, `/healthz` and `/readyz` are served.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address of the HTTP endpoint, e.g. `127.0.0.1:9925`.
@@ -89,7 +96,7 @@ pub struct MetricsConfig {
 }
 
 /// `[tls]`: the certificate presented to clients.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain, leaf first: the default certificate.
@@ -101,13 +108,17 @@ pub struct TlsConfig {
     /// default certificate.
     #[serde(default)]
     pub strict_sni: bool,
+    /// Serve certificates past their notAfter time (with a warning) instead of refusing to
+    /// start or reload; `check-config` then warns instead of failing.
+    #[serde(default)]
+    pub allow_expired: bool,
     /// Further certificates chosen by the name the client asks for (`[[tls.sni]]`).
     #[serde(default)]
     pub sni: Vec<SniConfig>,
 }
 
 /// `[[tls.sni]]`: a certificate served for some names.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SniConfig {
     /// DNS names (`mail.example.org`, or `*.example.org` for one label).
@@ -119,7 +130,7 @@ pub struct SniConfig {
 }
 
 /// How a backend learns the client's address (`forward_client_ip`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ForwardClientIp {
     /// Not at all: the backend sees portcullis's address.
@@ -150,7 +161,7 @@ impl ForwardClientIp {
 }
 
 /// Application protocol spoken on a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// IMAP4rev1/IMAP4rev2 (RFC 3501 / RFC 9051).
@@ -170,7 +181,7 @@ impl Protocol {
 }
 
 /// How a listener secures client connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerTls {
     /// TLS from the first byte (RFC 8314): ports 993/995.
@@ -182,7 +193,7 @@ pub enum ListenerTls {
 }
 
 /// How portcullis reaches a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendTls {
     /// Plaintext: credentials cross the wire in clear (only if the admin chose this).
@@ -194,7 +205,7 @@ pub enum BackendTls {
 }
 
 /// `[[listener]]`: one client-facing socket.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Unique name, used in logs and metrics.
@@ -229,7 +240,7 @@ impl ListenerConfig {
 }
 
 /// `[[backend]]`: one legacy server.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Unique name referenced by listeners.
@@ -251,7 +262,11 @@ pub struct BackendConfig {
     #[serde(default = "yes")]
     pub verify: bool,
     /// TCP connect plus TLS/STARTTLS setup deadline.
-    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "duration",
+        serialize_with = "humantime_duration"
+    )]
     pub connect_timeout: Duration,
     /// How the client's address is passed on: `none`, `id`, `xclient`, `proxy-v1`, `proxy-v2`.
     #[serde(default)]
@@ -286,6 +301,14 @@ fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
 }
 
+/// Serializes a duration in the humantime syntax [`duration`] reads (`"10s"`, `"1h 30m"`).
+pub fn humantime_duration<S: Serializer>(
+    value: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*value).to_string())
+}
+
 /// Deserializes a humantime duration such as `"30s"` or `"10m"`.
 pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
@@ -293,19 +316,21 @@ pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, 
 }
 
 impl Config {
-    /// Reads, parses and validates `path`.
+    /// Reads, parses and validates `path`; relative paths in it are made relative to its
+    /// directory (see [`Config::resolve_paths`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let config = Config::parse(&text).map_err(|error| match error {
+        let mut config = Config::parse(&text).map_err(|error| match error {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
                 message,
             },
             other => other,
         })?;
+        config.resolve_paths(&base_dir(path));
         Ok(config)
     }
 

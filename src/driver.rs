@@ -18,7 +18,9 @@ use crate::session::{
     SessionStats,
 };
 
-/// Read buffer size per direction.
+/// Read buffer size per direction when a session starts: an idle session holds only this.
+const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Largest read buffer per direction: a buffer a read fills doubles, up to this.
 const READ_BUFFER: usize = 64 * 1024;
 /// Longest the driver waits for a client to take its closing bytes.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -98,8 +100,8 @@ pub(crate) async fn drive<P: ProtocolSession>(
     stats: &mut SessionStats,
 ) -> SessionEnd {
     let mut buffers = Buffers {
-        client: vec![0u8; READ_BUFFER],
-        backend: vec![0u8; READ_BUFFER],
+        client: vec![0u8; INITIAL_READ_BUFFER],
+        backend: vec![0u8; INITIAL_READ_BUFFER],
         last_activity: Instant::now(),
     };
     let (end, linger) = loop {
@@ -132,6 +134,14 @@ struct Buffers {
     client: Vec<u8>,
     backend: Vec<u8>,
     last_activity: Instant,
+}
+
+/// A read that filled its buffer suggests more is coming at once: the buffer doubles, up to
+/// [`READ_BUFFER`], so bulk transfers take few reads while idle sessions stay small.
+fn grow_if_filled(buffer: &mut Vec<u8>, read: usize) {
+    if read == buffer.len() && buffer.len() < READ_BUFFER {
+        buffer.resize((buffer.len() * 2).min(READ_BUFFER), 0);
+    }
 }
 
 /// `max_errors` reached, or shutting down with nothing in flight: the closing line is sent.
@@ -183,11 +193,15 @@ async fn step<P: ProtocolSession>(
         Input::BackendClosed => session.on_backend_closed().await,
         Input::Client(n) => {
             buffers.last_activity = Instant::now();
-            session.on_client_bytes(&buffers.client[..n], stats).await
+            let flow = session.on_client_bytes(&buffers.client[..n], stats).await;
+            grow_if_filled(&mut buffers.client, n);
+            flow
         }
         Input::Backend(n) => {
             buffers.last_activity = Instant::now();
-            session.on_backend_bytes(&buffers.backend[..n], stats).await
+            let flow = session.on_backend_bytes(&buffers.backend[..n], stats).await;
+            grow_if_filled(&mut buffers.backend, n);
+            flow
         }
         Input::Deadline if exchange.is_some() => {
             Err(SessionError::BackendIo(std::io::ErrorKind::TimedOut.into()))
@@ -201,5 +215,24 @@ async fn step<P: ProtocolSession>(
             let _ = write_client(client, P::NOTICES.timeout).await;
             Ok(Flow::End(SessionEnd::Timeout))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffers_start_small_and_double_when_filled() {
+        let mut buffer = vec![0u8; INITIAL_READ_BUFFER];
+        grow_if_filled(&mut buffer, 100);
+        assert_eq!(buffer.len(), INITIAL_READ_BUFFER);
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            let full = buffer.len();
+            grow_if_filled(&mut buffer, full);
+            sizes.push(buffer.len() / 1024);
+        }
+        assert_eq!(sizes, [8, 16, 32, 64, 64, 64]);
     }
 }

@@ -11,15 +11,20 @@
 
 mod accept;
 pub mod backend;
+pub mod capacity;
 mod certinfo;
 pub mod check;
 pub mod config;
+pub mod config_print;
 mod context;
 mod driver;
+pub mod error_text;
 mod framing;
 pub mod health;
 pub mod imap;
 mod limits;
+pub mod logging;
+pub mod login_log;
 pub mod metrics;
 mod net;
 pub mod pop3;

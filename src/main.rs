@@ -1,13 +1,16 @@
-//! The `portcullis` command line: `serve`, `check-config`.
+//! The `portcullis` command line: `serve`, `check-config`, `scan`, `generate`.
 
 #![forbid(unsafe_code)]
+
+mod generate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 use portcullis::config::Config;
+use portcullis::logging::{stderr_line, stdout_line, LogFormat};
 
 /// portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
 #[derive(Debug, Parser)]
@@ -20,12 +23,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the proxy.
@@ -36,7 +33,9 @@ enum Command {
     },
     /// Scan .eml files, mbox files or Maildir folders with the configured pipeline.
     ///
-    /// Exit status: 0 all clean, 1 something found, 2 error.
+    /// Prints one line per message on stdout and a summary on stderr.
+    /// Exit status: 0 all clean, 1 something found, 2 error (including an unusable
+    /// configuration).
     Scan {
         /// Configuration file (its `[scan]` section is used); default: built-in defaults.
         #[arg(long, short)]
@@ -50,64 +49,85 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Print the effective configuration as TOML instead (defaults filled in, relative
+        /// paths resolved, secrets redacted); the checks still run and decide the exit status.
+        #[arg(long)]
+        print: bool,
         /// Also run the readiness checks once: connect to every backend as sessions do (TLS
         /// mode, certificate verification, greeting), write to the quarantine, ping clamd.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "print")]
         probe: bool,
     },
+    /// Generate the manual page, shell completions or a test certificate.
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let guard = match portcullis::logging::init(cli.log_format) {
+        Ok(guard) => Some(guard),
+        Err(error) => {
+            stderr_line(&format!("portcullis: logging: {error}"));
+            None
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve { .. });
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::CheckConfig { config, probe } => check_config(&config, probe),
+        Command::CheckConfig {
+            config,
+            print,
+            probe,
+        } => check_config(&config, print, probe),
         Command::Scan { config, paths } => scan(config.as_deref(), &paths),
+        Command::Generate(args) => generate::run(args, Cli::command())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("portcullis: {error:#}");
+            let text = portcullis::error_text::render_chain(error.as_ref());
+            if serving && guard.is_some() && tracing::enabled!(tracing::Level::ERROR) {
+                // Through the log queue: a stuck stderr must not keep the process alive.
+                tracing::error!("{text}");
+            } else {
+                stderr_line(&format!("portcullis: {text}"));
+            }
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(guard);
+    code
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-fn check_config(path: &Path, probe: bool) -> anyhow::Result<ExitCode> {
+fn check_config(path: &Path, print: bool, probe: bool) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("invalid configuration: {error}");
+            stderr_line(&format!("invalid configuration: {error}"));
             return Ok(ExitCode::FAILURE);
         }
     };
     let report = portcullis::check::check(&config);
-    for line in &report.lines {
-        println!("{line}");
+    if print {
+        let text = portcullis::config_print::render(&config, &path.display().to_string())?;
+        stdout_line(text.trim_end());
+    } else {
+        report.lines.iter().for_each(|line| stdout_line(line));
     }
     for warning in &report.warnings {
-        println!("WARNING: {warning}");
+        stderr_line(&format!("WARNING: {warning}"));
     }
     for error in &report.errors {
-        eprintln!("invalid configuration: {error}");
+        stderr_line(&format!("invalid configuration: {error}"));
     }
     if !report.ok() {
         return Ok(ExitCode::FAILURE);
     }
-    println!("configuration OK: {}", path.display());
+    if !print {
+        stdout_line(&format!("configuration OK: {}", path.display()));
+    }
     if probe {
         return probe_config(&config);
     }
@@ -122,40 +142,58 @@ fn probe_config(config: &Config) -> anyhow::Result<ExitCode> {
         .context("starting the tokio runtime")?;
     let checks = runtime.block_on(portcullis::health::probe_once(config))?;
     for check in &checks {
-        println!("{}", portcullis::health::describe(check));
+        stdout_line(&portcullis::health::describe(check));
     }
     if checks.iter().all(|check| check.ok) {
-        println!("probe OK");
+        stdout_line("probe OK");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("probe FAILED");
+        stdout_line("probe FAILED");
         Ok(ExitCode::FAILURE)
     }
 }
 
-fn scan(config: Option<&std::path::Path>, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let scan_config = match config {
-        Some(path) => Config::load(path)?.scan,
-        None => portcullis::scan::ScanConfig::default(),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let code = runtime.block_on(async {
-        let mut out = std::io::stdout().lock();
-        portcullis::scan::cli::run_scan_command(&scan_config, paths, &mut out).await
-    });
-    match code {
-        Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(2))),
+/// `portcullis scan`: exit 0 clean, 1 found, 2 for any error, a configuration error included.
+fn scan(config: Option<&Path>, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let scan_config = match config.map(Config::load).transpose() {
+        Ok(loaded) => loaded.map(|c| c.scan).unwrap_or_default(),
         Err(error) => {
-            eprintln!("portcullis scan: {error}");
+            stderr_line(&format!("portcullis scan: invalid configuration: {error}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            stderr_line(&format!("portcullis scan: starting the runtime: {error}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let summary = runtime.block_on(async {
+        let mut out = std::io::stdout().lock();
+        portcullis::scan::cli::run_scan(&scan_config, paths, &mut out, true).await
+    });
+    match summary {
+        Ok(summary) => {
+            stderr_line(&summary.to_string());
+            Ok(ExitCode::from(
+                u8::try_from(summary.exit_code()).unwrap_or(2),
+            ))
+        }
+        Err(error) => {
+            stderr_line(&format!("portcullis scan: {error}"));
             Ok(ExitCode::from(2))
         }
     }
 }
 
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let config = Config::load(path)?;
+    let limit = portcullis::capacity::raise_open_file_limit();
+    portcullis::capacity::log_capacity(limit, config.limits.max_connections as u64);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -166,17 +204,27 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
         let server = portcullis::server::Server::bind(&config).await?;
+        // Bound before anything is served: a busy metrics port is fatal like a listener's.
+        let metrics_socket = match &config.metrics {
+            Some(metrics) => Some(
+                tokio::net::TcpListener::bind(metrics.bind)
+                    .await
+                    .map_err(|source| portcullis::metrics::MetricsError::Bind { addr: metrics.bind, source })
+                    .context("metrics.bind")?,
+            ),
+            None => None,
+        };
         for (listener, addr) in config.listeners.iter().zip(server.local_addrs()) {
             tracing::info!(listener = %listener.name, protocol = listener.protocol.as_str(), %addr, "listening");
         }
         let shutdown = server.shutdown_token();
-        if let Some(metrics) = &config.metrics {
+        if let (Some(metrics), Some(socket)) = (&config.metrics, metrics_socket) {
+            let bind = socket.local_addr().unwrap_or(metrics.bind);
             let readiness = std::sync::Arc::new(portcullis::health::Readiness::new(&config, server.scanner.clone()).log_changes());
             tokio::spawn(portcullis::health::refresh(readiness.clone(), portcullis::health::REFRESH_INTERVAL, shutdown.clone()));
             let stop = shutdown.clone();
-            let bind = metrics.bind;
             tokio::spawn(async move {
-                if let Err(error) = portcullis::metrics::serve_http(bind, readiness, async move { stop.cancelled().await }).await {
+                if let Err(error) = portcullis::metrics::serve_listener(socket, readiness, async move { stop.cancelled().await }).await {
                     tracing::error!(%error, "metrics endpoint failed");
                 }
             });

@@ -13,16 +13,18 @@
 //!
 //! The HTTP side (`/metrics`, `/healthz`, `/readyz`) is in [`http`] and re-exported here.
 
+mod expiry;
 pub mod http;
 pub mod labels;
 
 pub use http::{serve_http, serve_listener, ReadinessCheck, ReadinessProbe};
 pub use labels::*;
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Errors of the metrics module.
@@ -96,6 +98,16 @@ pub struct Metrics {
     /// `portcullis_backend_ready{backend}`: 1 when the last readiness probe of the backend
     /// (TCP, TLS with verification, greeting) succeeded, else 0; see [`crate::health`].
     pub backend_ready: IntGaugeVec,
+    /// `portcullis_log_lines_dropped_total`: log lines lost because the log queue was full or
+    /// the log sink failed (see [`crate::logging`]).
+    pub log_lines_dropped: IntCounter,
+    /// `portcullis_tls_certificate_expiry_seconds{certificate}` (gauge): seconds until notAfter
+    /// of each served certificate, negative once expired; labelled with the configured
+    /// certificate file (or `self-signed`). Replaced as a whole on reload.
+    pub tls_certificate_expiry_seconds: IntGaugeVec,
+    /// `(certificate, notAfter as Unix time)` behind `tls_certificate_expiry_seconds`,
+    /// recomputed on every render so the gauge counts down between reloads.
+    certificate_not_after: Mutex<Vec<(String, i64)>>,
 }
 
 /// An open client connection, counted in `connections_active` until dropped; see
@@ -284,6 +296,23 @@ impl Metrics {
                 "1 if the last readiness probe of the backend (connect, TLS and certificate check, greeting) succeeded, else 0.",
                 &["backend"],
             )?,
+            log_lines_dropped: {
+                let opts = Opts::new(
+                    "log_lines_dropped_total",
+                    "Log lines dropped because the log queue was full or the log sink failed.",
+                )
+                .namespace("portcullis");
+                let counter = IntCounter::with_opts(opts)?;
+                r.register(Box::new(counter.clone()))?;
+                counter
+            },
+            tls_certificate_expiry_seconds: gauge(
+                &r,
+                "tls_certificate_expiry_seconds",
+                "Seconds until the notAfter time of each served certificate; negative once expired.",
+                &["certificate"],
+            )?,
+            certificate_not_after: Mutex::new(Vec::new()),
             registry: r,
         };
         m.build_info
@@ -367,6 +396,7 @@ impl Metrics {
 
     /// Renders this instance's registry in the Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
+        self.refresh_certificate_expiry();
         let families = self.registry.gather();
         match TextEncoder::new().encode_to_string(&families) {
             Ok(text) => text,

@@ -101,11 +101,12 @@ fn prepare_and_swap(
     // loaded and before they are swapped, so either both change or neither does.
     handles
         .scanner
-        .reload_rules(&new.scan.rules_dir)
+        .reload_rules(new.scan.rules_dir.as_deref())
         .map_err(ReloadError::Rules)?;
     if *handles.scanner.policy() != crate::scan::Policy::from_config(&new.scan) {
         handles.scanner.reload_policy(&new.scan);
     }
+    metrics().set_certificates(certs.expiry());
     handles.certs.replace_set(certs);
     Ok(ReloadReport {
         sni_entries: new.tls.as_ref().map_or(0, |tls| tls.sni.len()),
@@ -138,6 +139,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
     old_scan.max_size = new.scan.max_size;
     old_scan.contact = new.scan.contact.clone();
     old_scan.scan_append = new.scan.scan_append;
+    old_scan.scan_on_structure = new.scan.scan_on_structure;
     if format!("{old_scan:?}") != format!("{:?}", new.scan) {
         changed.push("scan (other than rules)".to_string());
     }

@@ -43,6 +43,14 @@ pub enum ServerError {
     /// The scan pipeline could not start (bad rules, unusable quarantine, ...).
     #[error("scan: {0}")]
     Scan(#[from] ScanError),
+    /// A backend's TLS material (`ca`, `server_name`) is unusable.
+    #[error("backend {name}: {source}")]
+    Backend {
+        /// Backend name.
+        name: String,
+        /// What is wrong.
+        source: TlsError,
+    },
     /// A listener refers to a backend that does not exist.
     #[error("listener {0}: unknown backend")]
     UnknownBackend(String),
@@ -64,6 +72,7 @@ impl Server {
     /// Builds TLS material and binds every listener.
     pub async fn bind(config: &Config) -> Result<Server, ServerError> {
         let certs = CertStore::from_config(config.tls.as_ref())?;
+        metrics().set_certificates(certs.current().expiry());
         if config.tls.is_none() {
             tracing::warn!("NO [tls] SECTION: serving an in-memory SELF-SIGNED certificate; clients cannot verify it. Configure [tls] cert/key for production.");
         }
@@ -81,7 +90,12 @@ impl Server {
                     config: server_config(certs.clone(), listener.protocol)?,
                     listener: listener.name.clone(),
                 },
-                backend: BackendTarget::new(backend, listener.protocol)?,
+                backend: BackendTarget::new(backend, listener.protocol).map_err(|source| {
+                    ServerError::Backend {
+                        name: backend.name.clone(),
+                        source,
+                    }
+                })?,
                 limits: config.limits.clone(),
                 scanner: scanner.clone(),
                 shared: shared.clone(),

@@ -40,6 +40,39 @@ pub enum TlsError {
     /// The backend name is not a valid DNS name or IP address.
     #[error("backend server_name {0:?} is not a valid DNS name or IP address")]
     ServerName(String),
+    /// The material named by configuration key `key` (`tls.cert`, `tls.sni[1].key`, ...) is
+    /// unusable; `source` says why and names the file.
+    #[error("{key}: {source}")]
+    Key {
+        /// Dotted configuration key.
+        key: String,
+        /// What went wrong with the file.
+        source: Box<TlsError>,
+    },
+    /// A served certificate is past its notAfter time (and `[tls] allow_expired` is false).
+    #[error("{key}: {path}: certificate EXPIRED on {not_after}; renew it, or set [tls] allow_expired = true to serve it anyway")]
+    Expired {
+        /// Dotted configuration key of the certificate.
+        key: String,
+        /// The certificate file.
+        path: String,
+        /// End of validity, as text.
+        not_after: String,
+    },
+}
+
+mod keyed;
+
+use keyed::leaf_info;
+pub use keyed::load_keyed;
+
+impl TlsError {
+    pub(crate) fn at(key: String) -> impl FnOnce(TlsError) -> TlsError {
+        move |source| TlsError::Key {
+            key,
+            source: Box::new(source),
+        }
+    }
 }
 
 /// The crypto provider used everywhere (aws-lc-rs, one backend only).
@@ -82,19 +115,6 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
     })
 }
 
-/// Loads a certificate chain and key into a signing-ready [`CertifiedKey`].
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain = load_cert_chain(cert)?;
-    let key_der = load_private_key(key)?;
-    let signing_key = provider().key_provider.load_private_key(key_der)?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    certified.keys_match().map_err(|e| TlsError::Pem {
-        path: key.display().to_string(),
-        reason: format!("key does not match certificate {}: {e}", cert.display()),
-    })?;
-    Ok(Arc::new(certified))
-}
-
 /// Generates an in-memory self-signed certificate for `localhost` (the try-it-out default).
 pub fn self_signed() -> Result<Arc<CertifiedKey>, TlsError> {
     let generated =
@@ -118,6 +138,8 @@ pub struct CertSet {
     /// Names the default certificate covers (used only with `strict_sni`).
     default_names: Vec<String>,
     strict: bool,
+    /// `(certificate file or "self-signed", notAfter as Unix time)` of every certificate.
+    expiry: Vec<(String, i64)>,
 }
 
 impl CertSet {
@@ -128,28 +150,38 @@ impl CertSet {
             by_name: HashMap::new(),
             default_names: Vec::new(),
             strict: false,
+            expiry: Vec::new(),
         }
     }
 
     /// Loads `[tls]` and its `[[tls.sni]]` entries, or a self-signed certificate when absent.
+    /// An expired certificate is refused unless `allow_expired`; errors name the key and file.
     pub fn load(tls: Option<&TlsConfig>) -> Result<CertSet, TlsError> {
         let Some(tls) = tls else {
-            return Ok(CertSet::single(self_signed()?));
+            let key = self_signed()?;
+            let not_after = key
+                .cert
+                .first()
+                .and_then(|leaf| crate::certinfo::inspect(leaf).ok())
+                .map_or(i64::MAX, |info| info.not_after_unix);
+            let mut set = CertSet::single(key);
+            set.expiry.push(("self-signed".to_string(), not_after));
+            return Ok(set);
         };
-        let default = load_certified_key(&tls.cert, &tls.key)?;
-        let default_names = match default.cert.first().map(crate::certinfo::inspect) {
-            Some(Ok(info)) => info.dns_names,
-            Some(Err(reason)) => {
-                return Err(TlsError::Pem {
-                    path: tls.cert.display().to_string(),
-                    reason: format!("unparsable certificate: {reason}"),
-                })
-            }
-            None => Vec::new(),
-        };
+        let default = load_keyed("tls", &tls.cert, &tls.key)?;
+        let info = leaf_info("tls.cert", &tls.cert, &default, tls.allow_expired)?;
+        let mut expiry = vec![(tls.cert.display().to_string(), info.not_after_unix)];
         let mut by_name = HashMap::new();
-        for sni in &tls.sni {
-            let key = load_certified_key(&sni.cert, &sni.key)?;
+        for (i, sni) in tls.sni.iter().enumerate() {
+            let prefix = format!("tls.sni[{i}]");
+            let key = load_keyed(&prefix, &sni.cert, &sni.key)?;
+            let info = leaf_info(
+                &format!("{prefix}.cert"),
+                &sni.cert,
+                &key,
+                tls.allow_expired,
+            )?;
+            expiry.push((sni.cert.display().to_string(), info.not_after_unix));
             for name in &sni.names {
                 by_name.insert(name.to_ascii_lowercase(), key.clone());
             }
@@ -157,9 +189,16 @@ impl CertSet {
         Ok(CertSet {
             default,
             by_name,
-            default_names,
+            default_names: info.dns_names,
             strict: tls.strict_sni,
+            expiry,
         })
+    }
+
+    /// `(certificate file or "self-signed", notAfter as Unix time)` of every certificate in
+    /// the set, for `portcullis_tls_certificate_expiry_seconds`.
+    pub fn expiry(&self) -> &[(String, i64)] {
+        &self.expiry
     }
 
     /// The certificate for a requested server name; `None` refuses the handshake.
@@ -205,6 +244,11 @@ impl CertStore {
         Arc::new(CertStore {
             current: RwLock::new(Arc::new(set)),
         })
+    }
+
+    /// The certificates now served (see [`CertSet::expiry`]).
+    pub fn current(&self) -> Arc<CertSet> {
+        self.get()
     }
 
     /// Builds the store from `[tls]`, or a self-signed certificate when it is absent.
@@ -312,6 +356,7 @@ mod tests {
             ]),
             default_names: vec!["default.example.net".into()],
             strict: false,
+            expiry: Vec::new(),
         };
         let pick = |set: &CertSet, name: Option<&str>| set.resolve(name).map(|k| k.cert.clone());
         assert_eq!(

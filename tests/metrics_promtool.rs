@@ -78,6 +78,10 @@ fn touch_every_family() {
         }
     }
     m.rule_hits.with_label_values(&["eicar-subject"]).inc();
+    m.log_lines_dropped.inc();
+    m.tls_certificate_expiry_seconds
+        .with_label_values(&["/etc/portcullis/cert.pem"])
+        .set(86_400);
     for limit in metrics::Limit::ALL {
         m.limit_rejections
             .with_label_values(&[limit.as_str()])
@@ -93,7 +97,7 @@ fn rendered_metrics_pass_promtool_lint() {
         .lines()
         .filter(|l| l.starts_with("# TYPE portcullis_"))
         .count();
-    assert_eq!(families, 19, "every family must be rendered:\n{text}");
+    assert_eq!(families, 21, "every family must be rendered:\n{text}");
 
     let mut child = match Command::new(PROMTOOL)
         .args(["check", "metrics"])

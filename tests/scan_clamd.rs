@@ -132,7 +132,7 @@ fn env(endpoints: Vec<String>) -> Env {
     std::fs::create_dir(&rules).unwrap();
     let cfg = ScanConfig {
         clamd: endpoints,
-        rules_dir: rules,
+        rules_dir: Some(rules),
         quarantine_dir: dir.path().join("quarantine"),
         connect_timeout: HumanDuration(Duration::from_secs(2)),
         timeout: HumanDuration(Duration::from_secs(10)),

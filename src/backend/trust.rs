@@ -104,14 +104,7 @@ pub fn verifier(backend: &BackendConfig) -> Result<Arc<dyn ServerCertVerifier>, 
         })
     } else {
         let (roots, anchors) = match backend.ca.as_deref() {
-            Some(path) => {
-                let certs = load_cert_chain(path)?;
-                let mut roots = RootCertStore::empty();
-                for cert in &certs {
-                    roots.add(cert.clone())?;
-                }
-                (roots, certs)
-            }
+            Some(path) => ca_file(path).map_err(TlsError::at("ca".to_string()))?,
             None => (system_roots(), Vec::new()),
         };
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -134,6 +127,16 @@ pub fn verifier(backend: &BackendConfig) -> Result<Arc<dyn ServerCertVerifier>, 
         }
     };
     Ok(Arc::new(Capturing(inner)))
+}
+
+/// The certificates of a `ca` file, as trust anchors and as they are.
+fn ca_file(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), TlsError> {
+    let certs = load_cert_chain(path)?;
+    let mut roots = RootCertStore::empty();
+    for cert in &certs {
+        roots.add(cert.clone())?;
+    }
+    Ok((roots, certs))
 }
 
 /// The system's roots (rustls-native-certs), or the Mozilla set when none load.

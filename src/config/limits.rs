@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{duration, ConfigError};
+use super::{duration, humantime_duration, ConfigError};
 
 /// `[limits]`: hard bounds on what a peer can make portcullis buffer or do.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Longest command or response line, in octets (without literals).
@@ -20,10 +20,10 @@ pub struct LimitsConfig {
     /// Deepest parenthesis nesting accepted in one command/response.
     pub max_nesting: usize,
     /// Longest a connection may stay unauthenticated.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "humantime_duration")]
     pub prelogin_timeout: Duration,
     /// Longest an authenticated connection may stay silent (IMAP IDLE needs ≥ 30 min, RFC 9051).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "humantime_duration")]
     pub idle_timeout: Duration,
     /// POP3 pipeline depth (commands awaiting responses).
     pub max_pipeline: usize,
@@ -38,18 +38,18 @@ pub struct LimitsConfig {
     /// Messages scanned at once over all sessions; further scans wait (back-pressure).
     pub max_scans: usize,
     /// Delay after the first failed login from an address; doubles per further failure.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "humantime_duration")]
     pub auth_penalty_initial: Duration,
     /// Cap of the auth-failure delay (Dovecot uses 15 s).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "humantime_duration")]
     pub auth_penalty_max: Duration,
     /// An address's failure count is forgotten after this long without a failure.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "humantime_duration")]
     pub auth_penalty_expiry: Duration,
     /// Most client addresses remembered in the penalty table (least recently used dropped).
     pub auth_penalty_entries: u64,
     /// Longest a PROXY-protocol peer may take to send the header.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "humantime_duration")]
     pub proxy_header_timeout: Duration,
 }
 

@@ -247,7 +247,11 @@ impl Session {
                             self.note_list(capabilities.as_deref());
                             tracing::info!("login ok");
                         } else {
-                            tracing::info!("login failed");
+                            crate::login_log::login_failed(
+                                &credentials.user,
+                                self.context.peer.ip(),
+                                crate::config::Protocol::Imap,
+                            );
                         }
                         write_client(&mut self.client, &reply).await?;
                         return Ok(ok);

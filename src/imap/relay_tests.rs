@@ -89,6 +89,7 @@ fn policy() -> Policy {
         max_size: 1 << 20,
         contact: "postmaster".into(),
         scan_append: true,
+        scan_on_structure: false,
     }
 }
 

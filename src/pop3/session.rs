@@ -136,6 +136,10 @@ impl Session {
                 self.perform(actions, stats).await
             }
             Phase::Transaction(core) => {
+                // The live policy: a reload applies to running sessions.
+                core.set_scan_on_structure(
+                    self.context.listener.scanner.policy().scan_on_structure,
+                );
                 let actions = core.client(data);
                 self.act(actions, stats).await
             }

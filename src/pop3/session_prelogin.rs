@@ -44,9 +44,8 @@ impl Session {
                         Framer::new(Role::Server, limits),
                     );
                     let mut core = Transaction::new(limits, framer, errors);
-                    // Not part of the live policy: a change needs a restart.
                     core.set_scan_on_structure(
-                        self.context.listener.scanner.config().scan_on_structure,
+                        self.context.listener.scanner.policy().scan_on_structure,
                     );
                     if self.draining {
                         core.start_draining();
@@ -83,7 +82,11 @@ impl Session {
         if ok {
             tracing::info!("login ok");
         } else {
-            tracing::info!("login failed");
+            crate::login_log::login_failed(
+                request.user(),
+                self.context.peer.ip(),
+                crate::config::Protocol::Pop3,
+            );
         }
         Ok((ok, reply))
     }

@@ -4,15 +4,85 @@
 //! Exit code: 0 when every message is clean, 1 when something was found (infected or a rule
 //! matched), 2 when anything could not be read or scanned (errors, oversize). mbox files are split
 //! on `From ` lines and `>From ` quoting is undone (mboxrd, RFC 4155).
+//!
+//! A [`Summary`] (messages, found, errors, time) ends the run; on a terminal a progress bar
+//! (stderr) shows runs of [`PROGRESS_MIN`] messages or more.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::verdict::{verdict_label, ScanError, Verdict};
 use super::{ScanConfig, Scanner};
 
 /// Largest file read by the CLI.
 const MAX_FILE: u64 = 1 << 30;
+
+/// Runs with at least this many messages get a progress bar (when stderr is a terminal).
+pub const PROGRESS_MIN: usize = 100;
+
+/// What a run of `portcullis scan` saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages looked at (including those that could not be read).
+    pub messages: usize,
+    /// Messages found infected or matching a rule.
+    pub found: usize,
+    /// Messages that could not be read or scanned (errors, oversize).
+    pub errors: usize,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// 2 if anything could not be scanned, else 1 if something was found, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.errors > 0 {
+            2
+        } else if self.found > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    fn count(&mut self, code: i32) {
+        self.messages += 1;
+        match code {
+            0 => {}
+            1 => self.found += 1,
+            _ => self.errors += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "scanned {} message(s): {} found, {} error(s) in {:.1}s",
+            self.messages,
+            self.found,
+            self.errors,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// A progress bar on stderr when `wanted`, stderr is a terminal and there are enough messages.
+fn progress_bar(wanted: bool, total: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !wanted || total < PROGRESS_MIN || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(u64::MAX));
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} messages, {per_sec}, ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
 
 /// One message found under a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,31 +194,45 @@ pub async fn run_scan_command(
     paths: &[PathBuf],
     out: &mut impl Write,
 ) -> Result<i32, ScanError> {
+    Ok(run_scan(cfg, paths, out, false).await?.exit_code())
+}
+
+/// Scans every message under `paths`, writing one line per message to `out`, with a progress
+/// bar on stderr if `progress` (and stderr is a terminal, and the run is large).
+pub async fn run_scan(
+    cfg: &ScanConfig,
+    paths: &[PathBuf],
+    out: &mut impl Write,
+    progress: bool,
+) -> Result<Summary, ScanError> {
+    let started = Instant::now();
     let scanner = Scanner::new(cfg).await?;
-    let mut code = 0;
+    let mut summary = Summary::default();
     let write_err = |e: std::io::Error| ScanError::Internal(format!("writing output: {e}"));
-    for path in paths {
-        for item in collect(path) {
-            let line = match &item.content {
-                Ok(message) => {
-                    let verdict = scanner.verdict(message).await;
-                    code = code.max(exit_code(&verdict));
-                    format!(
-                        "{}\t{}\t{}",
-                        item.label,
-                        verdict_label(&verdict),
-                        verdict.detail()
-                    )
-                }
-                Err(problem) => {
-                    code = 2;
-                    format!("{}\terror\t{problem}", item.label)
-                }
-            };
-            writeln!(out, "{}", line.replace(['\r', '\n'], " ")).map_err(write_err)?;
-        }
+    let items: Vec<Item> = paths.iter().flat_map(|path| collect(path)).collect();
+    let bar = progress_bar(progress, items.len());
+    for item in items {
+        let (code, line) = match &item.content {
+            Ok(message) => {
+                let verdict = scanner.verdict(message).await;
+                let line = format!(
+                    "{}\t{}\t{}",
+                    item.label,
+                    verdict_label(&verdict),
+                    verdict.detail()
+                );
+                (exit_code(&verdict), line)
+            }
+            Err(problem) => (2, format!("{}\terror\t{problem}", item.label)),
+        };
+        summary.count(code);
+        bar.suspend(|| writeln!(out, "{}", line.replace(['\r', '\n'], " ")))
+            .map_err(write_err)?;
+        bar.inc(1);
     }
-    Ok(code)
+    bar.finish_and_clear();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
 }
 
 #[cfg(test)]
@@ -160,7 +244,7 @@ mod tests {
         let rules = dir.join("rules");
         std::fs::create_dir_all(&rules).unwrap();
         ScanConfig {
-            rules_dir: rules,
+            rules_dir: Some(rules),
             quarantine_dir: dir.join("q"),
             ..ScanConfig::default()
         }
@@ -232,5 +316,14 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("missing.eml\terror\t"));
+
+        let mut out = Vec::new();
+        let summary = run_scan(&cfg, &[mbox_path, maildir], &mut out, true)
+            .await
+            .unwrap();
+        assert_eq!((summary.messages, summary.found, summary.errors), (4, 1, 0));
+        assert!(summary
+            .to_string()
+            .starts_with("scanned 4 message(s): 1 found, 0 error(s) in "));
     }
 }

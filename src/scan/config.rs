@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Errors found while validating a [`ScanConfig`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct ConfigError {
 }
 
 /// What to do when a message cannot be scanned (scanner down, timeout, bad reply, quarantine failure).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Deliver nothing; the client retries later (IMAP `NO [UNAVAILABLE]`, POP3 `-ERR [SYS/TEMP]`).
@@ -33,7 +33,7 @@ pub enum OnError {
 }
 
 /// What to do with a message larger than `max_size`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OnOversize {
     /// Deliver the unscanned original (counted).
@@ -99,6 +99,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
 /// A byte size: a plain integer, or a string like `25MiB`, `64KiB`, `1GiB`, `1000B`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
@@ -143,8 +149,15 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl Serialize for ByteSize {
+    /// Plain octets: exact, and read back as they are.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0)
+    }
+}
+
 /// The `[scan]` configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScanConfig {
     /// clamd endpoints tried in order (`tcp://host:port`, `unix:/path`); empty = built-in EICAR check only.
@@ -173,8 +186,8 @@ pub struct ScanConfig {
     /// for sizes, so they show what `RETR` will serve (bounded per command; IMAP always needs
     /// the verdict for sizes and structure).
     pub scan_on_structure: bool,
-    /// Directory of `*.toml` rule files.
-    pub rules_dir: PathBuf,
+    /// Directory of `*.toml` rule files; unset means the built-in rules.
+    pub rules_dir: Option<PathBuf>,
     /// Whom to contact, shown in notices.
     pub contact: String,
     /// INSTREAM chunk size.
@@ -198,7 +211,7 @@ impl Default for ScanConfig {
             notice: None,
             scan_append: false,
             scan_on_structure: false,
-            rules_dir: PathBuf::from("rules"),
+            rules_dir: None,
             contact: "your administrator".to_string(),
             chunk_size: ByteSize(64 << 10),
             version_check_interval: HumanDuration(Duration::from_secs(600)),

@@ -72,6 +72,8 @@ pub struct Policy {
     pub contact: String,
     /// Scan IMAP APPEND uploads.
     pub scan_append: bool,
+    /// Scan POP3 messages before answering LIST/STAT with their sizes.
+    pub scan_on_structure: bool,
 }
 
 impl Policy {
@@ -83,6 +85,7 @@ impl Policy {
             max_size: cfg.max_size.0,
             contact: cfg.contact.clone(),
             scan_append: cfg.scan_append,
+            scan_on_structure: cfg.scan_on_structure,
         }
     }
 }
@@ -139,8 +142,8 @@ impl Scanner {
     /// clamd's version (a clamd that is down is only a warning here).
     pub async fn new(cfg: &ScanConfig) -> Result<Scanner, ScanError> {
         cfg.validate()?;
-        let rules =
-            RuleSet::load_dir(&cfg.rules_dir).map_err(|e| ScanError::Config(e.to_string()))?;
+        let rules = RuleSet::load(cfg.rules_dir.as_deref())
+            .map_err(|e| ScanError::Config(format!("scan.rules_dir: {e}")))?;
         let endpoints = cfg.endpoints()?;
         let engine = if endpoints.is_empty() {
             tracing::warn!(
@@ -228,17 +231,22 @@ impl Scanner {
         }
     }
 
-    /// Compiles the rules in `rules_dir`, swaps them in atomically and flushes the caches. On
-    /// error the old rules stay active.
-    pub fn reload_rules(&self, rules_dir: &Path) -> Result<(), ScanError> {
-        let rules = RuleSet::load_dir(rules_dir).map_err(|e| ScanError::Config(e.to_string()))?;
+    /// Compiles the rules in `rules_dir` (the built-in rules when `None`), swaps them in
+    /// atomically and flushes the caches. On error the old rules stay active.
+    pub fn reload_rules(&self, rules_dir: Option<&Path>) -> Result<(), ScanError> {
+        let rules = RuleSet::load(rules_dir)
+            .map_err(|e| ScanError::Config(format!("scan.rules_dir: {e}")))?;
         let count = rules.len();
         match self.inner.rules.write() {
             Ok(mut slot) => *slot = Arc::new(rules),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(rules),
         }
         self.flush();
-        tracing::info!(rules = count, dir = %rules_dir.display(), "scan rules reloaded");
+        let dir = rules_dir.map_or_else(
+            || rules::BUILTIN_RULES_NAME.to_string(),
+            |d| d.display().to_string(),
+        );
+        tracing::info!(rules = count, %dir, "scan rules reloaded");
         Ok(())
     }
 

@@ -231,7 +231,7 @@ fn config(dir: &std::path::Path, rules: &str) -> ScanConfig {
     std::fs::create_dir_all(&rules_dir).unwrap();
     std::fs::write(rules_dir.join("r.toml"), rules).unwrap();
     ScanConfig {
-        rules_dir,
+        rules_dir: Some(rules_dir),
         quarantine_dir: dir.join("quarantine"),
         contact: "helpdesk@example.org".into(),
         ..ScanConfig::default()

@@ -16,6 +16,11 @@ use super::mime::MimeView;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Size limit of each compiled set (bytes).
 const SET_SIZE_LIMIT: usize = 32 << 20;
+/// The rules used when `scan.rules_dir` is not set: `rules/default.toml` of the source tree.
+pub const BUILTIN_RULES: &str = include_str!("../../rules/default.toml");
+/// How the built-in rules are named in messages.
+pub const BUILTIN_RULES_NAME: &str = "<built-in rules>";
+
 /// Largest rule file read.
 const MAX_RULE_FILE: u64 = 1 << 20;
 
@@ -190,6 +195,20 @@ impl RuleSet {
     /// An empty rule set.
     pub fn empty() -> RuleSet {
         RuleSet::compile(Vec::new(), Path::new("")).unwrap_or_else(|_| unreachable_empty())
+    }
+
+    /// The built-in rules (`rules/default.toml` of the source tree, compiled into the binary).
+    pub fn builtin() -> Result<RuleSet, RuleError> {
+        RuleSet::from_toml(BUILTIN_RULES, Path::new(BUILTIN_RULES_NAME))
+    }
+
+    /// Loads `dir/*.toml` when a directory is configured, else the [built-in
+    /// rules](RuleSet::builtin) (`scan.rules_dir` unset).
+    pub fn load(dir: Option<&Path>) -> Result<RuleSet, RuleError> {
+        match dir {
+            Some(dir) => RuleSet::load_dir(dir),
+            None => RuleSet::builtin(),
+        }
     }
 
     /// Loads and compiles `dir/*.toml` (sorted by name). A missing directory is an error.

@@ -38,7 +38,7 @@ fn setup(rules: &str) -> Setup {
     std::fs::create_dir(&rules_dir).unwrap();
     std::fs::write(rules_dir.join("r.toml"), rules).unwrap();
     let cfg = ScanConfig {
-        rules_dir,
+        rules_dir: Some(rules_dir),
         quarantine_dir: dir.path().join("quarantine"),
         ..ScanConfig::default()
     };
@@ -293,7 +293,7 @@ async fn strip_tag_and_reload() {
     // reload with no rules: caches flushed, the message is clean now
     let empty = s.dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    scanner.reload_rules(&empty).unwrap();
+    scanner.reload_rules(Some(&empty)).unwrap();
     assert_eq!(scanner.cached(&msg(4)).await, None);
     assert_eq!(
         scanner.verdict(b"Subject: wire now\r\n\r\nx\r\n").await,
@@ -301,9 +301,9 @@ async fn strip_tag_and_reload() {
     );
     // a broken reload keeps the old rules
     std::fs::write(empty.join("bad.toml"), "[[rule]]\nname=\"b\"\n").unwrap();
-    assert!(scanner.reload_rules(&empty).is_err());
+    assert!(scanner.reload_rules(Some(&empty)).is_err());
     assert!(scanner
-        .reload_rules(Path::new("/nonexistent/rules"))
+        .reload_rules(Some(Path::new("/nonexistent/rules")))
         .is_err());
 }
 
@@ -337,7 +337,7 @@ async fn notice_template_and_bad_config() {
         .to_string()
         .contains("scan.notice"));
     s.cfg.notice = None;
-    s.cfg.rules_dir = s.dir.path().join("nope");
+    s.cfg.rules_dir = Some(s.dir.path().join("nope"));
     assert!(Scanner::new(&s.cfg).await.is_err());
 }
 

@@ -70,6 +70,20 @@ impl NamedCa {
         self.sign(file, params)
     }
 
+    /// Like [`NamedCa::leaf`], but expiring at midnight UTC `days` days from today.
+    pub fn leaf_expiring_in_days(&self, file: &str, names: &[&str], days: u64) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let (y, m, d) = civil_from_days(now / 86_400 + days);
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        self.sign(file, params)
+    }
+
     fn sign(&self, file: &str, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
@@ -93,6 +107,24 @@ impl NamedCa {
                 .with_no_client_auth(),
         )
     }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian calendar).
+fn civil_from_days(days: u64) -> (i32, u8, u8) {
+    let z = i64::try_from(days).expect("days") + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        i32::try_from(year).expect("year"),
+        u8::try_from(month).expect("month"),
+        u8::try_from(day).expect("day"),
+    )
 }
 
 impl Default for NamedCa {
