@@ -76,6 +76,10 @@ pub struct Readiness {
     quarantine: Quarantine,
     scanner: Arc<Scanner>,
     clamd_configured: bool,
+    /// Whether a missing quarantine directory is created (as a quarantine write would), or
+    /// only its nearest existing ancestor checked (`check-config --probe`, often run as root:
+    /// a directory it created would belong to root, not to the service user).
+    create_quarantine: bool,
     /// Last failure text per check (`None` = passed), when changes are logged.
     last: Option<Mutex<HashMap<String, Option<String>>>>,
     /// The latest round for `/readyz`; the lock also makes concurrent requests share a round.
@@ -116,6 +120,7 @@ impl Readiness {
             quarantine: Quarantine::new(config.scan.quarantine_dir.clone()),
             scanner,
             clamd_configured: !config.scan.clamd.is_empty(),
+            create_quarantine: true,
             last: None,
             recent: tokio::sync::Mutex::new(None),
         }
@@ -138,7 +143,8 @@ impl Readiness {
         }
         let quarantine = self.quarantine.clone();
         let after_backends = self.backends.len();
-        tasks.spawn(async move { (after_backends, check_quarantine(quarantine).await) });
+        let create = self.create_quarantine;
+        tasks.spawn(async move { (after_backends, check_quarantine(quarantine, create).await) });
         if self.clamd_configured {
             let scanner = self.scanner.clone();
             tasks.spawn(async move { (after_backends + 1, check_clamd(&scanner).await) });
@@ -207,8 +213,47 @@ impl Readiness {
     }
 }
 
-async fn check_quarantine(quarantine: Quarantine) -> ReadinessCheck {
+/// Where a missing quarantine directory would be created: `Ok(ancestor)` when the nearest
+/// existing ancestor is a directory, `Err(ancestor)` when it is something else.
+fn creatable_below(dir: &std::path::Path) -> Result<std::path::PathBuf, std::path::PathBuf> {
+    let ancestor = dir
+        .ancestors()
+        .skip(1)
+        .find(|path| path.exists())
+        .unwrap_or_else(|| std::path::Path::new("/"))
+        .to_path_buf();
+    if ancestor.is_dir() {
+        Ok(ancestor)
+    } else {
+        Err(ancestor)
+    }
+}
+
+async fn check_quarantine(quarantine: Quarantine, create: bool) -> ReadinessCheck {
     let dir = quarantine.dir().display().to_string();
+    if !create && !quarantine.dir().exists() {
+        let (ok, detail) = match creatable_below(quarantine.dir()) {
+            Ok(below) => (
+                true,
+                format!(
+                    "{dir} does not exist yet: the first quarantine write creates it below {}",
+                    below.display()
+                ),
+            ),
+            Err(blocker) => (
+                false,
+                format!(
+                    "cannot write to quarantine_dir {dir}: {} is not a directory",
+                    blocker.display()
+                ),
+            ),
+        };
+        return ReadinessCheck {
+            name: "quarantine".into(),
+            ok,
+            detail,
+        };
+    }
     let outcome = tokio::time::timeout(
         PROBE_LIMIT,
         tokio::task::spawn_blocking(move || quarantine.check_writable_blocking()),
@@ -262,10 +307,13 @@ pub async fn refresh(readiness: Arc<Readiness>, every: Duration, shutdown: Cance
     }
 }
 
-/// `check-config --probe`: starts the scanner of `config` and runs every check once.
+/// `check-config --probe`: starts the scanner of `config` and runs every check once; a
+/// missing quarantine directory is not created.
 pub async fn probe_once(config: &Config) -> Result<Vec<ReadinessCheck>, ScanError> {
     let scanner = Arc::new(Scanner::new(&config.scan).await?);
-    Ok(Readiness::new(config, scanner).run().await)
+    let mut readiness = Readiness::new(config, scanner);
+    readiness.create_quarantine = false;
+    Ok(readiness.run().await)
 }
 
 /// One line of `check-config --probe` output.
