@@ -17,109 +17,23 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{BackendConfig, BackendTls, ForwardClientIp};
-use crate::metrics::{metrics, BackendErrorKind, BackendErrorSide};
+use crate::metrics::{metrics, BackendErrorSide};
 use crate::net::{set_nodelay, LineError, LineReader, Stream};
 use crate::proxy_protocol;
+
+pub mod diagnose;
+mod error;
+pub mod probe;
+pub mod trust;
+
+pub use diagnose::TlsFailure;
+use error::Progress;
+pub use error::{BackendError, Phase};
 
 /// Longest greeting/handshake line accepted from a backend.
 const MAX_HANDSHAKE_LINE: usize = 8192;
 /// Most lines accepted while waiting for a handshake reply (untagged noise is bounded too).
 const MAX_HANDSHAKE_LINES: usize = 256;
-
-/// Why a backend could not be used; every variant is a backend-side failure.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// TCP connect failed (refused, unreachable, DNS).
-    #[error("backend {backend} unreachable: {source}")]
-    Connect {
-        /// Backend name.
-        backend: String,
-        /// The socket error.
-        source: std::io::Error,
-    },
-    /// Connect plus handshake took longer than `connect_timeout`.
-    #[error("backend {0} did not complete the connection in time")]
-    Timeout(String),
-    /// TLS handshake failed (including certificate or name verification).
-    #[error("backend {backend} TLS failed: {source}")]
-    Tls {
-        /// Backend name.
-        backend: String,
-        /// rustls' reason, wrapped in an I/O error by tokio-rustls.
-        source: std::io::Error,
-    },
-    /// The greeting was not a usable positive greeting.
-    #[error("backend {backend} sent an unusable greeting: {detail}")]
-    Greeting {
-        /// Backend name.
-        backend: String,
-        /// The offending line, truncated.
-        detail: String,
-    },
-    /// The backend refused or botched STARTTLS/STLS.
-    #[error("backend {backend} refused STARTTLS: {detail}")]
-    StarttlsRefused {
-        /// Backend name.
-        backend: String,
-        /// The reply line, truncated.
-        detail: String,
-    },
-    /// Reading handshake lines failed.
-    #[error("backend {backend} handshake: {source}")]
-    Handshake {
-        /// Backend name.
-        backend: String,
-        /// Closed, too long or socket error.
-        source: LineError,
-    },
-}
-
-impl BackendError {
-    /// Short label for metrics (`kind`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BackendError::Connect { .. } => "connect",
-            BackendError::Timeout(_) => "timeout",
-            BackendError::Tls { .. } => "tls",
-            BackendError::Greeting { .. } => "greeting",
-            BackendError::StarttlsRefused { .. } => "starttls",
-            BackendError::Handshake { .. } => "handshake",
-        }
-    }
-
-    /// Value of the `kind` label of `backend_errors_total`.
-    pub fn metric_kind(&self) -> BackendErrorKind {
-        match self {
-            BackendError::Connect { source, .. } => match source.kind() {
-                std::io::ErrorKind::ConnectionRefused => BackendErrorKind::Refused,
-                std::io::ErrorKind::TimedOut => BackendErrorKind::Timeout,
-                _ if source.to_string().contains("lookup") => BackendErrorKind::Dns,
-                _ => BackendErrorKind::Io,
-            },
-            BackendError::Timeout(_) => BackendErrorKind::Timeout,
-            BackendError::Tls { .. } => BackendErrorKind::Tls,
-            BackendError::Greeting { .. } | BackendError::StarttlsRefused { .. } => {
-                BackendErrorKind::Protocol
-            }
-            BackendError::Handshake { source, .. } => match source {
-                LineError::Io(_) => BackendErrorKind::Io,
-                LineError::Closed => BackendErrorKind::Closed,
-                LineError::TooLong(_) => BackendErrorKind::Protocol,
-            },
-        }
-    }
-
-    /// Text safe to show a client in `* BYE` / `-ERR`.
-    pub fn client_reason(&self) -> &'static str {
-        match self {
-            BackendError::Connect { .. } | BackendError::Timeout(_) => "mail server unavailable",
-            BackendError::Tls { .. } => "mail server failed TLS verification",
-            BackendError::Greeting { .. } => "mail server sent an invalid greeting",
-            BackendError::StarttlsRefused { .. } => "mail server refused STARTTLS",
-            BackendError::Handshake { .. } => "mail server connection failed",
-        }
-    }
-}
 
 /// How a dialect classifies a line during the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +103,9 @@ pub struct BackendTarget {
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
+/// A connection attempt's result before metrics: the step that stalled is read from `progress`.
+type Attempt = Result<BackendConn, BackendError>;
+
 impl BackendTarget {
     /// Prepares TLS material for `config` (protocol decides the ALPN id).
     pub fn new(
@@ -223,12 +140,9 @@ impl BackendTarget {
         client: Option<(SocketAddr, SocketAddr)>,
     ) -> Result<BackendConn, BackendError> {
         let started = Instant::now();
-        let name = self.config.name.clone();
-        let result =
-            tokio::time::timeout(self.config.connect_timeout, self.connect_inner::<D>(client))
-                .await
-                .map_err(|_| BackendError::Timeout(name))
-                .and_then(|inner| inner);
+        let result = self
+            .connect_within::<D>(self.config.connect_timeout, client)
+            .await;
         let m = metrics();
         match result {
             Ok(mut conn) => {
@@ -251,10 +165,34 @@ impl BackendTarget {
         }
     }
 
+    /// Connects and performs the configured handshake within `limit`; no metrics. A timeout
+    /// names the step that stalled and, where the TLS mode is the likely cause, the mode meant.
+    async fn connect_within<D: Dialect>(
+        &self,
+        limit: Duration,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Attempt {
+        let progress = Progress::default();
+        match tokio::time::timeout(limit, self.connect_inner::<D>(client, &progress)).await {
+            Ok(attempt) => attempt,
+            Err(_) => {
+                let phase = progress.get();
+                Err(BackendError::Timeout {
+                    backend: self.config.name.clone(),
+                    phase,
+                    limit,
+                    hint: phase.mode_hint(self.config.tls),
+                })
+            }
+        }
+    }
+
     async fn connect_inner<D: Dialect>(
         &self,
         client: Option<(SocketAddr, SocketAddr)>,
-    ) -> Result<BackendConn, BackendError> {
+        progress: &Progress,
+    ) -> Attempt {
+        progress.set(Phase::Connect);
         let mut tcp = TcpStream::connect(&self.config.address)
             .await
             .map_err(|source| BackendError::Connect {
@@ -265,27 +203,28 @@ impl BackendTarget {
         self.send_proxy_header(&mut tcp, client).await?;
         match self.config.tls {
             BackendTls::None => {
-                self.plain_greeting::<D>(Stream::Plain(tcp), true, client)
+                self.plain_greeting::<D>(Stream::Plain(tcp), client, progress)
                     .await
             }
             BackendTls::Implicit => {
-                let tls = self.handshake(tcp).await?;
-                self.plain_greeting::<D>(tls, true, client).await
+                let tls = self.handshake(tcp, progress).await?;
+                self.plain_greeting::<D>(tls, client, progress).await
             }
-            BackendTls::Starttls => self.starttls::<D>(tcp, client).await,
+            BackendTls::Starttls => self.starttls::<D>(tcp, client, progress).await,
         }
     }
 
     async fn plain_greeting<D: Dialect>(
         &self,
         mut stream: Stream,
-        allow_preauth: bool,
         client: Option<(SocketAddr, SocketAddr)>,
-    ) -> Result<BackendConn, BackendError> {
+        progress: &Progress,
+    ) -> Attempt {
         let mut reader = LineReader::new(MAX_HANDSHAKE_LINE);
-        let greeting = self.read_line(&mut reader, &mut stream).await?;
-        self.check_greeting::<D>(&greeting, allow_preauth)?;
-        self.forward_client_address::<D>(&mut reader, &mut stream, client)
+        progress.set(Phase::Greeting);
+        let greeting = self.read_line(&mut reader, &mut stream, progress).await?;
+        self.check_greeting::<D>(&greeting, true)?;
+        self.forward_client_address::<D>(&mut reader, &mut stream, client, progress)
             .await?;
         Ok(BackendConn {
             stream,
@@ -300,33 +239,47 @@ impl BackendTarget {
         &self,
         tcp: TcpStream,
         client: Option<(SocketAddr, SocketAddr)>,
-    ) -> Result<BackendConn, BackendError> {
+        progress: &Progress,
+    ) -> Attempt {
         let mut plain = tcp;
         let mut reader = LineReader::new(MAX_HANDSHAKE_LINE);
-        let greeting = self.read_line(&mut reader, &mut plain).await?;
+        progress.set(Phase::Greeting);
+        let greeting = self.read_line(&mut reader, &mut plain, progress).await?;
         self.check_greeting::<D>(&greeting, false)?;
         self.write(&mut plain, D::starttls_command()).await?;
-        self.read_reply(&mut reader, &mut plain, D::starttls_reply, |detail| {
-            BackendError::StarttlsRefused {
-                backend: self.config.name.clone(),
-                detail,
-            }
-        })
+        progress.set(Phase::Starttls);
+        let refused = |detail| BackendError::StarttlsRefused {
+            backend: self.config.name.clone(),
+            detail,
+        };
+        self.read_reply(
+            &mut reader,
+            &mut plain,
+            D::starttls_reply,
+            refused,
+            progress,
+        )
         .await?;
         // RFC 2595 §3 / CVE-2011-0411: anything sent after the positive reply is discarded.
         drop(reader);
-        let mut tls = self.handshake(plain).await?;
+        let mut tls = self.handshake(plain, progress).await?;
         let mut reader = LineReader::new(MAX_HANDSHAKE_LINE);
         self.write(&mut tls, D::capability_command()).await?;
+        progress.set(Phase::Capabilities);
+        let unusable = |detail| BackendError::Greeting {
+            backend: self.config.name.clone(),
+            detail,
+        };
         let capabilities = self
-            .read_reply(&mut reader, &mut tls, D::capability_reply, |detail| {
-                BackendError::Greeting {
-                    backend: self.config.name.clone(),
-                    detail,
-                }
-            })
+            .read_reply(
+                &mut reader,
+                &mut tls,
+                D::capability_reply,
+                unusable,
+                progress,
+            )
             .await?;
-        self.forward_client_address::<D>(&mut reader, &mut tls, client)
+        self.forward_client_address::<D>(&mut reader, &mut tls, client, progress)
             .await?;
         Ok(BackendConn {
             stream: tls,
@@ -344,6 +297,7 @@ impl BackendTarget {
         reader: &mut LineReader,
         stream: &mut Stream,
         client: Option<(SocketAddr, SocketAddr)>,
+        progress: &Progress,
     ) -> Result<(), BackendError> {
         let Some((peer, local)) = client else {
             return Ok(());
@@ -353,12 +307,13 @@ impl BackendTarget {
             return Ok(());
         };
         self.write(stream, &command).await?;
+        progress.set(Phase::ClientAddress);
         let refused = |detail: String| BackendError::Greeting {
             backend: self.config.name.clone(),
             detail,
         };
         if let Err(error) = self
-            .read_reply(reader, stream, D::client_address_reply, refused)
+            .read_reply(reader, stream, D::client_address_reply, refused, progress)
             .await
         {
             match error {
@@ -416,30 +371,43 @@ impl BackendTarget {
         }
     }
 
-    async fn handshake(&self, tcp: TcpStream) -> Result<Stream, BackendError> {
+    /// The TLS handshake (RFC 8446 §4 / RFC 5246 §7.3) with the configured verification; a
+    /// failure is explained in words ([`diagnose::explain`]) with the presented certificate's
+    /// fingerprint, rustls' own error text goes to the debug log.
+    async fn handshake(&self, tcp: TcpStream, progress: &Progress) -> Result<Stream, BackendError> {
         let Some((config, name)) = &self.tls else {
             return Ok(Stream::Plain(tcp));
         };
-        let tls = TlsConnector::from(config.clone())
-            .connect(name.clone(), tcp)
-            .await
-            .map_err(|source| BackendError::Tls {
-                backend: self.config.name.clone(),
-                source,
-            })?;
-        Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls))))
+        progress.set(Phase::TlsHandshake);
+        let connect = TlsConnector::from(config.clone()).connect(name.clone(), tcp);
+        let (result, presented) = trust::capture_presented(connect).await;
+        match result {
+            Ok(tls) => Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls)))),
+            Err(source) => {
+                tracing::debug!(backend = %self.config.name, error = %source, "backend TLS handshake failed (library detail)");
+                Err(BackendError::Tls {
+                    backend: self.config.name.clone(),
+                    failure: Box::new(diagnose::explain(&self.config, &source, presented.as_ref())),
+                })
+            }
+        }
     }
 
     async fn read_line<S: AsyncRead + Unpin>(
         &self,
         reader: &mut LineReader,
         stream: &mut S,
+        progress: &Progress,
     ) -> Result<Vec<u8>, BackendError> {
         reader
             .read_line(stream)
             .await
             .map_err(|source| BackendError::Handshake {
                 backend: self.config.name.clone(),
+                hint: match source {
+                    LineError::Closed => progress.get().mode_hint(self.config.tls),
+                    _ => "",
+                },
                 source,
             })
     }
@@ -451,10 +419,11 @@ impl BackendTarget {
         stream: &mut S,
         classify: fn(&[u8]) -> HandshakeLine,
         refused: impl Fn(String) -> BackendError,
+        progress: &Progress,
     ) -> Result<Vec<u8>, BackendError> {
         let mut lines = Vec::new();
         for _ in 0..MAX_HANDSHAKE_LINES {
-            let line = self.read_line(reader, stream).await?;
+            let line = self.read_line(reader, stream, progress).await?;
             let kind = classify(&line);
             lines.extend_from_slice(&line);
             match kind {
@@ -478,6 +447,7 @@ impl BackendTarget {
         result.await.map_err(|source| BackendError::Handshake {
             backend: self.config.name.clone(),
             source: LineError::Io(source),
+            hint: "",
         })
     }
 }

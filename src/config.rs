@@ -12,9 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::proxy_protocol::Cidr;
 pub use limits::LimitsConfig;
+pub use pin::{PinError, Sha256Pin};
 
 mod limits;
 mod paths;
+mod pin;
 
 pub use paths::base_dir;
 
@@ -247,8 +249,13 @@ pub struct BackendConfig {
     pub address: String,
     /// `none`, `starttls` or `implicit`.
     pub tls: BackendTls,
-    /// PEM file of trusted CA certificates; default: the system's roots.
+    /// PEM file of trusted CA certificates; default: the system's roots. A certificate the
+    /// backend presents that is byte-identical to one in this file is trusted as itself.
     pub ca: Option<PathBuf>,
+    /// SHA-256 of the backend's certificate or of its SubjectPublicKeyInfo: when set, the
+    /// certificate is trusted iff one of these matches (instead of `ca`).
+    #[serde(default)]
+    pub pin_sha256: Vec<Sha256Pin>,
     /// Name to verify in the backend's certificate; default: host part of `address`.
     pub server_name: Option<String>,
     /// Verify the backend certificate (default true).
@@ -360,6 +367,7 @@ impl Config {
                     format!("{:?} must be host:port", backend.address),
                 ));
             }
+            pin::validate_backend_trust(&key, backend)?;
         }
         let mut listener_names = HashSet::new();
         let mut binds = HashSet::new();

@@ -53,6 +53,10 @@ enum Command {
         /// paths resolved, secrets redacted); the checks still run and decide the exit status.
         #[arg(long)]
         print: bool,
+        /// Also run the readiness checks once: connect to every backend as sessions do (TLS
+        /// mode, certificate verification, greeting), write to the quarantine, ping clamd.
+        #[arg(long, conflicts_with = "print")]
+        probe: bool,
     },
     /// List, show, release, delete or purge quarantined messages.
     ///
@@ -74,7 +78,11 @@ fn main() -> ExitCode {
     let serving = matches!(cli.command, Command::Serve { .. });
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::CheckConfig { config, print } => check_config(&config, print),
+        Command::CheckConfig {
+            config,
+            print,
+            probe,
+        } => check_config(&config, print, probe),
         Command::Scan { config, paths } => scan(config.as_deref(), &paths),
         Command::Quarantine(args) => Ok(ExitCode::from(portcullis::scan::quarantine_cli::main(
             &args,
@@ -100,7 +108,7 @@ fn main() -> ExitCode {
     code
 }
 
-fn check_config(path: &Path, print: bool) -> anyhow::Result<ExitCode> {
+fn check_config(path: &Path, print: bool, probe: bool) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -127,7 +135,29 @@ fn check_config(path: &Path, print: bool) -> anyhow::Result<ExitCode> {
     if !print {
         stdout_line(&format!("configuration OK: {}", path.display()));
     }
+    if probe {
+        return probe_config(&config);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check-config --probe`: the `/readyz` checks once; fails if any fails.
+fn probe_config(config: &Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let checks = runtime.block_on(portcullis::health::probe_once(config))?;
+    for check in &checks {
+        stdout_line(&portcullis::health::describe(check));
+    }
+    if checks.iter().all(|check| check.ok) {
+        stdout_line("probe OK");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        stdout_line("probe FAILED");
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// `portcullis scan`: exit 0 clean, 1 found, 2 for any error, a configuration error included.
@@ -197,7 +227,8 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         let shutdown = server.shutdown_token();
         if let (Some(metrics), Some(socket)) = (&config.metrics, metrics_socket) {
             let bind = socket.local_addr().unwrap_or(metrics.bind);
-            let readiness = std::sync::Arc::new(portcullis::health::Readiness::new(&config, server.scanner.clone()));
+            let readiness = std::sync::Arc::new(portcullis::health::Readiness::new(&config, server.scanner.clone()).log_changes());
+            tokio::spawn(portcullis::health::refresh(readiness.clone(), portcullis::health::REFRESH_INTERVAL, shutdown.clone()));
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 if let Err(error) = portcullis::metrics::serve_listener(socket, readiness, async move { stop.cancelled().await }).await {

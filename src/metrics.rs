@@ -102,6 +102,9 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// `portcullis_config_reloads_total{outcome}`; see [`WriteOutcome`].
     pub config_reloads: IntCounterVec,
+    /// `portcullis_backend_ready{backend}`: 1 when the last readiness probe of the backend
+    /// (TCP, TLS with verification, greeting) succeeded, else 0; see [`crate::health`].
+    pub backend_ready: IntGaugeVec,
     /// `portcullis_log_lines_dropped_total`: log lines lost because the log queue was full or
     /// the log sink failed (see [`crate::logging`]).
     pub log_lines_dropped: IntCounter,
@@ -305,6 +308,12 @@ impl Metrics {
                 "config_reloads_total",
                 "Configuration reloads (SIGHUP).",
                 &["outcome"],
+            )?,
+            backend_ready: gauge(
+                &r,
+                "backend_ready",
+                "1 if the last readiness probe of the backend (connect, TLS and certificate check, greeting) succeeded, else 0.",
+                &["backend"],
             )?,
             log_lines_dropped: {
                 let opts = Opts::new(

@@ -5,19 +5,18 @@
 //!   that offers ALPN without it is refused by rustls with `no_application_protocol`, one without
 //!   ALPN is accepted — the ALPACA cross-protocol mitigation.
 //! * Backend side: certificate and name verification on by default, against a configured CA file
-//!   or the system's roots.
+//!   or the system's roots, or by `pin_sha256`; the verifiers are in [`crate::backend::trust`].
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::config::{BackendConfig, Protocol, TlsConfig};
 
@@ -68,7 +67,7 @@ use keyed::leaf_info;
 pub use keyed::load_keyed;
 
 impl TlsError {
-    fn at(key: String) -> impl FnOnce(TlsError) -> TlsError {
+    pub(crate) fn at(key: String) -> impl FnOnce(TlsError) -> TlsError {
         move |source| TlsError::Key {
             key,
             source: Box::new(source),
@@ -301,26 +300,17 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Client-side rustls configuration for a backend.
+/// Client-side rustls configuration for a backend: TLS 1.2/1.3, the backend's trust
+/// ([`crate::backend::trust::verifier`]), ALPN for `protocol`.
 pub fn backend_client_config(
     backend: &BackendConfig,
     protocol: Protocol,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let builder =
-        ClientConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?;
-    let mut config = if backend.verify {
-        builder
-            .with_root_certificates(
-                root_store(backend.ca.as_deref()).map_err(TlsError::at("ca".to_string()))?,
-            )
-            .with_no_client_auth()
-    } else {
-        tracing::warn!(backend = %backend.name, "backend certificate verification is DISABLED (verify = false)");
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
-            .with_no_client_auth()
-    };
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .dangerous()
+        .with_custom_certificate_verifier(crate::backend::trust::verifier(backend)?)
+        .with_no_client_auth();
     config.alpn_protocols = vec![alpn_id(protocol).to_vec()];
     Ok(Arc::new(config))
 }
@@ -329,77 +319,6 @@ pub fn backend_client_config(
 pub fn backend_server_name(backend: &BackendConfig) -> Result<ServerName<'static>, TlsError> {
     let name = backend.tls_server_name().to_string();
     ServerName::try_from(name.clone()).map_err(|_| TlsError::ServerName(name))
-}
-
-fn root_store(ca: Option<&Path>) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            for cert in load_cert_chain(path)? {
-                roots.add(cert)?;
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            for error in &native.errors {
-                tracing::warn!(%error, "while loading system CA certificates");
-            }
-            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            }
-        }
-    }
-    Ok(roots)
-}
-
-/// Verifier used only when an administrator sets `verify = false` on a backend.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use super::MetricsError;
 
 /// Upper bound for one round of readiness checks; a probe that hangs counts as not ready.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Upper bound for the length of one check's detail text in the `/readyz` body.
-const MAX_DETAIL_CHARS: usize = 200;
+/// Upper bound for the length of one check's detail text in the `/readyz` body (long enough
+/// for a backend TLS explanation with the fingerprints to pin).
+const MAX_DETAIL_CHARS: usize = 1000;
 
 /// The outcome of one readiness check (e.g. "clamd reachable", "backend legacy reachable").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,14 +112,16 @@ async fn run_checks(readiness: &dyn ReadinessProbe, limit: Duration) -> (StatusC
     }
 }
 
-/// Formats the checks one per line as `name: ok` or `name: error (detail)`; 200 only when all
-/// checks passed.
+/// Formats the checks one per line as `name: ok`, `name: ok (detail)` or `name: error
+/// (detail)`; 200 only when all checks passed.
 fn readiness_report(checks: &[ReadinessCheck]) -> (StatusCode, String) {
     let mut body = String::new();
     for check in checks {
         let name = single_line(&check.name);
-        if check.ok {
+        if check.ok && check.detail.is_empty() {
             body.push_str(&format!("{name}: ok\n"));
+        } else if check.ok {
+            body.push_str(&format!("{name}: ok ({})\n", single_line(&check.detail)));
         } else {
             body.push_str(&format!("{name}: error ({})\n", single_line(&check.detail)));
         }

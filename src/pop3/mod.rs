@@ -10,7 +10,7 @@
 
 mod capa;
 pub mod codec;
-mod command;
+pub(crate) mod command;
 pub mod grammar;
 mod login;
 mod multiline;

@@ -253,6 +253,24 @@ impl Quarantine {
             .unwrap_or_else(|| format!("{id}.{MAX_RECORDS}.json"))
     }
 
+    /// Readiness: what a store needs, without storing anything — the directory is created if
+    /// missing, then a temporary file is created, fsynced and removed in it.
+    pub fn check_writable_blocking(&self) -> Result<(), QuarantineError> {
+        fs::create_dir_all(&self.dir).map_err(io_err("create dir", &self.dir))?;
+        let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = self
+            .dir
+            .join(format!(".readiness.{}.{unique}.tmp", std::process::id()));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .and_then(|file| file.sync_all())
+            .map_err(io_err("create", &temp));
+        let removed = fs::remove_file(&temp).map_err(io_err("remove", &temp));
+        written.and(removed)
+    }
+
     /// Stores the original and its record on the blocking pool; returns the id.
     pub async fn store(
         &self,
@@ -389,5 +407,14 @@ mod tests {
             )
             .await;
         assert!(err.is_err());
+        assert!(q.check_writable_blocking().is_err());
+    }
+
+    #[test]
+    fn writable_check_creates_the_dir_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path().join("new").join("q"));
+        q.check_writable_blocking().unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("new/q")).unwrap().count(), 0);
     }
 }
