@@ -115,7 +115,7 @@ mod scanner {
         let rules = dir.path().join("rules");
         std::fs::create_dir(&rules).unwrap();
         let cfg = ScanConfig {
-            rules_dir: rules,
+            rules_dir: Some(rules),
             quarantine_dir: dir.path().join("q"),
             ..ScanConfig::default()
         };
