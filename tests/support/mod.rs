@@ -22,6 +22,7 @@ pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod rawlog;
+pub mod routing;
 pub mod scanning;
 
 #[allow(unused_imports)]
