@@ -154,7 +154,7 @@ pub struct Route {
 #[derive(Debug)]
 enum Kind {
     Static(RwLock<Arc<StaticTable>>),
-    Http(http::HttpRouter),
+    Http(Box<http::HttpRouter>),
 }
 
 /// One configured router, shared by the listeners naming it.
@@ -222,7 +222,7 @@ impl Routers {
                 RouterKind::Static => {
                     Kind::Static(RwLock::new(Arc::new(load_table(config, router)?)))
                 }
-                RouterKind::Http => Kind::Http(http::HttpRouter::new(config, router)?),
+                RouterKind::Http => Kind::Http(Box::new(http::HttpRouter::new(config, router)?)),
             };
             let name = router.name.clone();
             by_name.insert(name.clone(), Arc::new(Router { name, kind }));
