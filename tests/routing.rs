@@ -282,3 +282,36 @@ fn a_reloaded_map_file_moves_new_sessions_and_keeps_running_ones() {
     let (_, status) = running.imap("n", "NOOP");
     assert!(status.starts_with("n OK"), "{status}");
 }
+
+#[test]
+fn check_config_reports_routers_and_refuses_a_broken_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("users.map");
+    std::fs::write(&map, "zed old-imap\n@moved.example new-imap\n").unwrap();
+    let backends = "[[backend]]\nname = \"old-imap\"\naddress = \"127.0.0.1:1143\"\ntls = \"none\"\n\n\
+                    [[backend]]\nname = \"new-imap\"\naddress = \"127.0.0.1:2143\"\ntls = \"none\"\n\n";
+    let text = routed_listener("imaps", "imap", "imap-users")
+        + backends
+        + &routers("imap", &map).replace(
+            "[[router]]\nname = \"imap-strict\"",
+            "[[router]]\nname = \"unused\"",
+        );
+    let config = portcullis::config::Config::parse(&text).unwrap();
+    let report = portcullis::check::check(&config);
+    let lines = report.lines.join("\n");
+    assert!(
+        lines.contains("router imap-users: static, 2 rules, 2 map entries, default old-imap"),
+        "{lines}"
+    );
+    assert!(lines.contains("-> router imap-users"), "{lines}");
+    std::fs::write(&map, "zed nowhere\n").unwrap();
+    let report = portcullis::check::check(&config);
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("no [[backend]] named \"nowhere\"")),
+        "{:?}",
+        report.errors
+    );
+}
