@@ -33,15 +33,20 @@ pub fn check(config: &Config) -> CheckReport {
     check_rules(config.scan.rules_dir.as_deref(), &mut report);
     check_notice(config, &mut report);
     check_backends(config, &mut report);
+    check_routers(config, &mut report);
     for l in &config.listeners {
+        let upstream = match (&l.backend, &l.router) {
+            (Some(backend), _) => format!("backend {backend}"),
+            (None, Some(router)) => format!("router {router}"),
+            (None, None) => "nothing".into(),
+        };
         report.lines.push(format!(
-            "listener {}: {} on {} tls={:?} require_tls={} -> backend {}",
+            "listener {}: {} on {} tls={:?} require_tls={} -> {upstream}",
             l.name,
             l.protocol.as_str(),
             l.bind,
             l.tls,
             l.requires_tls(),
-            l.backend
         ));
         if l.proxy_protocol {
             let nets: Vec<String> = l.trusted_proxies.iter().map(ToString::to_string).collect();
@@ -53,6 +58,36 @@ pub fn check(config: &Config) -> CheckReport {
         }
     }
     report
+}
+
+/// Static routers: rules and map file load, every backend they name exists; http routers: what
+/// they will ask.
+fn check_routers(config: &Config, report: &mut CheckReport) {
+    for router in &config.routers {
+        match router.kind {
+            crate::config::RouterKind::Static => match crate::routing::load_table(config, router) {
+                Ok(table) => report.lines.push(format!(
+                    "router {}: static, {} rules, {} map entries, default {}",
+                    router.name,
+                    router.rules.len(),
+                    table.map_entries(),
+                    router
+                        .default
+                        .as_deref()
+                        .unwrap_or("none (unmatched logins refused)")
+                )),
+                Err(error) => report.errors.push(error.to_string()),
+            },
+            crate::config::RouterKind::Http => report.lines.push(format!(
+                "router {}: auth_http {} timeout {:?} cache_ttl {:?}, backends {}",
+                router.name,
+                router.url.as_deref().unwrap_or("-"),
+                router.timeout,
+                router.cache_ttl,
+                config.router_backends(router).join(", ")
+            )),
+        }
+    }
 }
 
 fn check_tls(config: &Config, report: &mut CheckReport) {

@@ -13,10 +13,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use crate::proxy_protocol::Cidr;
 pub use limits::LimitsConfig;
 pub use pin::{PinError, Sha256Pin};
+pub use router::{RouterConfig, RouterKind, RuleConfig};
 
 mod limits;
 mod paths;
 mod pin;
+mod router;
 
 pub use paths::base_dir;
 
@@ -70,6 +72,9 @@ pub struct Config {
     /// Legacy servers portcullis relays to (`[[backend]]`).
     #[serde(rename = "backend", default)]
     pub backends: Vec<BackendConfig>,
+    /// Per-login backend selection for listeners with `router = …` (`[[router]]`).
+    #[serde(rename = "router", default)]
+    pub routers: Vec<RouterConfig>,
     /// Protocol and resource limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -218,8 +223,11 @@ pub struct ListenerConfig {
     pub tls: ListenerTls,
     /// Refuse logins before TLS (default true on `starttls` listeners).
     pub require_tls: Option<bool>,
-    /// Name of the `[[backend]]` to relay to.
-    pub backend: String,
+    /// Name of the `[[backend]]` to relay to (exactly one of `backend` and `router`).
+    pub backend: Option<String>,
+    /// Name of the `[[router]]` choosing a backend per login (exactly one of `backend` and
+    /// `router`).
+    pub router: Option<String>,
     /// Expect a PROXY protocol (v1 or v2) header on every connection, from `trusted_proxies`.
     #[serde(default)]
     pub proxy_protocol: bool,
@@ -385,11 +393,20 @@ impl Config {
                     "address already used by another listener",
                 ));
             }
-            if !names.contains(listener.backend.as_str()) {
-                return Err(ConfigError::invalid(
-                    format!("{key}.backend"),
-                    format!("no [[backend]] named {:?}", listener.backend),
-                ));
+            match (&listener.backend, &listener.router) {
+                (Some(backend), None) if !names.contains(backend.as_str()) => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.backend"),
+                        format!("no [[backend]] named {backend:?}"),
+                    ));
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.backend"),
+                        "exactly one of backend and router is required",
+                    ));
+                }
             }
             if listener.proxy_protocol && listener.trusted_proxies.is_empty() {
                 return Err(ConfigError::invalid(
@@ -405,6 +422,7 @@ impl Config {
             }
         }
         self.validate_forwarding()?;
+        self.validate_routers()?;
         self.validate_sni()?;
         self.limits.validate()?;
         self.scan
@@ -415,24 +433,9 @@ impl Config {
     /// `id` only makes sense for IMAP listeners and `xclient` only for POP3 ones.
     fn validate_forwarding(&self) -> Result<(), ConfigError> {
         for (i, listener) in self.listeners.iter().enumerate() {
-            let Some(backend) = self.backend(&listener.backend) else {
-                continue;
-            };
-            let wrong = match backend.forward_client_ip {
-                ForwardClientIp::Id => listener.protocol != Protocol::Imap,
-                ForwardClientIp::Xclient => listener.protocol != Protocol::Pop3,
-                _ => false,
-            };
-            if wrong {
-                return Err(ConfigError::invalid(
-                    format!("listener[{i}].backend"),
-                    format!(
-                        "backend {:?} has forward_client_ip = {:?}, which {} cannot use",
-                        backend.name,
-                        backend.forward_client_ip.as_str(),
-                        listener.protocol.as_str()
-                    ),
-                ));
+            if let Some(backend) = &listener.backend {
+                let key = format!("listener[{i}].backend");
+                self.check_protocol(&key, backend, listener.protocol)?;
             }
         }
         Ok(())

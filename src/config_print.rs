@@ -44,6 +44,12 @@ fn redact(table: &mut toml::Table) {
             continue;
         }
         match value {
+            // A router's extra request headers carry shared secrets under any name.
+            toml::Value::Table(inner) if lower == "headers" => {
+                for (_, header) in inner.iter_mut() {
+                    *header = toml::Value::String(REDACTED.to_string());
+                }
+            }
             toml::Value::Table(inner) => redact(inner),
             toml::Value::Array(items) => {
                 for item in items {

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{BackendConn, BackendError, BackendTarget, Dialect};
+use crate::backend::{BackendConn, BackendError, Dialect};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerTls, Protocol};
 use crate::limits::{AuthPenalty, ConnectionLimiter, ConnectionPermit};
 use crate::metrics::{metrics, ActiveConnection, TlsOutcome, TlsReason, TlsVersion};
@@ -62,8 +62,8 @@ pub struct ListenerRuntime {
     pub config: ListenerConfig,
     /// TLS for this listener's protocol (ALPN pinned).
     pub tls: ClientTls,
-    /// The backend to relay to.
-    pub backend: BackendTarget,
+    /// What to relay to: one backend, or a router choosing one per login.
+    pub upstream: crate::routing::Upstream,
     /// Protocol limits.
     pub limits: LimitsConfig,
     /// The scan pipeline shared by every listener.
@@ -81,6 +81,11 @@ impl ListenerRuntime {
     /// Listener protocol.
     pub fn protocol(&self) -> Protocol {
         self.config.protocol
+    }
+
+    /// Whether a router picks the backend at login (no backend before the login command).
+    pub fn routed(&self) -> bool {
+        self.upstream.single().is_none()
     }
 
     /// Whether STARTTLS/STLS is offered on this listener.
@@ -138,12 +143,27 @@ impl SessionContext {
         )
     }
 
-    /// Connects to the backend for this client (writes a PROXY header when configured).
+    /// Connects to the listener's single backend for this client (writes a PROXY header when
+    /// configured). Router listeners connect at login ([`crate::routing::session`]).
     pub async fn connect_backend<D: Dialect>(&self) -> Result<BackendConn, BackendError> {
+        let Some(target) = self.listener.upstream.single() else {
+            return Err(BackendError::Connect {
+                backend: self.listener.name().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "this listener connects its backend at login",
+                ),
+            });
+        };
+        target.connect_for::<D>(Some((self.peer, self.local))).await
+    }
+
+    /// The single backend's name, when the listener has no router.
+    pub fn single_backend(&self) -> Option<&str> {
         self.listener
-            .backend
-            .connect_for::<D>(Some((self.peer, self.local)))
-            .await
+            .upstream
+            .single()
+            .map(|target| target.config.name.as_str())
     }
 }
 

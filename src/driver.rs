@@ -55,8 +55,8 @@ pub(crate) trait ProtocolSession: Sized + Send {
 
     /// The connection's context.
     fn context(&self) -> &SessionContext;
-    /// The client and backend streams.
-    fn streams(&mut self) -> (&mut Stream, &mut Stream);
+    /// The client stream and the backend stream (none before a routed login).
+    fn streams(&mut self) -> (&mut Stream, Option<&mut Stream>);
     /// Whether the client has logged in.
     fn logged_in(&self) -> bool;
     /// Whether more client bytes may be read now (bounded back-pressure).

@@ -96,7 +96,7 @@ impl Readiness {
             for listener in config
                 .listeners
                 .iter()
-                .filter(|l| l.backend == backend.name)
+                .filter(|l| config.listener_may_use(l, &backend.name))
             {
                 if !protocols.contains(&listener.protocol) {
                     protocols.push(listener.protocol);

@@ -30,6 +30,7 @@ mod net;
 pub mod pop3;
 pub mod proxy_protocol;
 pub mod reload;
+pub mod routing;
 mod sasl;
 pub mod scan;
 pub mod server;

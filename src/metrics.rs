@@ -115,6 +115,12 @@ pub struct Metrics {
     /// `(certificate, notAfter as Unix time)` behind `tls_certificate_expiry_seconds`,
     /// recomputed on every render so the gauge counts down between reloads.
     certificate_not_after: Mutex<Vec<(String, i64)>>,
+    /// `portcullis_route_decisions_total{router,outcome}`; see [`RouteOutcome`].
+    pub route_decisions: IntCounterVec,
+    /// `portcullis_backend_logins_total{backend,outcome}` (`ok`/`fail`); see [`LoginOutcome`].
+    pub backend_logins: IntCounterVec,
+    /// `portcullis_backend_sessions_total{backend}`: sessions logged in on each backend.
+    pub backend_sessions: IntCounterVec,
 }
 
 /// An open client connection, counted in `connections_active` until dropped; see
@@ -332,6 +338,24 @@ impl Metrics {
                 &["certificate"],
             )?,
             certificate_not_after: Mutex::new(Vec::new()),
+            route_decisions: counter(
+                &r,
+                "route_decisions_total",
+                "Logins routed (or refused) by each router, by outcome.",
+                &["router", "outcome"],
+            )?,
+            backend_logins: counter(
+                &r,
+                "backend_logins_total",
+                "Logins the proxy performed on each backend, by outcome.",
+                &["backend", "outcome"],
+            )?,
+            backend_sessions: counter(
+                &r,
+                "backend_sessions_total",
+                "Client sessions logged in on each backend.",
+                &["backend"],
+            )?,
             registry: r,
         };
         m.build_info
@@ -413,6 +437,19 @@ impl Metrics {
     /// Creates the zero-valued per-backend series (call once per configured backend).
     pub fn prime_backend(&self, backend: &str) {
         self.backend_connect_seconds.with_label_values(&[backend]);
+        self.backend_sessions.with_label_values(&[backend]);
+        for outcome in [LoginOutcome::Ok, LoginOutcome::Fail] {
+            self.backend_logins
+                .with_label_values(&[backend, outcome.as_str()]);
+        }
+    }
+
+    /// Creates the zero-valued series of a router.
+    pub fn prime_router(&self, router: &str) {
+        for outcome in RouteOutcome::ALL {
+            self.route_decisions
+                .with_label_values(&[router, outcome.as_str()]);
+        }
     }
 
     /// Renders this instance's registry in the Prometheus text exposition format 0.0.4.

@@ -1,5 +1,5 @@
 //! Live configuration reload (SIGHUP): certificates and the SNI set are swapped, rules are
-//! recompiled, and whatever cannot change in a running process is reported as needing a
+//! recompiled, static routers' rules and map files are reloaded, and whatever cannot change in a running process is reported as needing a
 //! restart. Sessions in progress keep the TLS session and rules snapshot they started with.
 
 use std::sync::Arc;
@@ -21,6 +21,9 @@ pub enum ReloadError {
     /// The rules did not compile.
     #[error("scan rules: {0}")]
     Rules(crate::scan::ScanError),
+    /// A router's rules or map file are unusable.
+    #[error("routing: {0}")]
+    Routing(#[from] crate::routing::RoutingError),
 }
 
 /// The parts of a running server a reload can change.
@@ -30,6 +33,8 @@ pub struct ReloadHandles {
     pub certs: Arc<CertStore>,
     /// The scan pipeline (rules).
     pub scanner: Arc<Scanner>,
+    /// The routers (static tables and map files are reloaded).
+    pub routers: crate::routing::Routers,
 }
 
 /// What a successful reload did.
@@ -97,6 +102,7 @@ fn prepare_and_swap(
 ) -> Result<ReloadReport, ReloadError> {
     new.validate()?;
     let certs = CertSet::load(new.tls.as_ref())?;
+    let routes = handles.routers.prepare_reload(running, new)?;
     // Compiles and swaps atomically; on error the old rules stay. Done after the certificates
     // loaded and before they are swapped, so either both change or neither does.
     handles
@@ -108,6 +114,8 @@ fn prepare_and_swap(
     }
     metrics().set_certificates(certs.expiry());
     handles.certs.replace_set(certs);
+    let map_entries = routes.commit();
+    tracing::info!(map_entries, "routing tables reloaded");
     Ok(ReloadReport {
         sni_entries: new.tls.as_ref().map_or(0, |tls| tls.sni.len()),
         needs_restart: needs_restart(running, new),
@@ -122,6 +130,9 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
     }
     if running.backends != new.backends {
         changed.push("backend".to_string());
+    }
+    if router_shape(running) != router_shape(new) {
+        changed.push("router (other than static rules, default and map files)".to_string());
     }
     if running.limits != new.limits {
         changed.push("limits".to_string());
@@ -144,4 +155,22 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
         changed.push("scan (other than rules)".to_string());
     }
     changed
+}
+
+/// What of the routers cannot change live: everything but static rules, defaults and map
+/// files (http settings, names and kinds).
+fn router_shape(config: &Config) -> Vec<crate::config::RouterConfig> {
+    config
+        .routers
+        .iter()
+        .map(|router| match router.kind {
+            crate::config::RouterKind::Static => crate::config::RouterConfig {
+                rules: Vec::new(),
+                default: None,
+                map_file: None,
+                ..router.clone()
+            },
+            crate::config::RouterKind::Http => router.clone(),
+        })
+        .collect()
 }

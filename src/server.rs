@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::backend::BackendTarget;
 use crate::config::{Config, ListenerTls};
 use crate::context::{ClientTls, ListenerRuntime, SharedLimits};
 use crate::metrics::{
@@ -43,17 +42,12 @@ pub enum ServerError {
     /// The scan pipeline could not start (bad rules, unusable quarantine, ...).
     #[error("scan: {0}")]
     Scan(#[from] ScanError),
-    /// A backend's TLS material (`ca`, `server_name`) is unusable.
-    #[error("backend {name}: {source}")]
-    Backend {
-        /// Backend name.
-        name: String,
-        /// What is wrong.
-        source: TlsError,
-    },
-    /// A listener refers to a backend that does not exist.
-    #[error("listener {0}: unknown backend")]
-    UnknownBackend(String),
+    /// A listener's backend or router could not be prepared.
+    #[error(transparent)]
+    Upstream(#[from] crate::routing::UpstreamError),
+    /// A router could not be built (map file, rules).
+    #[error(transparent)]
+    Routing(#[from] crate::routing::RoutingError),
 }
 
 /// A bound, ready-to-run proxy.
@@ -66,6 +60,8 @@ pub struct Server {
     pub certs: Arc<CertStore>,
     /// The scan pipeline, for reloads and readiness.
     pub scanner: Arc<Scanner>,
+    /// The routers, for reloads of their tables.
+    pub routers: crate::routing::Routers,
 }
 
 impl Server {
@@ -79,23 +75,16 @@ impl Server {
         let scanner = Arc::new(Scanner::new(&config.scan).await?);
         let shared = SharedLimits::new(&config.limits);
         prime_metrics(config);
+        let routers = crate::routing::Routers::build(config)?;
         let mut listeners = Vec::new();
         for listener in &config.listeners {
-            let backend = config
-                .backend(&listener.backend)
-                .ok_or_else(|| ServerError::UnknownBackend(listener.name.clone()))?;
             let runtime = ListenerRuntime {
                 config: listener.clone(),
                 tls: ClientTls {
                     config: server_config(certs.clone(), listener.protocol)?,
                     listener: listener.name.clone(),
                 },
-                backend: BackendTarget::new(backend, listener.protocol).map_err(|source| {
-                    ServerError::Backend {
-                        name: backend.name.clone(),
-                        source,
-                    }
-                })?,
+                upstream: crate::routing::Upstream::for_listener(config, listener, &routers)?,
                 limits: config.limits.clone(),
                 scanner: scanner.clone(),
                 shared: shared.clone(),
@@ -117,6 +106,7 @@ impl Server {
             grace: config.shutdown_grace,
             certs,
             scanner,
+            routers,
         })
     }
 
@@ -125,6 +115,7 @@ impl Server {
         crate::reload::ReloadHandles {
             certs: self.certs.clone(),
             scanner: self.scanner.clone(),
+            routers: self.routers.clone(),
         }
     }
 
@@ -176,6 +167,9 @@ fn prime_metrics(config: &Config) {
                 TlsVersion::Tls13.as_str(),
             ]);
         }
+    }
+    for router in &config.routers {
+        m.prime_router(&router.name);
     }
     for backend in &config.backends {
         m.prime_backend(&backend.name);

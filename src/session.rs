@@ -129,6 +129,8 @@ pub struct SessionStats {
     pub bytes_down: u64,
     /// The login name once known.
     pub user: Option<String>,
+    /// The backend the session was relayed to once logged in (logged as `route`).
+    pub route: Option<String>,
     /// Messages scanned.
     pub scanned: u64,
     /// Messages blocked or withheld.
@@ -142,6 +144,7 @@ impl Default for SessionStats {
             bytes_up: 0,
             bytes_down: 0,
             user: None,
+            route: None,
             scanned: 0,
             blocked: 0,
         }
@@ -167,6 +170,7 @@ impl SessionStats {
     pub fn log_summary(&self, context: &SessionContext, end: &SessionEnd) {
         let duration: Duration = self.started.elapsed();
         let user = self.user.as_deref().unwrap_or("-");
+        let route = self.route.as_deref().unwrap_or("-");
         let protocol = context.listener.protocol().as_str();
         let metrics = crate::metrics::metrics();
         let listener = context.listener.name();
@@ -184,13 +188,13 @@ impl SessionStats {
             .inc();
         match end {
             SessionEnd::Error(error) => tracing::info!(
-                peer = %context.peer, listener = context.listener.name(), protocol, user,
+                peer = %context.peer, listener = context.listener.name(), protocol, user, route,
                 bytes_up = self.bytes_up, bytes_down = self.bytes_down, duration_ms = duration.as_millis() as u64,
                 scanned = self.scanned, blocked = self.blocked, end = end.label().as_str(), side = error.side().as_str(),
                 %error, "session closed"
             ),
             _ => tracing::info!(
-                peer = %context.peer, listener = context.listener.name(), protocol, user,
+                peer = %context.peer, listener = context.listener.name(), protocol, user, route,
                 bytes_up = self.bytes_up, bytes_down = self.bytes_down, duration_ms = duration.as_millis() as u64,
                 scanned = self.scanned, blocked = self.blocked, end = end.label().as_str(), "session closed"
             ),
@@ -323,8 +327,8 @@ pub enum Input {
 pub struct Relay<'a> {
     /// Client stream.
     pub client: &'a mut Stream,
-    /// Backend stream.
-    pub backend: &'a mut Stream,
+    /// Backend stream (none before a routed login: nothing to read from).
+    pub backend: Option<&'a mut Stream>,
     /// Buffer for client reads.
     pub client_buffer: &'a mut [u8],
     /// Buffer for backend reads.
@@ -347,11 +351,19 @@ pub async fn next_input(
             0 => Ok(Input::ClientClosed),
             n => Ok(Input::Client(n)),
         },
-        read = relay.backend.read(relay.backend_buffer) => match read.map_err(SessionError::BackendIo)? {
+        read = read_optional(relay.backend, relay.backend_buffer) => match read.map_err(SessionError::BackendIo)? {
             0 => Ok(Input::BackendClosed),
             n => Ok(Input::Backend(n)),
         },
         _ = tokio::time::sleep_until(deadline) => Ok(Input::Deadline),
+    }
+}
+
+/// Reads from `stream`, or never completes when there is none.
+async fn read_optional(stream: Option<&mut Stream>, buffer: &mut [u8]) -> std::io::Result<usize> {
+    match stream {
+        Some(stream) => stream.read(buffer).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -397,6 +409,13 @@ pub async fn write_client(stream: &mut Stream, bytes: &[u8]) -> Result<(), Sessi
         .await
         .map_err(|_| stalled())?
         .map_err(SessionError::ClientIo)
+}
+
+/// The backend stream, or an error when none is connected (a routed session before login).
+pub fn connected(backend: &mut Option<Stream>) -> Result<&mut Stream, SessionError> {
+    backend
+        .as_mut()
+        .ok_or_else(|| SessionError::BackendIo(std::io::ErrorKind::NotConnected.into()))
 }
 
 /// Writes all bytes to the backend and flushes.

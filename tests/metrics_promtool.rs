@@ -86,6 +86,18 @@ fn touch_every_family() {
     m.quarantine_releases
         .with_label_values(&[] as &[&str])
         .inc();
+    m.prime_router("imap-users");
+    for outcome in metrics::RouteOutcome::ALL.map(|o| o.as_str()) {
+        m.route_decisions
+            .with_label_values(&["imap-users", outcome])
+            .inc();
+    }
+    for outcome in ["ok", "fail"] {
+        m.backend_logins
+            .with_label_values(&["legacy", outcome])
+            .inc();
+    }
+    m.backend_sessions.with_label_values(&["legacy"]).inc();
     for limit in metrics::Limit::ALL {
         m.limit_rejections
             .with_label_values(&[limit.as_str()])
@@ -101,7 +113,7 @@ fn rendered_metrics_pass_promtool_lint() {
         .lines()
         .filter(|l| l.starts_with("# TYPE portcullis_"))
         .count();
-    assert_eq!(families, 23, "every family must be rendered:\n{text}");
+    assert_eq!(families, 26, "every family must be rendered:\n{text}");
 
     let mut child = match Command::new(PROMTOOL)
         .args(["check", "metrics"])

@@ -44,6 +44,11 @@ impl Config {
                 resolve(base, ca);
             }
         }
+        for router in &mut self.routers {
+            if let Some(map) = &mut router.map_file {
+                resolve(base, map);
+            }
+        }
         let scan = &mut self.scan;
         if let Some(dir) = &mut scan.rules_dir {
             resolve(base, dir);

@@ -205,7 +205,8 @@ fn retagged(line: &[u8], tag: &str) -> Vec<u8> {
 
 impl Session {
     /// Logs in to the backend with `credentials` for the client command `tag`; relays the
-    /// outcome to the client. Returns whether the login succeeded.
+    /// outcome to the client. Returns whether the login succeeded. On a router listener the
+    /// login is routed and its backend connected first ([`Session::route_login`]).
     pub(super) async fn backend_login(
         &mut self,
         tag: &str,
@@ -213,15 +214,99 @@ impl Session {
         stats: &mut SessionStats,
     ) -> Result<bool, SessionError> {
         self.context.penalty.delay(self.context.peer.ip()).await;
+        let client_user = credentials.user.clone();
+        let credentials = match self.backend.is_none() && self.context.listener.routed() {
+            true => match self.route_login(tag, &credentials).await? {
+                Some(routed) => routed,
+                None => return Ok(false),
+            },
+            false => credentials,
+        };
+        let ok = self.login_exchange(tag, &credentials).await?;
+        let backend = self
+            .route
+            .clone()
+            .or_else(|| self.context.single_backend().map(str::to_string));
+        if let Some(backend) = &backend {
+            crate::routing::session::count_backend_login(backend, ok);
+        }
+        if ok {
+            stats.set_user(client_user);
+            stats.route = backend;
+        } else if self.context.listener.routed() {
+            // The next login is routed afresh (it may be another user).
+            self.backend = None;
+            self.route = None;
+            self.backend_capabilities = super::session::ROUTED_CAPABILITIES.into();
+            self.note_capability_list(super::session::ROUTED_CAPABILITIES);
+        }
+        Ok(ok)
+    }
+
+    /// Routes the login and connects its backend; `None` when the client was already told
+    /// why not (`NO [AUTHENTICATIONFAILED]` / `NO [UNAVAILABLE]`).
+    async fn route_login(
+        &mut self,
+        tag: &str,
+        credentials: &Credentials,
+    ) -> Result<Option<Credentials>, SessionError> {
+        use crate::routing::session::{connect_for_login, Refusal};
+        self.login_attempts = self.login_attempts.saturating_add(1);
+        let tls = self.client.is_tls();
+        let routed = connect_for_login::<super::command::ImapDialect>(
+            &self.context,
+            credentials,
+            self.login_attempts,
+            tls,
+        )
+        .await;
+        let routed = match routed {
+            Ok(routed) => routed,
+            Err(Refusal::AuthFailed(text)) => {
+                let line = format!("{tag} NO [AUTHENTICATIONFAILED] {text}\r\n");
+                write_client(&mut self.client, line.as_bytes()).await?;
+                return Ok(None);
+            }
+            Err(Refusal::Unavailable(text)) => {
+                let line = format!("{tag} NO [UNAVAILABLE] {text}\r\n");
+                write_client(&mut self.client, line.as_bytes()).await?;
+                return Ok(None);
+            }
+        };
+        if Status::parse(&routed.conn.greeting).is_some_and(|s| s.condition == "PREAUTH") {
+            tracing::warn!(route = %routed.backend, side = "backend", "routed backend greeted PREAUTH: refused");
+            let line = format!("{tag} NO [UNAVAILABLE] mail server misconfigured\r\n");
+            write_client(&mut self.client, line.as_bytes()).await?;
+            return Ok(None);
+        }
+        let list = super::session::backend_list_of(&routed.conn);
+        self.backend_capabilities = list.clone();
+        self.note_capability_list(&list);
+        self.backend_framer = super::codec::Framer::new(
+            super::codec::Role::Server,
+            super::session::backend_limits(&self.context),
+        );
+        self.backend_framer.feed(&routed.conn.leftover);
+        self.backend = Some(routed.conn.stream);
+        self.route = Some(routed.backend);
+        Ok(Some(routed.credentials))
+    }
+
+    /// Runs the login command on the connected backend; relays the outcome to the client.
+    async fn login_exchange(
+        &mut self,
+        tag: &str,
+        credentials: &Credentials,
+    ) -> Result<bool, SessionError> {
         let (mut exchange, first) = LoginExchange::start(
             tag,
-            &credentials,
+            credentials,
             self.backend_sasl_ir,
             self.backend_literal_plus,
             self.policy(),
         );
         if !first.is_empty() {
-            write_backend(&mut self.backend, &first).await?;
+            write_backend(crate::session::connected(&mut self.backend)?, &first).await?;
         }
         let deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
         let mut buffer = vec![0u8; 16 * 1024];
@@ -231,7 +316,9 @@ impl Session {
                     .backend(&response)
                     .map_err(|e| SessionError::BackendProtocol(e.to_string()))?;
                 match step {
-                    LoginStep::Send(piece) => write_backend(&mut self.backend, &piece).await?,
+                    LoginStep::Send(piece) => {
+                        write_backend(crate::session::connected(&mut self.backend)?, &piece).await?
+                    }
                     LoginStep::ToClient { line, capabilities } => {
                         self.note_list(capabilities.as_deref());
                         write_client(&mut self.client, &line).await?;
@@ -243,22 +330,23 @@ impl Session {
                     } => {
                         record_auth(&self.context, ok);
                         if ok {
-                            stats.set_user(credentials.user);
                             self.note_list(capabilities.as_deref());
-                            tracing::info!("login ok");
+                            tracing::info!(route = self.route.as_deref(), "login ok");
                         } else {
                             crate::login_log::login_failed(
                                 &credentials.user,
                                 self.context.peer.ip(),
                                 crate::config::Protocol::Imap,
                             );
+                            tracing::debug!(route = self.route.as_deref(), "login failed");
                         }
                         write_client(&mut self.client, &reply).await?;
                         return Ok(ok);
                     }
                 }
             }
-            let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
+            let backend = crate::session::connected(&mut self.backend)?;
+            let n = read_backend_by(backend, &mut buffer, deadline).await?;
             self.backend_framer.feed(&buffer[..n]);
         }
     }

@@ -22,6 +22,11 @@ use crate::session::{
     SessionError, SessionStats,
 };
 
+/// The proxy's own greeting on a router listener (capabilities rewritten by the policy).
+const ROUTED_GREETING: &[u8] = b"* OK [CAPABILITY IMAP4rev1] portcullis ready\r\n";
+/// The capabilities a router listener shows before login: the backend is not known yet.
+pub(super) const ROUTED_CAPABILITIES: &str = "IMAP4rev1";
+
 /// Most commands a client may have in flight at once.
 pub(super) const MAX_PENDING: usize = 1024;
 /// The shortest idle timeout an authenticated IMAP session gets (RFC 9051 §5.4).
@@ -50,7 +55,12 @@ pub async fn run(context: SessionContext, client: Stream) {
 pub(super) struct Session {
     pub(super) context: SessionContext,
     pub(super) client: Stream,
-    pub(super) backend: Stream,
+    /// The backend; on a router listener none until the login command was routed.
+    pub(super) backend: Option<Stream>,
+    /// The backend a router chose for the login in progress (router listeners).
+    pub(super) route: Option<String>,
+    /// Login commands so far (`Auth-Login-Attempt` of an http router).
+    pub(super) login_attempts: u32,
     pub(super) phase: Phase,
     /// The logged-in core (set when the phase becomes [`Phase::LoggedIn`]).
     pub(super) relay: Option<Box<Relay>>,
@@ -73,19 +83,18 @@ pub(super) struct Session {
 }
 
 impl Session {
-    async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
-        let backend =
-            connect_or_refuse::<ImapDialect>(context, &mut client, "* BYE [UNAVAILABLE]").await?;
-        let list = backend
-            .capabilities
-            .as_deref()
-            .and_then(capability::list_from_reply)
-            .or_else(|| capability::list_from_code(&backend.greeting))
-            .unwrap_or_else(|| "IMAP4rev1".into());
+    fn new(
+        context: &SessionContext,
+        client: Stream,
+        backend: Option<Stream>,
+        list: String,
+    ) -> Self {
         let mut session = Session {
             context: context.clone(),
             client,
-            backend: backend.stream,
+            backend,
+            route: None,
+            login_attempts: 0,
             phase: Phase::LoggedIn,
             relay: None,
             backend_framer: Framer::new(Role::Server, backend_limits(context)),
@@ -104,6 +113,17 @@ impl Session {
             errors: 0,
         };
         session.note_capability_list(&list);
+        session
+    }
+
+    async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
+        if context.listener.routed() {
+            return Session::start_routed(context, client).await;
+        }
+        let backend =
+            connect_or_refuse::<ImapDialect>(context, &mut client, "* BYE [UNAVAILABLE]").await?;
+        let list = backend_list_of(&backend);
+        let mut session = Session::new(context, client, Some(backend.stream), list.clone());
         let preauthenticated =
             Status::parse(&backend.greeting).is_some_and(|s| s.condition == "PREAUTH");
         if preauthenticated && session.policy().login_disabled {
@@ -128,6 +148,19 @@ impl Session {
             let framer = Framer::new(Role::Client, client_limits(context));
             session.enter_relay(framer, None);
         }
+        Ok(session)
+    }
+
+    /// A router listener: the proxy greets the client itself and connects a backend once the
+    /// login command names the user ([`crate::routing::session`]).
+    async fn start_routed(context: &SessionContext, client: Stream) -> Result<Session, SessionEnd> {
+        let mut session = Session::new(context, client, None, ROUTED_CAPABILITIES.into());
+        let settings = session.prelogin_settings();
+        session.phase = Phase::PreLogin(Box::new(PreLogin::new(settings, client_limits(context))));
+        let greeting = capability::greeting_with(ROUTED_GREETING, None, session.policy());
+        write_client(&mut session.client, &greeting)
+            .await
+            .map_err(SessionEnd::Error)?;
         Ok(session)
     }
 
@@ -253,6 +286,17 @@ impl Session {
     }
 }
 
+/// The capability list a backend connection announced: asked over TLS on the STARTTLS path,
+/// else the greeting's `[CAPABILITY …]` code, else plain IMAP4rev1.
+pub(super) fn backend_list_of(backend: &crate::backend::BackendConn) -> String {
+    backend
+        .capabilities
+        .as_deref()
+        .and_then(capability::list_from_reply)
+        .or_else(|| capability::list_from_code(&backend.greeting))
+        .unwrap_or_else(|| "IMAP4rev1".into())
+}
+
 fn client_limits(context: &SessionContext) -> Limits {
     let limits = &context.listener.limits;
     Limits {
@@ -283,8 +327,8 @@ impl crate::driver::ProtocolSession for Session {
         &self.context
     }
 
-    fn streams(&mut self) -> (&mut Stream, &mut Stream) {
-        (&mut self.client, &mut self.backend)
+    fn streams(&mut self) -> (&mut Stream, Option<&mut Stream>) {
+        (&mut self.client, self.backend.as_mut())
     }
 
     fn logged_in(&self) -> bool {

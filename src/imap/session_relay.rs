@@ -87,7 +87,7 @@ impl Session {
                     continue;
                 }
                 Action::ToBackend(bytes) => {
-                    write_backend(&mut self.backend, &bytes).await?;
+                    write_backend(crate::session::connected(&mut self.backend)?, &bytes).await?;
                     continue;
                 }
                 Action::Scan {

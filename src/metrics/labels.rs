@@ -310,6 +310,24 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// The `outcome` label of `route_decisions_total`: what a router answered for a login.
+    pub enum RouteOutcome {
+        /// A backend was chosen.
+        Routed => "routed",
+        /// A backend was chosen from the http router's cache.
+        Cached => "cached",
+        /// No rule, map entry or default matched (refused as a failed login).
+        NoRoute => "no_route",
+        /// The auth service refused the login.
+        Rejected => "rejected",
+        /// The auth service was down, slow or answered nonsense.
+        Unavailable => "unavailable",
+        /// The auth service named a server that is not a declared backend.
+        Undeclared => "undeclared",
+    }
+}
+
 #[cfg(test)]
 #[path = "labels_tests.rs"]
 mod tests;

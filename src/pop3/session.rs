@@ -27,6 +27,12 @@ use crate::session::{
     upgrade_client, write_backend, write_client, SessionEnd, SessionError, SessionStats,
 };
 
+/// The proxy's own greeting on a router listener: no APOP timestamp (RFC 1939 §7).
+const ROUTED_GREETING: &[u8] = b"+OK portcullis ready\r\n";
+/// What a router listener offers before login (the backend is not known yet): the logins the
+/// proxy runs itself and the response codes it answers with.
+const ROUTED_CAPABILITIES: &[u8] = b"USER\r\nSASL PLAIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n";
+
 /// RFC 1939 §3: the autologout timer must be at least 10 minutes.
 const MIN_IDLE: Duration = Duration::from_secs(600);
 
@@ -58,7 +64,12 @@ pub async fn run(context: SessionContext, client: Stream) {
 pub struct Session {
     pub(super) context: SessionContext,
     client: Stream,
-    backend: Stream,
+    /// The backend; on a router listener none until the login was routed.
+    backend: Option<Stream>,
+    /// The backend a router chose for the login in progress (router listeners).
+    route: Option<String>,
+    /// Logins so far (`Auth-Login-Attempt` of an http router).
+    login_attempts: u32,
     /// The backend framer while logging in; it moves into the TRANSACTION core at login.
     backend_framer: Framer,
     phase: Phase,
@@ -69,27 +80,16 @@ pub struct Session {
 
 impl Session {
     async fn start(context: &SessionContext, mut client: Stream) -> Result<Session, SessionEnd> {
+        if context.listener.routed() {
+            return Session::start_routed(context, client).await;
+        }
         let backend = crate::session::connect_or_refuse::<Pop3Dialect>(
             context,
             &mut client,
             "-ERR [SYS/TEMP]",
         )
         .await?;
-        let limits = Limits::from_config(&context.listener.limits);
-        let (offer_stls, hide_login) = context.tls_gate(client.is_tls());
-        let mut session = Session {
-            context: context.clone(),
-            client,
-            backend: backend.stream,
-            backend_framer: Framer::new(Role::Server, limits),
-            phase: Phase::Prelogin(Box::new(Prelogin::new(PreloginConfig {
-                capabilities: Capabilities::default(),
-                policy: CapaPolicy::default(),
-                max_errors: context.listener.limits.max_errors,
-            }))),
-            capabilities: Capabilities::default(),
-            draining: false,
-        };
+        let mut session = Session::new(context, client, Some(backend.stream));
         session.backend_framer.feed(&backend.leftover);
         let capabilities = match backend.capabilities {
             Some(reply) => Capabilities::from_reply(Some(&reply)),
@@ -98,19 +98,55 @@ impl Session {
                 .await
                 .map_err(SessionEnd::Error)?,
         };
-        session.capabilities = capabilities.clone();
-        session.phase = Phase::Prelogin(Box::new(Prelogin::new(PreloginConfig {
+        session.enter_prelogin(capabilities);
+        write_client(&mut session.client, &backend.greeting)
+            .await
+            .map_err(SessionEnd::Error)?;
+        Ok(session)
+    }
+
+    /// A router listener: the proxy greets the client itself (no APOP timestamp: the backend
+    /// is not known before the login) and connects a backend once the login names the user.
+    async fn start_routed(context: &SessionContext, client: Stream) -> Result<Session, SessionEnd> {
+        let mut session = Session::new(context, client, None);
+        session.enter_prelogin(Capabilities::from_body(ROUTED_CAPABILITIES));
+        write_client(&mut session.client, ROUTED_GREETING)
+            .await
+            .map_err(SessionEnd::Error)?;
+        Ok(session)
+    }
+
+    fn new(context: &SessionContext, client: Stream, backend: Option<Stream>) -> Session {
+        let limits = Limits::from_config(&context.listener.limits);
+        Session {
+            context: context.clone(),
+            client,
+            backend,
+            route: None,
+            login_attempts: 0,
+            backend_framer: Framer::new(Role::Server, limits),
+            phase: Phase::Prelogin(Box::new(Prelogin::new(PreloginConfig {
+                capabilities: Capabilities::default(),
+                policy: CapaPolicy::default(),
+                max_errors: context.listener.limits.max_errors,
+            }))),
+            capabilities: Capabilities::default(),
+            draining: false,
+        }
+    }
+
+    /// The AUTHORIZATION state with `capabilities` as the client's CAPA is built from.
+    fn enter_prelogin(&mut self, capabilities: Capabilities) {
+        let (offer_stls, hide_login) = self.context.tls_gate(self.client.is_tls());
+        self.capabilities = capabilities.clone();
+        self.phase = Phase::Prelogin(Box::new(Prelogin::new(PreloginConfig {
             capabilities,
             policy: CapaPolicy {
                 offer_stls,
                 hide_login,
             },
-            max_errors: context.listener.limits.max_errors,
+            max_errors: self.context.listener.limits.max_errors,
         })));
-        write_client(&mut session.client, &backend.greeting)
-            .await
-            .map_err(SessionEnd::Error)?;
-        Ok(session)
     }
 
     /// Whether more client bytes may be read now (bounded back-pressure).
@@ -225,8 +261,8 @@ impl crate::driver::ProtocolSession for Session {
         &self.context
     }
 
-    fn streams(&mut self) -> (&mut Stream, &mut Stream) {
-        (&mut self.client, &mut self.backend)
+    fn streams(&mut self) -> (&mut Stream, Option<&mut Stream>) {
+        (&mut self.client, self.backend.as_mut())
     }
 
     fn logged_in(&self) -> bool {

@@ -27,7 +27,9 @@ impl Session {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::ToClient(bytes) => write_client(&mut self.client, &bytes).await?,
-                Action::ToBackend(line) => write_backend(&mut self.backend, &line).await?,
+                Action::ToBackend(line) => {
+                    write_backend(crate::session::connected(&mut self.backend)?, &line).await?
+                }
                 Action::Scan {
                     id,
                     message,

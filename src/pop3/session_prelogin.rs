@@ -64,8 +64,9 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Logs in to the backend for the client: the auth penalty first, then the planned
-    /// commands. Returns whether it worked and the backend's final line for the client.
+    /// Logs in to the backend for the client: the auth penalty first, then (on a router
+    /// listener) the route and its backend connection, then the planned commands. Returns
+    /// whether it worked and the final line for the client.
     async fn backend_login(
         &mut self,
         request: &LoginRequest,
@@ -73,22 +74,104 @@ impl Session {
     ) -> Result<(bool, Vec<u8>), SessionError> {
         stats.set_user(request.user().to_string());
         self.context.penalty.delay(self.context.peer.ip()).await;
+        let routed = self.backend.is_none() && self.context.listener.routed();
+        let rewritten;
+        let request = match routed {
+            false => request,
+            true => match self.route_login(request).await? {
+                Ok(routed) => {
+                    rewritten = routed;
+                    &rewritten
+                }
+                Err(reply) => return Ok((false, reply)),
+            },
+        };
         let plan = match request.plan(&self.capabilities) {
             Ok(plan) => plan,
-            Err(refused) => return Ok((false, format!("-ERR [AUTH] {refused}\r\n").into_bytes())),
+            Err(refused) => {
+                self.forget_route();
+                return Ok((false, format!("-ERR [AUTH] {refused}\r\n").into_bytes()));
+            }
         };
         let (ok, reply) = self.run_login(plan, stats).await?;
         crate::session::record_auth(&self.context, ok);
+        let backend = self
+            .route
+            .clone()
+            .or_else(|| self.context.single_backend().map(str::to_string));
+        if let Some(backend) = &backend {
+            crate::routing::session::count_backend_login(backend, ok);
+        }
         if ok {
-            tracing::info!("login ok");
+            tracing::info!(route = backend.as_deref(), "login ok");
+            stats.route = backend;
         } else {
             crate::login_log::login_failed(
                 request.user(),
                 self.context.peer.ip(),
                 crate::config::Protocol::Pop3,
             );
+            tracing::debug!(route = backend.as_deref(), "login failed");
+            self.forget_route();
         }
         Ok((ok, reply))
+    }
+
+    /// Routes the login and connects its backend (its capabilities asked with CAPA when the
+    /// connector did not): the login request for that backend, or the client's `-ERR`.
+    async fn route_login(
+        &mut self,
+        request: &LoginRequest,
+    ) -> Result<Result<LoginRequest, Vec<u8>>, SessionError> {
+        use crate::routing::session::{connect_for_login, Refusal};
+        let credentials = match request {
+            LoginRequest::UserPass(c) | LoginRequest::Sasl(c) => c,
+            LoginRequest::Apop { .. } => {
+                crate::session::count_login(&self.context, crate::metrics::LoginOutcome::Refused);
+                let reply = b"-ERR [AUTH] APOP is not available on this server\r\n";
+                return Ok(Err(reply.to_vec()));
+            }
+        };
+        self.login_attempts = self.login_attempts.saturating_add(1);
+        let tls = self.client.is_tls();
+        let attempt = self.login_attempts;
+        let routed = match connect_for_login::<Pop3Dialect>(
+            &self.context,
+            credentials,
+            attempt,
+            tls,
+        )
+        .await
+        {
+            Ok(routed) => routed,
+            Err(Refusal::AuthFailed(text)) => {
+                return Ok(Err(format!("-ERR [AUTH] {text}\r\n").into_bytes()))
+            }
+            Err(Refusal::Unavailable(text)) => {
+                return Ok(Err(format!("-ERR [SYS/TEMP] {text}\r\n").into_bytes()))
+            }
+        };
+        let limits = Limits::from_config(&self.context.listener.limits);
+        self.backend_framer = Framer::new(Role::Server, limits);
+        self.backend_framer.feed(&routed.conn.leftover);
+        self.backend = Some(routed.conn.stream);
+        self.route = Some(routed.backend);
+        self.capabilities = match routed.conn.capabilities {
+            Some(reply) => Capabilities::from_reply(Some(&reply)),
+            None => self.backend_capabilities().await?,
+        };
+        Ok(Ok(match request {
+            LoginRequest::Sasl(_) => LoginRequest::Sasl(routed.credentials),
+            _ => LoginRequest::UserPass(routed.credentials),
+        }))
+    }
+
+    /// After a failed login on a router listener the next one is routed afresh.
+    fn forget_route(&mut self) {
+        if self.context.listener.routed() {
+            self.backend = None;
+            self.route = None;
+        }
     }
 
     /// Performs the planned login through [`LoginExchange`] over the backend framer (given
@@ -125,10 +208,15 @@ impl Session {
                     LoginStep::Cancel => CANCEL.to_vec(),
                     LoginStep::Done { ok, reply } => return Ok((ok, reply)),
                 };
-                write_backend(&mut self.backend, &bytes).await?;
+                write_backend(crate::session::connected(&mut self.backend)?, &bytes).await?;
                 deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
             }
-            let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
+            let n = read_backend_by(
+                crate::session::connected(&mut self.backend)?,
+                &mut buffer,
+                deadline,
+            )
+            .await?;
             exchange.feed(&buffer[..n]);
         }
     }
@@ -151,12 +239,19 @@ impl Session {
         loop {
             while let Some(step) = exchange.poll().map_err(|e| exchange_violation(&e))? {
                 match step {
-                    CapaStep::Send(line) => write_backend(&mut self.backend, &line).await?,
+                    CapaStep::Send(line) => {
+                        write_backend(crate::session::connected(&mut self.backend)?, &line).await?
+                    }
                     CapaStep::Done(capabilities) => return Ok(capabilities),
                 }
                 deadline = tokio::time::Instant::now() + BACKEND_EXCHANGE_TIMEOUT;
             }
-            let n = read_backend_by(&mut self.backend, &mut buffer, deadline).await?;
+            let n = read_backend_by(
+                crate::session::connected(&mut self.backend)?,
+                &mut buffer,
+                deadline,
+            )
+            .await?;
             exchange.feed(&buffer[..n]);
         }
     }
