@@ -184,10 +184,13 @@ async fn eicar_found_and_clean_ok_over_tcp_and_unix() {
         let scanner = Scanner::new(&e.cfg).await.unwrap();
         scanner.ping().await.unwrap();
         assert!(scanner.clamd_version().unwrap().starts_with("ClamAV "));
-        assert_eq!(scanner.verdict(CLEAN).await, Verdict::Clean);
+        assert_eq!(
+            scanner.verdict(Bytes::from_static(CLEAN)).await,
+            Verdict::Clean
+        );
         let mut raw = b"Subject: raw\r\n\r\n".to_vec();
         raw.extend_from_slice(EICAR);
-        assert_infected(&scanner.verdict(&raw).await);
+        assert_infected(&scanner.verdict(Bytes::from(raw.clone())).await);
         // inside a base64 MIME attachment (clamd decodes mail)
         let attached = Bytes::from(eicar_attachment());
         let disposition = scanner.process(attached.clone(), &msg(1)).await;
@@ -227,10 +230,13 @@ async fn stream_max_length_exceeded_is_error_never_clean() {
     let mut e = env(vec![clamd.tcp()]);
     e.cfg.chunk_size = portcullis::scan::config::ByteSize(512);
     let scanner = Scanner::new(&e.cfg).await.unwrap();
-    assert_eq!(scanner.verdict(CLEAN).await, Verdict::Clean);
+    assert_eq!(
+        scanner.verdict(Bytes::from_static(CLEAN)).await,
+        Verdict::Clean
+    );
     let mut big = b"Subject: big\r\n\r\n".to_vec();
     big.extend(std::iter::repeat_n(b"clean text line\r\n".as_slice(), 4000).flatten());
-    let verdict = scanner.verdict(&big).await;
+    let verdict = scanner.verdict(Bytes::from(big.clone())).await;
     assert!(matches!(verdict, Verdict::Error { .. }), "{verdict:?}");
     // on_error = tempfail (default): nothing is delivered
     let disposition = scanner.process(Bytes::from(big), &msg(3)).await;
@@ -252,13 +258,16 @@ async fn unreachable_endpoint_fails_over_to_the_second() {
     ]);
     let scanner = Scanner::new(&e.cfg).await.unwrap();
     scanner.ping().await.unwrap();
-    assert_infected(&scanner.verdict(&eicar_attachment()).await);
-    assert_eq!(scanner.verdict(CLEAN).await, Verdict::Clean);
+    assert_infected(&scanner.verdict(Bytes::from(eicar_attachment())).await);
+    assert_eq!(
+        scanner.verdict(Bytes::from_static(CLEAN)).await,
+        Verdict::Clean
+    );
     let only_dead = env(vec![dead]);
     let scanner = Scanner::new(&only_dead.cfg).await.unwrap();
     assert!(scanner.ping().await.is_err());
     assert_eq!(
-        scanner.verdict(CLEAN).await,
+        scanner.verdict(Bytes::from_static(CLEAN)).await,
         Verdict::Error {
             cause: ScanErrorCause::ScannerUnavailable
         }
@@ -294,7 +303,7 @@ async fn silent_server_times_out() {
     let started = Instant::now();
     let scanner = Scanner::new(&e.cfg).await.unwrap();
     assert_eq!(
-        scanner.verdict(CLEAN).await,
+        scanner.verdict(Bytes::from_static(CLEAN)).await,
         Verdict::Error {
             cause: ScanErrorCause::Timeout
         }

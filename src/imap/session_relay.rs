@@ -122,7 +122,7 @@ impl Session {
                 Action::Verify { id, message } => {
                     let verdict = {
                         let _permit = self.context.scan_permits.acquire().await;
-                        scanner.verdict(&message).await
+                        scanner.verdict(message).await
                     };
                     core.verified(id, &verdict, &scanner.policy())
                 }

@@ -212,9 +212,9 @@ pub async fn run_scan(
     let items: Vec<Item> = paths.iter().flat_map(|path| collect(path)).collect();
     let bar = progress_bar(progress, items.len());
     for item in items {
-        let (code, line) = match &item.content {
+        let (code, line) = match item.content {
             Ok(message) => {
-                let verdict = scanner.verdict(message).await;
+                let verdict = scanner.verdict(bytes::Bytes::from(message)).await;
                 let line = format!(
                     "{}\t{}\t{}",
                     item.label,

@@ -12,10 +12,12 @@
 pub mod cache;
 pub mod clamd;
 pub mod cli;
+mod compute;
 pub mod config;
 pub mod engine;
 pub mod mime;
 mod notice;
+mod offload;
 mod policy;
 pub mod quarantine;
 pub mod quarantine_cli;
@@ -46,7 +48,7 @@ pub use verdict::{
 
 pub use cache::MessageKey;
 use cache::{Outcome, ScanCache};
-use clamd::{ClamdEngine, EngineOutcome};
+use clamd::ClamdEngine;
 use engine::Engine;
 use quarantine::Quarantine;
 use rules::RuleSet;
@@ -189,11 +191,10 @@ impl Scanner {
     }
 
     /// The raw verdict only (no quarantine); used by `portcullis scan` and APPEND scanning.
-    pub async fn verdict(&self, message: &[u8]) -> Verdict {
+    pub async fn verdict(&self, message: Bytes) -> Verdict {
         let generation = self.inner.cache.generation();
-        self.inner
-            .verdict(message, &quarantine::sha256(message), generation)
-            .await
+        let hash = offload::run(&message, quarantine::sha256).await;
+        self.inner.verdict(&message, &hash, generation).await
     }
 
     /// The cached disposition of (user, mailbox, UIDVALIDITY, UID) if it was processed before.
@@ -372,78 +373,6 @@ impl Inner {
         }
     }
 
-    /// Engine + rules on a message, using and filling the verdict cache.
-    async fn verdict(&self, raw: &[u8], hash: &cache::Hash, generation: u64) -> Verdict {
-        if raw.len() as u64 > self.policy().max_size {
-            return Verdict::Oversize;
-        }
-        if let Some(verdict) = self.cache.verdict(hash).await {
-            self.stats.count_cache(true);
-            return verdict;
-        }
-        self.stats.count_cache(false);
-        let verdict = self.compute_verdict(raw).await;
-        self.cache
-            .put_verdict(*hash, verdict.clone(), generation)
-            .await;
-        verdict
-    }
-
-    async fn compute_verdict(&self, raw: &[u8]) -> Verdict {
-        let rules_started = std::time::Instant::now();
-        let (hits, builtin) = {
-            let parsed = mime::parse(raw);
-            let hits = parsed
-                .as_ref()
-                .map(|m| self.rules().evaluate(&mime::view(m)))
-                .unwrap_or_default();
-            let builtin = matches!(self.engine, Engine::BuiltinEicar)
-                .then(|| engine::builtin_scan(raw, parsed.as_ref()));
-            (hits, builtin)
-        };
-        for hit in &hits {
-            self.stats.count_rule(&hit.name);
-        }
-        let scan_seconds = &crate::metrics::metrics().scan_seconds;
-        scan_seconds
-            .with_label_values(&[ScanEngine::Rules.as_str()])
-            .observe(rules_started.elapsed().as_secs_f64());
-        let engine_started = std::time::Instant::now();
-        let outcome = match (&self.engine, builtin) {
-            (_, Some(outcome)) => outcome,
-            (Engine::Clamd(clamd), None) => clamd.scan(raw).await,
-            (Engine::BuiltinEicar, None) => EngineOutcome::Clean,
-        };
-        if matches!(self.engine, Engine::Clamd(_)) {
-            scan_seconds
-                .with_label_values(&[ScanEngine::Clamd.as_str()])
-                .observe(engine_started.elapsed().as_secs_f64());
-        }
-        let strongest = hits
-            .iter()
-            .fold(None::<&rules::RuleHit>, |best, hit| match best {
-                Some(b) if b.action >= hit.action => Some(b),
-                _ => Some(hit),
-            });
-        let rule_verdict = strongest.map(|hit| Verdict::Rule {
-            name: hit.name.clone(),
-            action: hit.action,
-        });
-        match outcome {
-            EngineOutcome::Found(signature) => Verdict::Infected {
-                engine: self.engine.name().to_string(),
-                signature,
-            },
-            EngineOutcome::Error(cause) => match strongest {
-                Some(hit) if hit.action == RuleAction::Block => {
-                    rule_verdict.unwrap_or(Verdict::Error { cause })
-                }
-                _ => Verdict::Error { cause },
-            },
-            EngineOutcome::Clean => rule_verdict.unwrap_or(Verdict::Clean),
-        }
-    }
-
     async fn process(
         &self,
         message: Bytes,
@@ -451,7 +380,7 @@ impl Inner {
         key: Option<MessageKey>,
     ) -> Disposition {
         let generation = self.cache.generation();
-        let hash = quarantine::sha256(&message);
+        let hash = offload::run(&message, quarantine::sha256).await;
         if self.released.contains(&hash) {
             return self
                 .serve_released(message, msg, key, hash, generation)

@@ -200,7 +200,7 @@ async fn policy_table_on_oversize() {
             s.cfg.on_error = on_error;
             let scanner = Scanner::new(&s.cfg).await.unwrap();
             let original = infected();
-            assert_eq!(scanner.verdict(&original).await, Verdict::Oversize);
+            assert_eq!(scanner.verdict(original.clone()).await, Verdict::Oversize);
             let d = scanner.process(original.clone(), &msg(1)).await;
             match on_oversize {
                 OnOversize::Pass => assert_eq!(
@@ -296,7 +296,9 @@ async fn strip_tag_and_reload() {
     scanner.reload_rules(Some(&empty)).unwrap();
     assert_eq!(scanner.cached(&msg(4)).await, None);
     assert_eq!(
-        scanner.verdict(b"Subject: wire now\r\n\r\nx\r\n").await,
+        scanner
+            .verdict(Bytes::from_static(b"Subject: wire now\r\n\r\nx\r\n"))
+            .await,
         Verdict::Clean
     );
     // a broken reload keeps the old rules
@@ -353,7 +355,7 @@ fn process_future_is_send() {
     let m = msg(1);
     let fut = scanner.process(Bytes::new(), &m);
     assert_send(&fut);
-    let v = scanner.verdict(b"");
+    let v = scanner.verdict(Bytes::new());
     assert_send(&v);
 }
 
