@@ -379,8 +379,12 @@ impl Relay {
     }
 
     pub(super) fn relay(&mut self, bytes: Vec<u8>) {
+        self.relay_bytes(Bytes::from(bytes));
+    }
+
+    pub(super) fn relay_bytes(&mut self, bytes: Bytes) {
         self.tally.bytes_down += bytes.len() as u64;
-        self.out.push(Action::ToClient(Bytes::from(bytes)));
+        self.out.push(Action::ToClient(bytes));
     }
 
     /// A reference to a message of the selected mailbox.

@@ -153,7 +153,7 @@ impl Relay {
         }
         let uid = known.map(|(_, uid)| uid);
         match interception {
-            Interception::Pass(raw) => self.relay(raw),
+            Interception::Pass(raw) => self.relay_bytes(raw),
             Interception::Unparsable => self.note_withheld(None),
             Interception::Ready(held) => self.served(&held, None),
             Interception::Scan(held, message) => {
@@ -178,8 +178,8 @@ impl Relay {
         if matches!(disposition, Some(Disposition::TempFail { .. })) {
             self.note_withheld(held.tag());
         }
-        if let Some(bytes) = relay_fetch::serve(held, disposition) {
-            self.relay(bytes);
+        for piece in relay_fetch::serve(held, disposition).unwrap_or_default() {
+            self.relay_bytes(piece);
         }
     }
 

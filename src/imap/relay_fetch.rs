@@ -17,7 +17,6 @@
 //! This module is pure: [`intercept`] says what a response needs, [`serve`] renders it once the
 //! disposition is known; [`super::relay`] turns the needs into actions.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use bytes::Bytes;
 
 use super::fetch::{FetchRequest, ItemKind};
 use super::fetch_match::Signature;
-use super::fetch_response::{encode_literal_item, render, FetchResponse, ResponseItem, Value};
+use super::fetch_response::{encode_literal_item, FetchResponse, ResponseItem, Value};
 use super::section;
 use crate::scan::Disposition;
 
@@ -78,7 +77,7 @@ enum Serve<'a> {
 /// A parsed `* n FETCH` response waiting to be served.
 #[derive(Debug)]
 pub struct Held {
-    raw: Vec<u8>,
+    raw: Bytes,
     response: FetchResponse,
     context: Option<FetchContext>,
 }
@@ -104,7 +103,7 @@ impl Held {
 #[derive(Debug)]
 pub enum Interception {
     /// Relay these bytes unchanged.
-    Pass(Vec<u8>),
+    Pass(Bytes),
     /// Unparsable: withheld (counts as a withheld message).
     Unparsable,
     /// Only items the proxy added need removing: serve with no verdict.
@@ -122,6 +121,8 @@ pub fn intercept<'c>(
     raw: Vec<u8>,
     answered: impl FnOnce(&Signature) -> Option<&'c FetchContext>,
 ) -> (Interception, Option<(u32, u32)>) {
+    // Items and the whole message are slices of this buffer from here on: no copies.
+    let raw = Bytes::from(raw);
     let response = match FetchResponse::parse(&raw) {
         Ok(Some(response)) => response,
         Ok(None) => return (Interception::Pass(raw), None),
@@ -141,8 +142,7 @@ pub fn intercept<'c>(
         .items
         .iter()
         .find(|i| is_whole(i))
-        .and_then(|i| FetchResponse::value(&raw, i))
-        .map(|w| Bytes::from(w.into_owned()));
+        .and_then(|i| value_bytes(&raw, i));
     let held = Held {
         raw,
         response,
@@ -157,8 +157,10 @@ pub fn intercept<'c>(
 }
 
 /// The bytes for the client from a held response and its disposition (`None`: clean, serve the
-/// original); `None` sends nothing. A temporary failure withholds the content items.
-pub fn serve(held: &Held, disposition: Option<&Disposition>) -> Option<Vec<u8>> {
+/// original), as pieces to send in order; `None` sends nothing. A temporary failure withholds
+/// the content items. A clean response the proxy added nothing to is sent as received, without
+/// a copy; otherwise the kept items are slices of the received bytes.
+pub fn serve(held: &Held, disposition: Option<&Disposition>) -> Option<Vec<Bytes>> {
     let serve = match disposition {
         None
         | Some(Disposition::Deliver {
@@ -170,13 +172,33 @@ pub fn serve(held: &Held, disposition: Option<&Disposition>) -> Option<Vec<u8>> 
         Some(Disposition::TempFail { .. }) => Serve::Withhold,
     };
     let context = held.context.as_ref();
-    let mut items: Vec<Cow<'_, [u8]>> = Vec::new();
-    for item in held.response.items.iter().filter(|i| !is_added(i, context)) {
+    let items = &held.response.items;
+    if matches!(serve, Serve::Original) && !items.iter().any(|i| is_added(i, context)) {
+        return Some(vec![held.raw.clone()]);
+    }
+    let mut pieces = vec![Bytes::from(format!("* {} FETCH (", held.response.seq))];
+    for item in items.iter().filter(|i| !is_added(i, context)) {
         if let Some(encoded) = serve_item(&held.raw, item, &serve, context) {
-            items.push(encoded);
+            if pieces.len() > 1 {
+                pieces.push(Bytes::from_static(b" "));
+            }
+            pieces.push(encoded);
         }
     }
-    (!items.is_empty()).then(|| render(held.response.seq, &items))
+    (pieces.len() > 1).then(|| {
+        pieces.push(Bytes::from_static(b")\r\n"));
+        pieces
+    })
+}
+
+/// An item's value as a slice of `raw` (a copy only for a quoted string with escapes).
+fn value_bytes(raw: &Bytes, item: &ResponseItem) -> Option<Bytes> {
+    match &item.value {
+        Value::Literal { content, .. } if content.end <= raw.len() => {
+            Some(raw.slice(content.clone()))
+        }
+        _ => FetchResponse::value(raw, item).map(|v| Bytes::copy_from_slice(&v)),
+    }
 }
 
 /// Whether the proxy added this item to the forwarded command.
@@ -197,19 +219,22 @@ fn needs_verdict(item: &ResponseItem) -> bool {
 }
 
 /// The encoded item for the client, or `None` to leave it out.
-fn serve_item<'a>(
-    raw: &'a [u8],
+fn serve_item(
+    raw: &Bytes,
     item: &ResponseItem,
     serve: &Serve<'_>,
     context: Option<&FetchContext>,
-) -> Option<Cow<'a, [u8]>> {
-    let original = || Cow::Borrowed(raw.get(item.span.clone()).unwrap_or_default());
+) -> Option<Bytes> {
+    let original = || match item.span.end <= raw.len() {
+        true => raw.slice(item.span.clone()),
+        false => Bytes::new(),
+    };
     match serve {
         Serve::Original => Some(original()),
         Serve::Withhold if needs_verdict(item) => None,
         Serve::Withhold => Some(original()),
         Serve::From(_) if !needs_verdict(item) => Some(original()),
-        Serve::From(bytes) => computed(item, bytes, context).map(Cow::Owned),
+        Serve::From(bytes) => computed(item, bytes, context).map(Bytes::from),
     }
 }
 
