@@ -14,8 +14,9 @@
 //!   scanned and the held response served from the verdict. If the message is gone (the server
 //!   answers without it), or too much arrives in between, the held response is withheld as
 //!   before (`NO [UNAVAILABLE]`), and the proxy's own responses are still dropped when they come.
-//! * Not during IDLE or while a literal waits for the backend's `+`: the backend would read the
-//!   command as part of them. The held response is withheld then.
+//! * Not during IDLE or while a literal waits for the backend's `+` (the backend would read the
+//!   command as part of them), nor behind a pipelined LOGOUT (the server closes before
+//!   answering it). The held response is withheld then.
 
 use bytes::Bytes;
 
@@ -23,7 +24,7 @@ use super::codec::Event;
 use super::command::Status;
 use super::fetch::ItemKind;
 use super::fetch_response::{fetch_seq, FetchResponse};
-use super::relay::{Action, ClientMode, Close, Relay};
+use super::relay::{Action, ClientMode, Close, Kind, Relay};
 use super::relay_client::Waiting;
 use super::relay_fetch::Held;
 use crate::scan::Disposition;
@@ -44,8 +45,11 @@ pub(super) struct OwnFetch {
 impl Relay {
     /// The cached verdict for `held` is missing: fetch the message, or withhold the response.
     pub(super) fn fetch_own(&mut self, held: Held) {
-        let can_send =
-            self.own.is_none() && self.continuation.is_none() && self.mode != ClientMode::Idle;
+        let logging_out = self.pending.iter().any(|p| p.kind == Kind::Logout);
+        let can_send = self.own.is_none()
+            && self.continuation.is_none()
+            && self.mode != ClientMode::Idle
+            && !logging_out;
         let uid = match held.uid() {
             Some(uid) if can_send => uid,
             _ => return self.withhold(&held, "message content arrived without the whole message"),

@@ -220,3 +220,21 @@ fn a_sequence_fetch_behind_a_pipelined_expunge_is_planned_without_the_cache() {
     // UIDs do not move: the UID FETCH is planned from the cache (its signature differs).
     assert_eq!(steps[5].requests, ["probe 2 [Some(42)]"]);
 }
+
+#[test]
+fn no_own_fetch_behind_a_pipelined_logout() {
+    let mut script = selected_and_scanned();
+    script.extend([
+        In::Client(b"g FETCH 1 (BODY[TEXT])\r\nz LOGOUT\r\n"),
+        In::Probed(2, true),
+        In::Backend(MOVED),
+        In::LookedUp(3, None),
+    ]);
+    let steps = replay(&script);
+    assert_eq!(steps[8].backend, "");
+    assert!(
+        steps[8].client.contains("g NO [UNAVAILABLE]"),
+        "{}",
+        steps[8].client
+    );
+}
