@@ -5,6 +5,12 @@
 //!
 //! The id is the first 16 hex digits of the SHA-256 of the original, so the same message blocked
 //! twice gets the same id and its replacement stays byte-stable.
+//!
+//! Several replicas may share one quarantine directory (NFS, CephFS, a ReadWriteMany volume):
+//! temporary names carry a per-process random token (not only the pid, which is 1 in every
+//! container), an original is renamed over an identical one harmlessly, and each record is
+//! published with `link(2)` under the first free name (`<id>.json`, `<id>.1.json`, …), which
+//! fails instead of overwriting when another replica took that name at the same moment.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::Write;
@@ -143,6 +149,15 @@ pub fn record(
     }
 }
 
+/// `<id>.json` for the first sighting; later sightings of the same original (another user,
+/// another fetch after a cache flush, another replica) get `<id>.<n>.json` so no record is
+/// overwritten.
+fn record_names(id: &str) -> Vec<String> {
+    std::iter::once(format!("{id}.json"))
+        .chain((1..=MAX_RECORDS).map(|n| format!("{id}.{n}.json")))
+        .collect()
+}
+
 /// The quarantine directory.
 #[derive(Debug, Clone)]
 pub struct Quarantine {
@@ -166,6 +181,71 @@ const MAX_RECORDS: u32 = 1000;
 /// Makes temporary file names unique within the process (concurrent writes of the same id).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Makes temporary file names unique across processes and hosts sharing the directory.
+static PROCESS_TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let seed = format!("{}:{nanos}:{host}:{:p}", std::process::id(), &TEMP_COUNTER);
+    hex::encode(&sha256(seed.as_bytes())[..6])
+});
+
+/// A new temporary path beside `name` in `dir`.
+fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.{}.{unique}.tmp", *PROCESS_TOKEN))
+}
+
+/// Writes and syncs `bytes` to a new file `temp` with mode [`FILE_MODE`].
+fn write_temp(temp: &Path, bytes: &[u8]) -> Result<(), QuarantineError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(temp)
+        .map_err(io_err("create", temp))?;
+    // The umask may have taken bits from `mode` (never added any): set it exactly.
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(io_err("chmod", temp))?;
+    file.write_all(bytes).map_err(io_err("write", temp))?;
+    file.sync_all().map_err(io_err("fsync", temp))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), QuarantineError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync dir", dir))
+}
+
+/// Writes `bytes` under the first of `names` that does not exist yet, never replacing a file
+/// (another process may pick the same name at the same moment: `link(2)` lets only one win);
+/// when every name is taken, the last is replaced. Returns the name used.
+pub fn write_new(dir: &Path, names: &[String], bytes: &[u8]) -> Result<String, QuarantineError> {
+    let Some(last) = names.last() else {
+        return Err(QuarantineError::Record("no file name to write".into()));
+    };
+    let temp = temp_path(dir, last);
+    let result = (|| {
+        write_temp(&temp, bytes)?;
+        for name in names {
+            let target = dir.join(name);
+            match fs::hard_link(&temp, &target) {
+                Ok(()) => return Ok(name.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("link", &target)(e)),
+            }
+        }
+        let target = dir.join(last);
+        fs::rename(&temp, &target).map_err(io_err("rename", &target))?;
+        Ok(last.clone())
+    })();
+    let _ = fs::remove_file(&temp);
+    let name = result?;
+    sync_dir(dir)?;
+    Ok(name)
+}
+
 /// Mode of every file the quarantine writes.
 pub const FILE_MODE: u32 = 0o600;
 /// Mode of a directory the quarantine creates.
@@ -181,33 +261,17 @@ pub fn create_dir(dir: &Path) -> Result<(), QuarantineError> {
 }
 
 /// Writes `bytes` to `dir/name` atomically and durably, mode [`FILE_MODE`] whatever the umask:
-/// a temporary `.<name>.<pid>.<n>.tmp` beside the target, renamed over it once synced.
+/// a temporary `.<name>.<token>.<n>.tmp` beside the target, renamed over it once synced.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), QuarantineError> {
     let target = dir.join(name);
-    let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let temp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&temp)
-            .map_err(io_err("create", &temp))?;
-        // The umask may have taken bits from `mode` (never added any): set it exactly.
-        file.set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(io_err("chmod", &temp))?;
-        file.write_all(bytes).map_err(io_err("write", &temp))?;
-        file.sync_all().map_err(io_err("fsync", &temp))?;
-        fs::rename(&temp, &target).map_err(io_err("rename", &target))
-    })();
+    let temp = temp_path(dir, name);
+    let result = write_temp(&temp, bytes)
+        .and_then(|()| fs::rename(&temp, &target).map_err(io_err("rename", &target)));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync dir", dir))
+    sync_dir(dir)
 }
 
 impl Quarantine {
@@ -236,21 +300,8 @@ impl Quarantine {
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| QuarantineError::Record(e.to_string()))?;
         write_atomic(&self.dir, &format!("{}.eml", record.id), original)?;
-        write_atomic(&self.dir, &self.record_name(&record.id), &json)?;
+        write_new(&self.dir, &record_names(&record.id), &json)?;
         Ok(record.id.clone())
-    }
-
-    /// `<id>.json` for the first sighting; later sightings of the same original (another user,
-    /// another fetch after a cache flush) get `<id>.<n>.json` so no record is overwritten.
-    fn record_name(&self, id: &str) -> String {
-        let first = format!("{id}.json");
-        if !self.dir.join(&first).exists() {
-            return first;
-        }
-        (1..MAX_RECORDS)
-            .map(|n| format!("{id}.{n}.json"))
-            .find(|name| !self.dir.join(name).exists())
-            .unwrap_or_else(|| format!("{id}.{MAX_RECORDS}.json"))
     }
 
     /// Readiness: what a store needs, without storing anything — the directory is created if
@@ -260,7 +311,7 @@ impl Quarantine {
         let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let temp = self
             .dir
-            .join(format!(".readiness.{}.{unique}.tmp", std::process::id()));
+            .join(format!(".readiness.{}.{unique}.tmp", *PROCESS_TOKEN));
         let written = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -378,6 +429,42 @@ mod tests {
         assert_eq!(stored.signature.as_deref(), Some("Win.Test.EICAR_HDB-1"));
         assert_eq!(stored.rule, None);
         assert_eq!(stored.size, original.len());
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_id_never_overwrite_each_others_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path().join("q"));
+        let original = b"Subject: x\r\n\r\nsame content\r\n";
+        let hash = sha256(original);
+        std::thread::scope(|scope| {
+            for n in 0..8u32 {
+                let q = &q;
+                scope.spawn(move || {
+                    let mut m = msg();
+                    m.uid = Some(n);
+                    let record = record(original, &hash, &m, &Verdict::Oversize, "replace", 1);
+                    q.store_blocking(original, &record).unwrap();
+                });
+            }
+        });
+        let mut uids: Vec<u32> = fs::read_dir(q.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".json"))
+            .map(|name| {
+                let record: Record =
+                    serde_json::from_slice(&fs::read(q.dir().join(name)).unwrap()).unwrap();
+                record.uid.unwrap()
+            })
+            .collect();
+        uids.sort_unstable();
+        assert_eq!(uids, (0..8).collect::<Vec<_>>());
+        let names: Vec<String> = fs::read_dir(q.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
 
     #[test]
