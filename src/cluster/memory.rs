@@ -71,11 +71,10 @@ impl Store for MemoryStore {
     }
 
     fn set_nx(&self, key: String, value: Vec<u8>, _ttl: Duration) -> StoreFuture<'_, bool> {
-        self.run(move |map| {
-            if map.contains_key(&key) {
-                false
-            } else {
-                map.insert(key, value);
+        self.run(move |map| match map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(value);
                 true
             }
         })
