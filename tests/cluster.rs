@@ -261,3 +261,57 @@ fn a_store_killed_mid_session_costs_scans_never_fetches_then_sharing_resumes() {
     }
     assert!(!redis.keys("portcullis:v1:verdict:*").is_empty());
 }
+
+/// Benchmark (`cargo test --release --test cluster -- --ignored --nocapture`): a cold mailbox
+/// fetched through replica A, then through replica B; prints both throughputs and the clamd
+/// scans each caused. Set `PORTCULLIS_BENCH_MESSAGES` (default 300) and
+/// `PORTCULLIS_BENCH_SIZE` in octets (default 20000).
+#[test]
+#[ignore = "benchmark"]
+fn bench_cold_fetch_through_a_then_b() {
+    let count: usize = std::env::var("PORTCULLIS_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let size: usize = std::env::var("PORTCULLIS_BENCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let (dovecot, clamd, redis) = (Dovecot::start(), clamd(), Redis::start());
+    let messages: Vec<Vec<u8>> = (0..count)
+        .map(|n| {
+            let mut m = clean("bench", n);
+            m.extend(
+                std::iter::repeat_n(b'x', size)
+                    .collect::<Vec<u8>>()
+                    .chunks(76)
+                    .flat_map(|line| [line, b"\r\n"].concat()),
+            );
+            m
+        })
+        .collect();
+    dovecot.seed_messages(dovecot.user(), &messages);
+    let q = tempfile::tempdir().unwrap();
+    let a = replica(&dovecot, &clamd, &redis, q.path());
+    let b = replica(&dovecot, &clamd, &redis, q.path());
+    let bytes: usize = messages.iter().map(Vec::len).sum();
+    let mut report = Vec::new();
+    for (name, proxy) in [("A (cold)", &a), ("B (after A)", &b)] {
+        let mut client = imap_login(proxy.port(0), &dovecot, "EXAMINE");
+        let before = scans(&clamd);
+        let started = Instant::now();
+        let fetched = bodies(&mut client, 1..=count);
+        let elapsed = started.elapsed();
+        assert_eq!(fetched.len(), count);
+        report.push(format!(
+            "{name}: {count} messages, {:.1} MB in {:.2} s = {:.0} msg/s, {:.1} MB/s; clamd scans {}",
+            bytes as f64 / 1e6,
+            elapsed.as_secs_f64(),
+            count as f64 / elapsed.as_secs_f64(),
+            bytes as f64 / 1e6 / elapsed.as_secs_f64(),
+            scans(&clamd) - before
+        ));
+    }
+    let keys = redis.keys("portcullis:v1:*").len();
+    eprintln!("{}\nstore keys: {keys}", report.join("\n"));
+}

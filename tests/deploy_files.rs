@@ -219,6 +219,8 @@ fn exported_families() -> BTreeSet<String> {
         .with_label_values(&["legacy", "connect", "timeout"])
         .inc();
     m.backend_ready.with_label_values(&["legacy"]).set(1);
+    m.cluster_errors.with_label_values(&["get"]).inc();
+    m.cluster_lookups.with_label_values(&["hit"]).inc();
     m.set_certificates(&[("/etc/portcullis/tls/server.pem".into(), i64::MAX)]);
     m.render()
         .lines()
