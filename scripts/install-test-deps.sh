@@ -3,7 +3,7 @@
 #
 # - installs only the packages whose binaries/files are missing (one `apt-get update` at most),
 #   with a temporary policy-rc.d (only if the machine has none) so that the packages' system
-#   services (Dovecot, clamd, freshclam, haproxy, prometheus) are not started;
+#   services (Dovecot, clamd, freshclam, haproxy, prometheus, redis) are not started;
 # - never stops, disables or reconfigures a system service: the tests start their own Dovecot
 #   and clamd with their own configs on ephemeral loopback ports and never talk to the system's;
 # - installs the Python package kubernetes-validate (PyPI) with pip if `python3` lacks it
@@ -42,6 +42,7 @@ REQUIREMENTS=(
     "fetchmail fetchmail"
     "promtool prometheus"
     "haproxy haproxy"
+    "redis-server redis-server"
     "systemd-analyze systemd"
     "curl curl"
     "openssl openssl"

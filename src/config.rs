@@ -11,10 +11,12 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::proxy_protocol::Cidr;
+pub use cluster::ClusterConfig;
 pub use limits::LimitsConfig;
 pub use pin::{PinError, Sha256Pin};
 pub use router::{RouterConfig, RouterKind, RuleConfig};
 
+mod cluster;
 mod limits;
 mod paths;
 mod pin;
@@ -83,6 +85,9 @@ pub struct Config {
     pub scan: crate::scan::ScanConfig,
     /// Metrics and health endpoints (`[metrics]`); absent means none.
     pub metrics: Option<MetricsConfig>,
+    /// The store replicas share state in (`[cluster]`); absent means each replica alone.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// Graceful shutdown deadline for in-flight commands.
     #[serde(
         default = "default_shutdown_grace",
@@ -425,6 +430,9 @@ impl Config {
         self.validate_routers()?;
         self.validate_sni()?;
         self.limits.validate()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+        }
         self.scan
             .validate()
             .map_err(|e| ConfigError::invalid(format!("scan.{}", e.key), e.problem))

@@ -32,6 +32,10 @@ fn effective(config: &Config) -> Config {
     for backend in &mut config.backends {
         backend.server_name = Some(backend.tls_server_name().to_string());
     }
+    if let Some(cluster) = &mut config.cluster {
+        // The store URL may carry a password (`redis://user:password@host`).
+        cluster.redis = cluster.redacted();
+    }
     config
 }
 

@@ -47,9 +47,17 @@ pub struct SharedLimits {
 impl SharedLimits {
     /// Builds the shared state from `[limits]`.
     pub fn new(limits: &LimitsConfig) -> SharedLimits {
+        SharedLimits::with_cluster(limits, None)
+    }
+
+    /// Builds the shared state from `[limits]`, sharing auth-failure counts through `cluster`.
+    pub fn with_cluster(
+        limits: &LimitsConfig,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> SharedLimits {
         SharedLimits {
             connections: ConnectionLimiter::new(limits),
-            penalty: AuthPenalty::new(limits),
+            penalty: AuthPenalty::shared(limits, cluster),
             scan_permits: Arc::new(Semaphore::new(limits.max_scans)),
         }
     }

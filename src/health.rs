@@ -5,7 +5,9 @@
 //!   ([`BackendTarget::probe`]): TCP, the configured TLS mode, the same certificate
 //!   verification, and the greeting, for the protocol of the listeners that use it;
 //! * the quarantine directory accepts a new file (created, fsynced and removed);
-//! * when clamd is configured, at least one clamd answers PING.
+//! * when clamd is configured, at least one clamd answers PING;
+//! * when `[cluster]` is configured, the shared store answers PING — a store that does not
+//!   makes the replica *degraded*, never unready (`cluster: degraded (…)`, HTTP 200).
 //!
 //! The checks run concurrently, each bounded by [`PROBE_LIMIT`] so that a hanging backend is
 //! reported with its reason before the endpoint's own 5 s deadline. `/readyz` requests that
@@ -148,6 +150,9 @@ impl Readiness {
         if self.clamd_configured {
             let scanner = self.scanner.clone();
             tasks.spawn(async move { (after_backends + 1, check_clamd(&scanner).await) });
+        }
+        if let Some(cluster) = self.scanner.cluster() {
+            tasks.spawn(async move { (after_backends + 2, cluster.check().await) });
         }
         let mut results = Vec::new();
         while let Some(joined) = tasks.join_next().await {
@@ -310,7 +315,13 @@ pub async fn refresh(readiness: Arc<Readiness>, every: Duration, shutdown: Cance
 /// `check-config --probe`: starts the scanner of `config` and runs every check once; a
 /// missing quarantine directory is not created.
 pub async fn probe_once(config: &Config) -> Result<Vec<ReadinessCheck>, ScanError> {
-    let scanner = Arc::new(Scanner::new(&config.scan).await?);
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(crate::cluster::Cluster::connect)
+        .transpose()
+        .map_err(|e| ScanError::Config(e.to_string()))?;
+    let scanner = Arc::new(Scanner::with_cluster(&config.scan, cluster).await?);
     let mut readiness = Readiness::new(config, scanner);
     readiness.create_quarantine = false;
     Ok(readiness.run().await)

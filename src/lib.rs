@@ -14,6 +14,7 @@ pub mod backend;
 pub mod capacity;
 mod certinfo;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod config_print;
 mod context;

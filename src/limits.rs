@@ -3,13 +3,20 @@
 //! login (a delay that doubles per failure up to a cap, like Dovecot's `auth_penalty`).
 //!
 //! Every hit is logged and counted in `portcullis_limit_rejections_total{limit}`.
+//!
+//! With `[cluster]`, failure counts live in the shared store too (`INCR` + `PEXPIRE` per
+//! failure, `DEL` on success), so failures through one replica delay logins through all; the
+//! delay is computed from the larger of the shared and the local count, and the local table
+//! alone is used while the store does not answer.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::config::LimitsConfig;
+use crate::metrics::ClusterOp;
 use crate::metrics::{metrics, Limit};
 
 /// Why a new connection was refused.
@@ -118,11 +125,14 @@ impl Drop for ConnectionPermit {
 
 /// Failed-login counts per client address, with the delay they earn. Bounded (least recently
 /// used addresses are dropped beyond `auth_penalty_entries`) and self-expiring
-/// (`auth_penalty_expiry` after the last failure).
+/// (`auth_penalty_expiry` after the last failure). With a shared store its count is the one
+/// that counts; the local table is the fallback while the store does not answer.
 pub struct AuthPenalty {
     initial: Duration,
     max: Duration,
+    expiry: Duration,
     failures: moka::future::Cache<IpAddr, u32>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl std::fmt::Debug for AuthPenalty {
@@ -137,9 +147,16 @@ impl std::fmt::Debug for AuthPenalty {
 impl AuthPenalty {
     /// A table with the settings of `[limits]`.
     pub fn new(limits: &LimitsConfig) -> Arc<AuthPenalty> {
+        AuthPenalty::shared(limits, None)
+    }
+
+    /// A table with the settings of `[limits]` whose counts are shared through `cluster`.
+    pub fn shared(limits: &LimitsConfig, cluster: Option<Arc<Cluster>>) -> Arc<AuthPenalty> {
         Arc::new(AuthPenalty {
             initial: limits.auth_penalty_initial,
             max: limits.auth_penalty_max,
+            expiry: limits.auth_penalty_expiry,
+            cluster,
             failures: moka::future::Cache::builder()
                 .max_capacity(limits.auth_penalty_entries)
                 .time_to_live(limits.auth_penalty_expiry)
@@ -158,8 +175,25 @@ impl AuthPenalty {
 
     /// The delay `ip` currently earns.
     pub async fn current_delay(&self, ip: IpAddr) -> Duration {
-        let failures = self.failures.get(&ip.to_canonical()).await.unwrap_or(0);
+        let failures = match self.shared_count(ip).await {
+            Some(shared) => shared,
+            None => self.failures.get(&ip.to_canonical()).await.unwrap_or(0),
+        };
         self.delay_for(failures)
+    }
+
+    /// The shared failure count of `ip`; `None` without a store or when it does not answer
+    /// (the local count applies then).
+    async fn shared_count(&self, ip: IpAddr) -> Option<u32> {
+        let cluster = self.cluster.as_ref()?;
+        let key = cluster.keys().auth_failures(ip);
+        let value = cluster.get(ClusterOp::Get, key).await.ok()?;
+        Some(value.map_or(0, |value| {
+            std::str::from_utf8(&value)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .map_or(0, |count| u32::try_from(count).unwrap_or(u32::MAX))
+        }))
     }
 
     /// Waits the delay `ip` has earned (call before relaying its login); counted when non-zero.
@@ -177,6 +211,10 @@ impl AuthPenalty {
 
     /// Records a failed login from `ip`.
     pub async fn failed(&self, ip: IpAddr) {
+        if let Some(cluster) = &self.cluster {
+            let key = cluster.keys().auth_failures(ip);
+            let _ = cluster.incr(key, self.expiry).await;
+        }
         self.failures
             .entry(ip.to_canonical())
             .and_upsert_with(|entry| async move {
@@ -188,6 +226,13 @@ impl AuthPenalty {
     /// Forgets `ip`'s failures after a successful login.
     pub async fn succeeded(&self, ip: IpAddr) {
         self.failures.invalidate(&ip.to_canonical()).await;
+        if let Some(cluster) = &self.cluster {
+            let batch = crate::cluster::Batch {
+                sets: Vec::new(),
+                deletes: vec![cluster.keys().auth_failures(ip)],
+            };
+            let _ = cluster.write(ClusterOp::Set, batch).await;
+        }
     }
 }
 
@@ -236,6 +281,38 @@ mod tests {
         assert_eq!(penalty.delay_for(u32::MAX), Duration::from_secs(15));
         penalty.succeeded(ip).await;
         assert_eq!(penalty.current_delay(ip).await, Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn shared_counts_delay_other_replicas_and_a_dead_store_falls_back_to_local() {
+        use crate::cluster::memory::{MemoryStore, FAILING};
+        let store = Arc::new(MemoryStore::default());
+        let config = crate::cluster::tests::config();
+        let a = AuthPenalty::shared(
+            &LimitsConfig::default(),
+            Some(Cluster::with_store(store.clone(), &config)),
+        );
+        let b = AuthPenalty::shared(
+            &LimitsConfig::default(),
+            Some(Cluster::with_store(store.clone(), &config)),
+        );
+        let ip: IpAddr = "198.51.100.77".parse().unwrap();
+        a.failed(ip).await;
+        a.failed(ip).await;
+        assert_eq!(b.current_delay(ip).await, Duration::from_secs(2));
+        b.succeeded(ip).await;
+        assert_eq!(a.current_delay(ip).await, Duration::ZERO);
+        store
+            .mode
+            .store(FAILING, std::sync::atomic::Ordering::SeqCst);
+        a.failed(ip).await;
+        // Without the store each replica counts what it saw itself (a: three failures).
+        assert_eq!(
+            a.current_delay(ip).await,
+            Duration::from_secs(4),
+            "local count"
+        );
+        assert_eq!(b.current_delay(ip).await, Duration::ZERO);
     }
 
     #[tokio::test]

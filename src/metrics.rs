@@ -17,7 +17,7 @@ mod expiry;
 pub mod http;
 pub mod labels;
 
-pub use http::{serve_http, serve_listener, ReadinessCheck, ReadinessProbe};
+pub use http::{serve_http, serve_listener, ReadinessCheck, ReadinessProbe, DEGRADED};
 pub use labels::*;
 
 use std::sync::{LazyLock, Mutex};
@@ -121,6 +121,12 @@ pub struct Metrics {
     pub backend_logins: IntCounterVec,
     /// `portcullis_backend_sessions_total{backend}`: sessions logged in on each backend.
     pub backend_sessions: IntCounterVec,
+    /// `portcullis_cluster_errors_total{op}`: shared-store calls that failed or timed out (the
+    /// replica went on alone); see [`ClusterOp`].
+    pub cluster_errors: IntCounterVec,
+    /// `portcullis_cluster_lookups_total{result}`: verdict lookups in the shared store after a
+    /// local miss; see [`CacheResult`].
+    pub cluster_lookups: IntCounterVec,
 }
 
 /// An open client connection, counted in `connections_active` until dropped; see
@@ -355,6 +361,18 @@ impl Metrics {
                 "backend_sessions_total",
                 "Client sessions logged in on each backend.",
                 &["backend"],
+            )?,
+            cluster_errors: counter(
+                &r,
+                "cluster_errors_total",
+                "Shared-store calls that failed or timed out, by operation.",
+                &["op"],
+            )?,
+            cluster_lookups: counter(
+                &r,
+                "cluster_lookups_total",
+                "Shared-store verdict lookups after a local cache miss.",
+                &["result"],
             )?,
             registry: r,
         };

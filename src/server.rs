@@ -42,6 +42,9 @@ pub enum ServerError {
     /// The scan pipeline could not start (bad rules, unusable quarantine, ...).
     #[error("scan: {0}")]
     Scan(#[from] ScanError),
+    /// `[cluster]` cannot be used (bad URL, unreadable CA file).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// A listener's backend or router could not be prepared.
     #[error(transparent)]
     Upstream(#[from] crate::routing::UpstreamError),
@@ -72,8 +75,13 @@ impl Server {
         if config.tls.is_none() {
             tracing::warn!("NO [tls] SECTION: serving an in-memory SELF-SIGNED certificate; clients cannot verify it. Configure [tls] cert/key for production.");
         }
-        let scanner = Arc::new(Scanner::new(&config.scan).await?);
-        let shared = SharedLimits::new(&config.limits);
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(crate::cluster::Cluster::connect)
+            .transpose()?;
+        let scanner = Arc::new(Scanner::with_cluster(&config.scan, cluster.clone()).await?);
+        let shared = SharedLimits::with_cluster(&config.limits, cluster);
         prime_metrics(config);
         let routers = crate::routing::Routers::build(config)?;
         let mut listeners = Vec::new();

@@ -68,6 +68,10 @@ fn touch_every_family() {
     }
     for result in metrics::CacheResult::ALL.map(|r| r.as_str()) {
         m.scan_cache.with_label_values(&[result]).inc();
+        m.cluster_lookups.with_label_values(&[result]).inc();
+    }
+    for op in metrics::ClusterOp::ALL.map(|o| o.as_str()) {
+        m.cluster_errors.with_label_values(&[op]).inc();
     }
     for outcome in metrics::WriteOutcome::ALL.map(|o| o.as_str()) {
         m.quarantine_writes.with_label_values(&[outcome]).inc();
@@ -113,7 +117,7 @@ fn rendered_metrics_pass_promtool_lint() {
         .lines()
         .filter(|l| l.starts_with("# TYPE portcullis_"))
         .count();
-    assert_eq!(families, 26, "every family must be rendered:\n{text}");
+    assert_eq!(families, 28, "every family must be rendered:\n{text}");
 
     let mut child = match Command::new(PROMTOOL)
         .args(["check", "metrics"])

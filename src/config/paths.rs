@@ -2,7 +2,7 @@
 //! working directory the process happened to start in (`systemd` starts services in `/`).
 //!
 //! [`Config::resolve_paths`] rewrites every path-valued key — `tls.cert`, `tls.key`,
-//! `tls.sni[].cert`/`key`, `backend[].ca`, `scan.rules_dir`, `scan.quarantine_dir`,
+//! `tls.sni[].cert`/`key`, `backend[].ca`, `cluster.ca`/`client_cert`/`client_key`, `scan.rules_dir`, `scan.quarantine_dir`,
 //! `scan.notice` — once, right after parsing, so every later message names the path that was
 //! really tried.
 
@@ -42,6 +42,18 @@ impl Config {
         for backend in &mut self.backends {
             if let Some(ca) = &mut backend.ca {
                 resolve(base, ca);
+            }
+        }
+        if let Some(cluster) = &mut self.cluster {
+            for path in [
+                &mut cluster.ca,
+                &mut cluster.client_cert,
+                &mut cluster.client_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(base, path);
             }
         }
         for router in &mut self.routers {

@@ -36,6 +36,21 @@ pub struct ReadinessCheck {
     pub detail: String,
 }
 
+/// Start of the detail of a check that passes degraded (see [`ReadinessCheck::degraded`]).
+pub const DEGRADED: &str = "degraded: ";
+
+impl ReadinessCheck {
+    /// A check that passes (the replica is ready) while something optional is missing: shown
+    /// as `name: degraded (detail)`.
+    pub fn degraded(name: String, detail: String) -> ReadinessCheck {
+        ReadinessCheck {
+            name,
+            ok: true,
+            detail: format!("{DEGRADED}{detail}"),
+        }
+    }
+}
+
 /// Something that can tell whether this replica is ready to take traffic.
 ///
 /// Implementations should bound their own work (timeouts on clamd pings, backend connects);
@@ -118,7 +133,9 @@ fn readiness_report(checks: &[ReadinessCheck]) -> (StatusCode, String) {
     let mut body = String::new();
     for check in checks {
         let name = single_line(&check.name);
-        if check.ok && check.detail.is_empty() {
+        if let Some(detail) = check.detail.strip_prefix(DEGRADED).filter(|_| check.ok) {
+            body.push_str(&format!("{name}: degraded ({})\n", single_line(detail)));
+        } else if check.ok && check.detail.is_empty() {
             body.push_str(&format!("{name}: ok\n"));
         } else if check.ok {
             body.push_str(&format!("{name}: ok ({})\n", single_line(&check.detail)));
@@ -228,6 +245,21 @@ mod tests {
         let (status, _, body) = get(addr, "/readyz").await;
         assert_eq!(status, 200);
         assert_eq!(body, "clamd: ok\nbackend legacy: ok\n");
+    }
+
+    #[tokio::test]
+    async fn readyz_degraded_check_is_still_ready() {
+        let probe = FixedProbe(vec![
+            check("clamd", true, ""),
+            ReadinessCheck::degraded("cluster".into(), "redis://s:6379: refused".into()),
+        ]);
+        let (addr, _stop) = start(probe).await;
+        let (status, _, body) = get(addr, "/readyz").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            "clamd: ok\ncluster: degraded (redis://s:6379: refused)\n"
+        );
     }
 
     #[tokio::test]

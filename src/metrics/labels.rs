@@ -206,6 +206,22 @@ impl CacheResult {
 }
 
 label_enum! {
+    /// The `op` label of `cluster_errors_total`: which shared-store call failed.
+    pub enum ClusterOp {
+        /// Reading verdicts, message identities, releases, counts.
+        Get => "get",
+        /// Writing verdicts, message identities, releases; deleting locks and counts.
+        Set => "set",
+        /// Taking a scan lock.
+        Lock => "lock",
+        /// Counting a failed login.
+        Incr => "incr",
+        /// The readiness probe.
+        Ping => "ping",
+    }
+}
+
+label_enum! {
     /// The `outcome` label of `quarantine_writes_total` and `config_reloads_total`.
     pub enum WriteOutcome {
         /// It succeeded.

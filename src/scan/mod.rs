@@ -27,6 +27,8 @@ pub mod release;
 mod release_watch;
 pub mod replace;
 pub mod rules;
+mod shared;
+mod shared_codec;
 pub mod stats;
 pub mod summary;
 pub mod verdict;
@@ -67,6 +69,8 @@ struct Inner {
     template: String,
     stats: ScanStats,
     clamd_version: Mutex<Option<String>>,
+    /// The shared store of `[cluster]`: the second cache level.
+    cluster: Option<shared::ScanShared>,
 }
 
 /// The parts of `[scan]` that can change while running (SIGHUP reload).
@@ -137,6 +141,14 @@ impl Scanner {
     /// Validates the configuration, compiles the rules, reads the notice template and checks
     /// clamd's version (a clamd that is down is only a warning here).
     pub async fn new(cfg: &ScanConfig) -> Result<Scanner, ScanError> {
+        Scanner::with_cluster(cfg, None).await
+    }
+
+    /// [`Scanner::new`] with the shared store of `[cluster]` as second cache level.
+    pub async fn with_cluster(
+        cfg: &ScanConfig,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Result<Scanner, ScanError> {
         cfg.validate()?;
         let rules = RuleSet::load(cfg.rules_dir.as_deref())
             .map_err(|e| ScanError::Config(format!("scan.rules_dir: {e}")))?;
@@ -166,6 +178,7 @@ impl Scanner {
             template: notice::load_template(cfg)?,
             stats: ScanStats::default(),
             clamd_version: Mutex::new(None),
+            cluster: cluster.map(shared::ScanShared::new),
         });
         let watcher = match inner.engine {
             Engine::Clamd(_) => {
@@ -279,6 +292,11 @@ impl Scanner {
         &self.inner.stats
     }
 
+    /// The shared store, when `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<Arc<crate::cluster::Cluster>> {
+        self.inner.cluster.as_ref().map(|c| c.cluster().clone())
+    }
+
     /// Name of the antivirus engine (`clamd` or `builtin-eicar`).
     pub fn engine_name(&self) -> &'static str {
         self.inner.engine.name()
@@ -333,12 +351,15 @@ impl Inner {
 
     /// The disposition remembered for `key`, if any.
     async fn cached(&self, key: &MessageKey) -> Option<Cached> {
-        let hash = self.cache.message_hash(key).await?;
+        let Some(hash) = self.cache.message_hash(key).await else {
+            return self.shared_cached(key).await;
+        };
         if self.released.contains(&hash) {
             return Some(Cached::Clean);
         }
         match self.cache.outcome(&hash).await? {
             Outcome::Unmodified(_) => Some(Cached::Clean),
+            Outcome::Serve(_) if self.shared_released(&hash).await => Some(Cached::Clean),
             Outcome::Serve(disposition) => Some(Cached::Serve(disposition)),
         }
     }
@@ -387,6 +408,11 @@ impl Inner {
                 .await;
         }
         if let Some(outcome) = self.cache.outcome(&hash).await {
+            if matches!(outcome, Outcome::Serve(_)) && self.shared_released(&hash).await {
+                return self
+                    .serve_released(message, msg, key, hash, generation)
+                    .await;
+            }
             self.stats.count_cache(true);
             self.remember(msg, key, hash, generation).await;
             return match outcome {
@@ -398,6 +424,13 @@ impl Inner {
                 Outcome::Serve(disposition) => disposition,
             };
         }
+        let locked = match self
+            .shared_process(&message, msg, &key, hash, generation)
+            .await
+        {
+            shared::Lookup::Done(disposition) => return disposition,
+            shared::Lookup::Scan { locked } => locked,
+        };
         let verdict = self.verdict(&message, &hash, generation).await;
         self.stats.count_verdict(&verdict);
         let protocol = crate::metrics::Protocol::from(msg.protocol);
@@ -409,13 +442,15 @@ impl Inner {
         stats::count_policy(&verdict, &disposition);
         let cacheable = !matches!(verdict, Verdict::Error { .. })
             && !matches!(disposition, Disposition::TempFail { .. });
-        if cacheable {
-            let outcome = match &disposition {
-                Disposition::Deliver {
-                    modified: false, ..
-                } => Outcome::Unmodified(verdict),
-                other => Outcome::Serve(other.clone()),
-            };
+        let outcome = cacheable.then(|| match &disposition {
+            Disposition::Deliver {
+                modified: false, ..
+            } => Outcome::Unmodified(verdict),
+            other => Outcome::Serve(other.clone()),
+        });
+        self.shared_store(msg, &key, hash, outcome.as_ref(), false, locked)
+            .await;
+        if let Some(outcome) = outcome {
             self.cache.put_outcome(hash, outcome, generation).await;
             self.remember(msg, key, hash, generation).await;
         }
@@ -438,5 +473,7 @@ impl Inner {
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod shared_tests;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,12 @@
 //!
 //! The id is the first 16 hex digits of the SHA-256 of the original, so the same message blocked
 //! twice gets the same id and its replacement stays byte-stable.
+//!
+//! Several replicas may share one quarantine directory (NFS, CephFS, a ReadWriteMany volume):
+//! temporary names carry a per-process random token (not only the pid, which is 1 in every
+//! container), an original is renamed over an identical one harmlessly, and each record is
+//! published with `link(2)` under the first free name (`<id>.json`, `<id>.1.json`, …), which
+//! fails instead of overwriting when another replica took that name at the same moment.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::Write;
@@ -143,6 +149,15 @@ pub fn record(
     }
 }
 
+/// `<id>.json` for the first sighting; later sightings of the same original (another user,
+/// another fetch after a cache flush, another replica) get `<id>.<n>.json` so no record is
+/// overwritten.
+fn record_names(id: &str) -> Vec<String> {
+    std::iter::once(format!("{id}.json"))
+        .chain((1..=MAX_RECORDS).map(|n| format!("{id}.{n}.json")))
+        .collect()
+}
+
 /// The quarantine directory.
 #[derive(Debug, Clone)]
 pub struct Quarantine {
@@ -166,6 +181,71 @@ const MAX_RECORDS: u32 = 1000;
 /// Makes temporary file names unique within the process (concurrent writes of the same id).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Makes temporary file names unique across processes and hosts sharing the directory.
+static PROCESS_TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let seed = format!("{}:{nanos}:{host}:{:p}", std::process::id(), &TEMP_COUNTER);
+    hex::encode(&sha256(seed.as_bytes())[..6])
+});
+
+/// A new temporary path beside `name` in `dir`.
+fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.{}.{unique}.tmp", *PROCESS_TOKEN))
+}
+
+/// Writes and syncs `bytes` to a new file `temp` with mode [`FILE_MODE`].
+fn write_temp(temp: &Path, bytes: &[u8]) -> Result<(), QuarantineError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(temp)
+        .map_err(io_err("create", temp))?;
+    // The umask may have taken bits from `mode` (never added any): set it exactly.
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(io_err("chmod", temp))?;
+    file.write_all(bytes).map_err(io_err("write", temp))?;
+    file.sync_all().map_err(io_err("fsync", temp))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), QuarantineError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync dir", dir))
+}
+
+/// Writes `bytes` under the first of `names` that does not exist yet, never replacing a file
+/// (another process may pick the same name at the same moment: `link(2)` lets only one win);
+/// when every name is taken, the last is replaced. Returns the name used.
+pub fn write_new(dir: &Path, names: &[String], bytes: &[u8]) -> Result<String, QuarantineError> {
+    let Some(last) = names.last() else {
+        return Err(QuarantineError::Record("no file name to write".into()));
+    };
+    let temp = temp_path(dir, last);
+    let result = (|| {
+        write_temp(&temp, bytes)?;
+        for name in names {
+            let target = dir.join(name);
+            match fs::hard_link(&temp, &target) {
+                Ok(()) => return Ok(name.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("link", &target)(e)),
+            }
+        }
+        let target = dir.join(last);
+        fs::rename(&temp, &target).map_err(io_err("rename", &target))?;
+        Ok(last.clone())
+    })();
+    let _ = fs::remove_file(&temp);
+    let name = result?;
+    sync_dir(dir)?;
+    Ok(name)
+}
+
 /// Mode of every file the quarantine writes.
 pub const FILE_MODE: u32 = 0o600;
 /// Mode of a directory the quarantine creates.
@@ -181,33 +261,17 @@ pub fn create_dir(dir: &Path) -> Result<(), QuarantineError> {
 }
 
 /// Writes `bytes` to `dir/name` atomically and durably, mode [`FILE_MODE`] whatever the umask:
-/// a temporary `.<name>.<pid>.<n>.tmp` beside the target, renamed over it once synced.
+/// a temporary `.<name>.<token>.<n>.tmp` beside the target, renamed over it once synced.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), QuarantineError> {
     let target = dir.join(name);
-    let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let temp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&temp)
-            .map_err(io_err("create", &temp))?;
-        // The umask may have taken bits from `mode` (never added any): set it exactly.
-        file.set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(io_err("chmod", &temp))?;
-        file.write_all(bytes).map_err(io_err("write", &temp))?;
-        file.sync_all().map_err(io_err("fsync", &temp))?;
-        fs::rename(&temp, &target).map_err(io_err("rename", &target))
-    })();
+    let temp = temp_path(dir, name);
+    let result = write_temp(&temp, bytes)
+        .and_then(|()| fs::rename(&temp, &target).map_err(io_err("rename", &target)));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync dir", dir))
+    sync_dir(dir)
 }
 
 impl Quarantine {
@@ -236,21 +300,8 @@ impl Quarantine {
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| QuarantineError::Record(e.to_string()))?;
         write_atomic(&self.dir, &format!("{}.eml", record.id), original)?;
-        write_atomic(&self.dir, &self.record_name(&record.id), &json)?;
+        write_new(&self.dir, &record_names(&record.id), &json)?;
         Ok(record.id.clone())
-    }
-
-    /// `<id>.json` for the first sighting; later sightings of the same original (another user,
-    /// another fetch after a cache flush) get `<id>.<n>.json` so no record is overwritten.
-    fn record_name(&self, id: &str) -> String {
-        let first = format!("{id}.json");
-        if !self.dir.join(&first).exists() {
-            return first;
-        }
-        (1..MAX_RECORDS)
-            .map(|n| format!("{id}.{n}.json"))
-            .find(|name| !self.dir.join(name).exists())
-            .unwrap_or_else(|| format!("{id}.{MAX_RECORDS}.json"))
     }
 
     /// Readiness: what a store needs, without storing anything — the directory is created if
@@ -260,7 +311,7 @@ impl Quarantine {
         let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let temp = self
             .dir
-            .join(format!(".readiness.{}.{unique}.tmp", std::process::id()));
+            .join(format!(".readiness.{}.{unique}.tmp", *PROCESS_TOKEN));
         let written = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -285,136 +336,5 @@ impl Quarantine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg() -> MessageRef {
-        MessageRef {
-            client_addr: "192.0.2.7:40000".parse().unwrap(),
-            user: Some("bob".into()),
-            protocol: Protocol::Imap,
-            mailbox: Some("INBOX".into()),
-            uidvalidity: Some(7),
-            uid: Some(42),
-            msgno: Some(3),
-        }
-    }
-
-    #[tokio::test]
-    async fn writes_original_and_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = Quarantine::new(dir.path().join("q"));
-        let original = bytes::Bytes::from_static(b"Subject: x\r\n\r\nbad\r\n");
-        let hash = sha256(&original);
-        let verdict = Verdict::Oversize;
-        let id = q
-            .store(
-                original.clone(),
-                record(&original, &hash, &msg(), &verdict, "replace", 10),
-            )
-            .await
-            .unwrap();
-        assert_eq!(id.len(), 16);
-        assert_eq!(id, quarantine_id(&hash));
-        assert_eq!(fs::read(q.message_path(&id)).unwrap(), original.as_ref());
-        let json: Record = serde_json::from_slice(
-            &fs::read(dir.path().join("q").join(format!("{id}.json"))).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(json.uid, Some(42));
-        assert_eq!(json.user.as_deref(), Some("bob"));
-        assert_eq!(json.sha256, hex::encode(hash));
-        assert_eq!(json.verdict, "oversize");
-        let leftovers: Vec<_> = fs::read_dir(dir.path().join("q"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".tmp")
-            })
-            .collect();
-        assert!(leftovers.is_empty());
-        // same message again: same id, still fine
-        let again = q
-            .store(
-                original.clone(),
-                record(&original, &hash, &msg(), &verdict, "replace", 10),
-            )
-            .await
-            .unwrap();
-        assert_eq!(again, id);
-        let second: Record = serde_json::from_slice(
-            &fs::read(dir.path().join("q").join(format!("{id}.1.json"))).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(second.sha256, json.sha256);
-    }
-
-    #[test]
-    fn files_are_private_and_records_carry_subject_from_and_signature() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let q = Quarantine::new(dir.path().join("new").join("q"));
-        let original =
-            b"From: Mallory <m@example.org>\r\nSubject: =?utf-8?q?Rechnung_=1B[2J?=\r\n\r\nx\r\n";
-        let hash = sha256(original);
-        let verdict = Verdict::Infected {
-            engine: "clamd".into(),
-            signature: "Win.Test.EICAR_HDB-1".into(),
-        };
-        let record = record(original, &hash, &msg(), &verdict, "replace", 5);
-        let id = q.store_blocking(original, &record).unwrap();
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-        assert_eq!(mode(&q.message_path(&id)), FILE_MODE);
-        assert_eq!(mode(&q.dir().join(format!("{id}.json"))), FILE_MODE);
-        assert_eq!(mode(q.dir()), DIR_MODE);
-        let stored: Record =
-            serde_json::from_slice(&fs::read(q.dir().join(format!("{id}.json"))).unwrap()).unwrap();
-        assert_eq!(stored, record);
-        assert_eq!(stored.subject.as_deref(), Some("Rechnung \\u{1b}[2J"));
-        assert_eq!(stored.from.as_deref(), Some("Mallory <m@example.org>"));
-        assert_eq!(stored.signature.as_deref(), Some("Win.Test.EICAR_HDB-1"));
-        assert_eq!(stored.rule, None);
-        assert_eq!(stored.size, original.len());
-    }
-
-    #[test]
-    fn records_without_the_newer_fields_still_parse() {
-        let old = r#"{"id":"0123456789abcdef","time":"2024-01-01T00:00:00Z","client_addr":"192.0.2.1:1",
-            "user":"bob","protocol":"pop3","mailbox":null,"uidvalidity":null,"uid":null,"msgno":1,
-            "verdict":"rule","detail":"r","action":"replace","size":1,"delivered_size":2,
-            "sha256":"00"}"#;
-        let record: Record = serde_json::from_str(old).unwrap();
-        assert_eq!(
-            (record.subject, record.from, record.rule),
-            (None, None, None)
-        );
-    }
-
-    #[tokio::test]
-    async fn unwritable_dir_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let blocker = dir.path().join("file");
-        fs::write(&blocker, b"not a dir").unwrap();
-        let q = Quarantine::new(blocker.join("q"));
-        let hash = sha256(b"x");
-        let err = q
-            .store(
-                bytes::Bytes::from_static(b"x"),
-                record(b"x", &hash, &msg(), &Verdict::Oversize, "replace", 1),
-            )
-            .await;
-        assert!(err.is_err());
-        assert!(q.check_writable_blocking().is_err());
-    }
-
-    #[test]
-    fn writable_check_creates_the_dir_and_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = Quarantine::new(dir.path().join("new").join("q"));
-        q.check_writable_blocking().unwrap();
-        assert_eq!(fs::read_dir(dir.path().join("new/q")).unwrap().count(), 0);
-    }
-}
+#[path = "quarantine_tests.rs"]
+mod tests;

@@ -32,14 +32,14 @@ pub(super) fn load(quarantine_dir: &std::path::Path) -> Released {
 
 /// Polls the release directory every [`release::POLL_INTERVAL`] until the scanner is dropped;
 /// logs and counts each release it picks up.
-pub(super) async fn watch(inner: Weak<Inner>) {
+pub(super) async fn watch(weak: Weak<Inner>) {
     let mut ticker = tokio::time::interval(release::POLL_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     let mut failing = false;
     loop {
         ticker.tick().await;
-        let Some(inner) = inner.upgrade() else {
+        let Some(inner) = weak.upgrade() else {
             return;
         };
         let released = inner.released.clone();
@@ -56,8 +56,12 @@ pub(super) async fn watch(inner: Weak<Inner>) {
         match outcome {
             Ok(Ok(markers)) => {
                 failing = false;
+                let hashes: Vec<Hash> = markers.iter().map(|(hash, _)| *hash).collect();
                 for (hash, marker) in markers {
                     picked_up(&hash, marker);
+                }
+                if let (false, Some(inner)) = (hashes.is_empty(), weak.upgrade()) {
+                    inner.shared_publish_releases(&hashes).await;
                 }
             }
             Ok(Err(error)) if !failing => {

@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod raw;
 pub mod rawlog;
 pub mod readiness;
+pub mod redis;
 pub mod routing;
 pub mod scanning;
 
