@@ -10,70 +10,17 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::clamd::{Clamd, ClamdOptions};
+use support::cluster::{bodies, clean, counting_clamd as clamd, replica, scans};
 use support::corpus::EICAR;
 use support::dovecot::Dovecot;
-use support::proxy::TestProxy;
 use support::redis::Redis;
-use support::scanning::{
-    clamd_endpoint, contains, fetch, imap_config, imap_login, scan_section, Client,
-};
-
-fn clamd() -> Clamd {
-    Clamd::start_with(ClamdOptions {
-        disable_cache: true,
-        extra_config: vec!["LogClean yes".into()],
-        ..ClamdOptions::default()
-    })
-}
-
-/// INSTREAM scans clamd answered so far (clean or not).
-fn scans(clamd: &Clamd) -> usize {
-    clamd
-        .log_contents()
-        .lines()
-        .filter(|line| line.contains("stream") && (line.contains(": OK") || line.contains("FOUND")))
-        .count()
-}
-
-fn clean(tag: &str, n: usize) -> Vec<u8> {
-    format!(
-        "From: a@example.org\r\nTo: b@example.org\r\nSubject: {tag} {n}\r\nMessage-ID: <{tag}.{n}@x>\r\n\r\nbody {tag} {n}\r\n"
-    )
-    .into_bytes()
-}
+use support::scanning::{contains, imap_login};
 
 fn infected(tag: &str) -> Vec<u8> {
     let mut raw = format!("From: m@example.org\r\nSubject: bad {tag}\r\n\r\n").into_bytes();
     raw.extend_from_slice(EICAR);
     raw.extend_from_slice(b"\r\n");
     raw
-}
-
-/// A replica: IMAPS in front of `dovecot`, scanning with `clamd`, sharing through `redis`.
-fn replica(
-    dovecot: &Dovecot,
-    clamd: &Clamd,
-    redis: &Redis,
-    quarantine: &std::path::Path,
-) -> TestProxy {
-    let scan = scan_section(&clamd_endpoint(clamd), quarantine, None, "")
-        + &format!(
-            "[cluster]\nredis = {:?}\ntimeout = \"300ms\"\nretry_after = \"200ms\"\nlock_ttl = \"10s\"\n\n\
-             [limits]\nauth_penalty_initial = \"600ms\"\n\n",
-            redis.url()
-        );
-    TestProxy::start(&imap_config(dovecot, &scan))
-}
-
-/// Every message body (`BODY.PEEK[]`) of sequence numbers `seqs`.
-fn bodies(client: &mut Client, seqs: std::ops::RangeInclusive<usize>) -> Vec<Vec<u8>> {
-    seqs.map(|seq| {
-        let (_, literals, status) = fetch(client, &format!("FETCH {seq} BODY.PEEK[]"));
-        assert!(status.starts_with("f OK"), "{seq}: {status}");
-        literals.into_iter().next().expect("a body")
-    })
-    .collect()
 }
 
 #[test]
@@ -260,58 +207,4 @@ fn a_store_killed_mid_session_costs_scans_never_fetches_then_sharing_resumes() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(!redis.keys("portcullis:v1:verdict:*").is_empty());
-}
-
-/// Benchmark (`cargo test --release --test cluster -- --ignored --nocapture`): a cold mailbox
-/// fetched through replica A, then through replica B; prints both throughputs and the clamd
-/// scans each caused. Set `PORTCULLIS_BENCH_MESSAGES` (default 300) and
-/// `PORTCULLIS_BENCH_SIZE` in octets (default 20000).
-#[test]
-#[ignore = "benchmark"]
-fn bench_cold_fetch_through_a_then_b() {
-    let count: usize = std::env::var("PORTCULLIS_BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let size: usize = std::env::var("PORTCULLIS_BENCH_SIZE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let (dovecot, clamd, redis) = (Dovecot::start(), clamd(), Redis::start());
-    let messages: Vec<Vec<u8>> = (0..count)
-        .map(|n| {
-            let mut m = clean("bench", n);
-            m.extend(
-                std::iter::repeat_n(b'x', size)
-                    .collect::<Vec<u8>>()
-                    .chunks(76)
-                    .flat_map(|line| [line, b"\r\n"].concat()),
-            );
-            m
-        })
-        .collect();
-    dovecot.seed_messages(dovecot.user(), &messages);
-    let q = tempfile::tempdir().unwrap();
-    let a = replica(&dovecot, &clamd, &redis, q.path());
-    let b = replica(&dovecot, &clamd, &redis, q.path());
-    let bytes: usize = messages.iter().map(Vec::len).sum();
-    let mut report = Vec::new();
-    for (name, proxy) in [("A (cold)", &a), ("B (after A)", &b)] {
-        let mut client = imap_login(proxy.port(0), &dovecot, "EXAMINE");
-        let before = scans(&clamd);
-        let started = Instant::now();
-        let fetched = bodies(&mut client, 1..=count);
-        let elapsed = started.elapsed();
-        assert_eq!(fetched.len(), count);
-        report.push(format!(
-            "{name}: {count} messages, {:.1} MB in {:.2} s = {:.0} msg/s, {:.1} MB/s; clamd scans {}",
-            bytes as f64 / 1e6,
-            elapsed.as_secs_f64(),
-            count as f64 / elapsed.as_secs_f64(),
-            bytes as f64 / 1e6 / elapsed.as_secs_f64(),
-            scans(&clamd) - before
-        ));
-    }
-    let keys = redis.keys("portcullis:v1:*").len();
-    eprintln!("{}\nstore keys: {keys}", report.join("\n"));
 }

@@ -11,6 +11,7 @@
 
 pub mod certs;
 pub mod clamd;
+pub mod cluster;
 pub mod corpus;
 pub mod dovecot;
 pub mod dovecot_config;
