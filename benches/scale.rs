@@ -11,7 +11,7 @@
 //! fresh proxy instance. Clients are rustls (no session resumption) on tokio.
 //!
 //! Run: `cargo bench --bench scale` (release build; a few minutes on 2 cores).
-//! `SCALE_QUICK=1` is a smoke run (200 sessions, small counts) in well under 30 s.
+//! `SCALE_QUICK=1` is a smoke run (200 sessions, small counts) in under 30 s.
 //! Knobs (environment):
 //! - `SCALE_SESSIONS` idle-session steps, default `1000,5000,10000`, capped to what the
 //!   open-file limit holds (about 0.48 × the limit, 9,600 at 20,000);
@@ -111,12 +111,12 @@ impl Settings {
         let q = |quick_value: usize, full: usize| if quick { quick_value } else { full };
         Settings {
             reopen: number("SCALE_REOPEN", q(100, 5000)).min(largest),
-            fetch_mib: number("SCALE_FETCH_MB", q(64, 1024)).max(1),
+            fetch_mib: number("SCALE_FETCH_MB", q(32, 1024)).max(1),
             fetch_clients: number("SCALE_FETCH_CLIENTS", 4).max(1),
             stalled: number("SCALE_STALLED", q(4, 20)),
             stalled_mib: number("SCALE_STALLED_MIB", 9).max(1),
             stall_secs: number("SCALE_STALL_SECS", q(3, 20)) as u64,
-            handshakes: number("SCALE_HANDSHAKES", q(200, 2000)).max(1),
+            handshakes: number("SCALE_HANDSHAKES", q(100, 2000)).max(1),
             handshake_parallel: number("SCALE_HANDSHAKE_PARALLEL", 8).max(1),
             x25519_only: var("SCALE_KX").is_some_and(|v| v.eq_ignore_ascii_case("x25519")),
             open_parallel: number("SCALE_OPEN_PARALLEL", 32).max(1),
