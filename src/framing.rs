@@ -4,6 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 
+/// Largest spare capacity kept after bytes are taken (see [`InputBuffer::take`]).
+const RETAIN_CAPACITY: usize = 64 * 1024;
+
 /// A line longer than the given limit (in octets, line ending included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineTooLong(pub usize);
@@ -71,10 +74,23 @@ impl InputBuffer {
         self.scanned = offset.min(self.buffer.len());
     }
 
-    /// Removes and returns the first `end` octets.
+    /// Removes and returns the first `end` octets. When that leaves a large allocation mostly
+    /// unused (a big literal was taken), the rest moves to a buffer of its own, so the taken
+    /// bytes own the big allocation alone and it is freed with them (a session that holds one
+    /// message does not hold its allocation twice).
     pub fn take(&mut self, end: usize) -> Bytes {
         self.scanned = 0;
-        self.buffer.split_to(end.min(self.buffer.len())).freeze()
+        let taken = self.buffer.split_to(end.min(self.buffer.len())).freeze();
+        if self.buffer.capacity() > RETAIN_CAPACITY && self.buffer.len() < RETAIN_CAPACITY {
+            self.buffer = BytesMut::from(&self.buffer[..]);
+        }
+        taken
+    }
+
+    /// The capacity the buffer keeps now.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.buffer.capacity()
     }
 }
 
@@ -93,5 +109,18 @@ mod tests {
         assert_eq!(input.line_end(4), Err(LineTooLong(4)));
         input.clear();
         assert!(input.is_empty());
+    }
+
+    #[test]
+    fn a_taken_literal_does_not_pin_the_buffer() {
+        let mut input = InputBuffer::default();
+        input.feed(&vec![b'x'; 4 << 20]);
+        input.feed(b"a\r\n");
+        let literal = input.take(4 << 20);
+        assert_eq!(literal.len(), 4 << 20);
+        assert_eq!(input.bytes(), b"a\r\n");
+        assert!(input.capacity() <= RETAIN_CAPACITY, "{}", input.capacity());
+        input.feed(b"more");
+        assert_eq!(input.take(3), Bytes::from_static(b"a\r\n"));
     }
 }
