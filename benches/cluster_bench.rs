@@ -1,6 +1,7 @@
-//! Two replicas sharing verdicts in a real redis-server (issue 13): a cold mailbox fetched
-//! through replica A, then through replica B; prints both throughputs and the clamd scans each
-//! caused (counted in clamd's own log).
+//! Two replicas sharing verdicts in a real redis-server (issue 13), behind a real HAProxy in TCP
+//! mode with PROXY protocol v2 (round-robin, so consecutive sessions land on different
+//! replicas): a cold mailbox fetched through one replica, then through the other; prints both
+//! throughputs and the clamd scans each caused (counted in clamd's own log).
 //!
 //! Run: `cargo bench --bench cluster_bench` (as root, with the test dependencies installed).
 //! Knobs: `PORTCULLIS_BENCH_MESSAGES` (default 300), `PORTCULLIS_BENCH_SIZE` in octets (default
@@ -11,7 +12,9 @@ mod support;
 
 use std::time::Instant;
 
-use support::cluster::{bodies, clean, counting_clamd, replica, scans};
+use support::cluster::{
+    bodies, clean, counting_clamd, replica_behind_load_balancer, scans, HaProxy,
+};
 use support::dovecot::Dovecot;
 use support::redis::Redis;
 use support::scanning::imap_login;
@@ -40,12 +43,14 @@ fn main() {
         .collect();
     dovecot.seed_messages(dovecot.user(), &messages);
     let q = tempfile::tempdir().unwrap();
-    let a = replica(&dovecot, &clamd, &redis, q.path());
-    let b = replica(&dovecot, &clamd, &redis, q.path());
+    let a = replica_behind_load_balancer(&dovecot, &clamd, &redis, q.path());
+    let b = replica_behind_load_balancer(&dovecot, &clamd, &redis, q.path());
+    let haproxy = HaProxy::start(&[a.port(0), b.port(0)]);
     let bytes: usize = messages.iter().map(Vec::len).sum();
     let mut report = Vec::new();
-    for (name, proxy) in [("A (cold)", &a), ("B (after A)", &b)] {
-        let mut client = imap_login(proxy.port(0), &dovecot, "EXAMINE");
+    // Round-robin alternates replicas: consecutive sessions land on different ones.
+    for name in ["first replica (cold)", "the other replica"] {
+        let mut client = imap_login(haproxy.port, &dovecot, "EXAMINE");
         let before = scans(&clamd);
         let started = Instant::now();
         let fetched = bodies(&mut client, 1..=count);

@@ -17,25 +17,48 @@ const START_ATTEMPTS: usize = 5;
 pub struct Redis {
     /// The TCP port (on 127.0.0.1).
     pub port: u16,
+    /// TLS on `port` (`rediss://`) with these files, instead of plain TCP.
+    tls: Option<TlsFiles>,
     child: Option<Child>,
     watchdog: Option<Watchdog>,
     dir: tempfile::TempDir,
 }
 
+/// The certificate, key and CA a TLS redis-server uses.
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// Server certificate (valid for 127.0.0.1).
+    pub cert: std::path::PathBuf,
+    /// Its key.
+    pub key: std::path::PathBuf,
+    /// The CA that signed it.
+    pub ca: std::path::PathBuf,
+}
+
 impl Redis {
     /// Starts redis-server; panics (with its log tail) when it does not answer PING in 15 s.
     pub fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// Starts redis-server speaking TLS only (`rediss://`) with `tls`.
+    pub fn start_tls(tls: TlsFiles) -> Redis {
+        Redis::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<TlsFiles>) -> Redis {
         let dir = tempfile::Builder::new()
             .prefix("pc-redis-")
             .tempdir()
             .expect("tempdir");
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
-            let mut child = spawn(dir.path(), port);
-            match wait_ready(&mut child, port) {
+            let mut child = spawn(dir.path(), port, tls.as_ref());
+            match wait_ready(&mut child, dir.path()) {
                 Ok(()) => {
                     return Redis {
                         port,
+                        tls,
                         watchdog: Some(Watchdog::guard(child.id(), dir.path())),
                         child: Some(child),
                         dir,
@@ -54,9 +77,15 @@ impl Redis {
         unreachable!("the last attempt either returns or panics")
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `unix://…/redis.sock`: the same server on its Unix socket.
+    pub fn unix_url(&self) -> String {
+        format!("unix://{}", self.dir.path().join("redis.sock").display())
     }
 
     /// Stops the server (SIGKILL: like a crash); the port stops answering. Idempotent.
@@ -72,8 +101,8 @@ impl Redis {
         self.kill();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let mut child = spawn(self.dir.path(), self.port);
-            match wait_ready(&mut child, self.port) {
+            let mut child = spawn(self.dir.path(), self.port, self.tls.as_ref());
+            match wait_ready(&mut child, self.dir.path()) {
                 Ok(()) => {
                     self.watchdog = Some(Watchdog::guard(child.id(), self.dir.path()));
                     self.child = Some(child);
@@ -91,9 +120,10 @@ impl Redis {
         }
     }
 
-    /// A synchronous connection for assertions.
+    /// A synchronous connection for assertions (over the Unix socket, whatever the TCP side
+    /// speaks).
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
+        redis::Client::open(self.unix_url())
             .expect("client")
             .get_connection_with_timeout(Duration::from_secs(5))
             .expect("connect to the test redis-server")
@@ -125,9 +155,25 @@ impl Drop for Redis {
     }
 }
 
-fn spawn(dir: &Path, port: u16) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+fn spawn(dir: &Path, port: u16, tls: Option<&TlsFiles>) -> Child {
+    let mut command = Command::new("redis-server");
+    match tls {
+        None => command.args(["--port", &port.to_string()]),
+        Some(tls) => command
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&tls.cert)
+            .arg("--tls-key-file")
+            .arg(&tls.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&tls.ca)
+            .args(["--tls-auth-clients", "no"]),
+    };
+    command
+        .args(["--bind", "127.0.0.1"])
+        .arg("--unixsocket")
+        .arg(dir.join("redis.sock"))
+        .args(["--unixsocketperm", "700"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .args(["--protected-mode", "no", "--dir"])
         .arg(dir)
@@ -141,9 +187,10 @@ fn spawn(dir: &Path, port: u16) -> Child {
         .expect("spawn redis-server (see scripts/install-test-deps.sh)")
 }
 
-fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+/// Waits for PONG on the Unix socket.
+fn wait_ready(child: &mut Child, dir: &Path) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
-    let url = format!("redis://127.0.0.1:{port}/0");
+    let url = format!("unix://{}", dir.join("redis.sock").display());
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("redis-server exited with {status}"));
@@ -160,5 +207,5 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("no PONG on port {port} within {START_TIMEOUT:?}"))
+    Err(format!("no PONG on {url} within {START_TIMEOUT:?}"))
 }
