@@ -27,8 +27,15 @@ fn a_replica_on_the_unix_socket_shares_with_one_on_tcp() {
     let before = scans(&clamd);
     let mut client = imap_login(a.port(0), &dovecot, "EXAMINE");
     assert_eq!(bodies(&mut client, 1..=3).len(), 3);
-    assert_eq!(scans(&clamd) - before, 3, "replica A scans each message once");
-    assert!(!redis.keys("portcullis:v1:*").is_empty(), "nothing shared over the socket");
+    assert_eq!(
+        scans(&clamd) - before,
+        3,
+        "replica A scans each message once"
+    );
+    assert!(
+        !redis.keys("portcullis:v1:*").is_empty(),
+        "nothing shared over the socket"
+    );
     let mut client = imap_login(b.port(0), &dovecot, "EXAMINE");
     assert_eq!(bodies(&mut client, 1..=3).len(), 3);
     assert_eq!(scans(&clamd) - before, 3, "replica B used A's verdicts");
@@ -57,15 +64,26 @@ fn replicas_on_rediss_share_verdicts_and_an_untrusted_store_is_refused() {
     let mut client = imap_login(a.port(0), &dovecot, "EXAMINE");
     assert_eq!(bodies(&mut client, 1..=3).len(), 3);
     assert_eq!(scans(&clamd) - before, 3);
-    assert!(!redis.keys("portcullis:v1:*").is_empty(), "nothing shared over TLS");
+    assert!(
+        !redis.keys("portcullis:v1:*").is_empty(),
+        "nothing shared over TLS"
+    );
     let mut client = imap_login(b.port(0), &dovecot, "EXAMINE");
     assert_eq!(bodies(&mut client, 1..=3).len(), 3);
-    assert_eq!(scans(&clamd) - before, 3, "replica B used A's verdicts over TLS");
+    assert_eq!(
+        scans(&clamd) - before,
+        3,
+        "replica B used A's verdicts over TLS"
+    );
     // A replica that does not trust the store's certificate (system roots) shares nothing but
     // still serves every message, scanning it itself.
     let untrusted = format!("redis = {:?}\n", redis.url());
     let c = replica_with(&dovecot, &clamd, &untrusted, q.path());
     let mut client = imap_login(c.port(0), &dovecot, "EXAMINE");
     assert_eq!(bodies(&mut client, 1..=3).len(), 3);
-    assert_eq!(scans(&clamd) - before, 6, "the untrusting replica scanned alone");
+    assert_eq!(
+        scans(&clamd) - before,
+        6,
+        "the untrusting replica scanned alone"
+    );
 }
