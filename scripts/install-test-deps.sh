@@ -43,6 +43,8 @@ REQUIREMENTS=(
     "promtool prometheus"
     "haproxy haproxy"
     "redis-server redis-server"
+    "/usr/sbin/nginx nginx"
+    "/usr/lib/nginx/modules/ngx_mail_module.so libnginx-mod-mail"
     "systemd-analyze systemd"
     "curl curl"
     "openssl openssl"

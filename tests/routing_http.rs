@@ -245,3 +245,82 @@ fn an_auth_service_that_is_down_or_slow_makes_logins_unavailable() {
         assert!(status.starts_with("-ERR [SYS/TEMP]"), "{status}");
     }
 }
+
+/// nginx's mail module (a test dependency) in front of the same two Dovecots, asking the same
+/// `auth_http` service: the service written for nginx routes portcullis's logins the same way,
+/// and both send it the same headers.
+#[test]
+fn the_service_nginx_uses_routes_portcullis_the_same_way() {
+    const NGINX: &str = "/usr/sbin/nginx";
+    const MAIL_MODULE: &str = "/usr/lib/nginx/modules/ngx_mail_module.so";
+    assert!(
+        std::path::Path::new(NGINX).exists() && std::path::Path::new(MAIL_MODULE).exists(),
+        "nginx and its mail module are test dependencies (scripts/install-test-deps.sh)"
+    );
+    let servers = TwoServers::start();
+    let (port, seen) = auth_service(nginx_like(&servers), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let nginx_port = support::ports::free_port();
+    let ca = &servers.old.ca;
+    let quoted = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
+    let conf = format!(
+        "load_module {MAIL_MODULE};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
+         pid {pid};\nerror_log {log} warn;\nevents {{ worker_connections 64; }}\n\
+         mail {{\n  server_name localhost;\n  auth_http 127.0.0.1:{port}/mail/auth;\n\
+         ssl_certificate {cert};\n  ssl_certificate_key {key};\n\
+         server {{ listen 127.0.0.1:{nginx_port} ssl; protocol imap; }}\n}}\n",
+        pid = quoted(dir.path().join("nginx.pid")),
+        log = quoted(dir.path().join("error.log")),
+        cert = quoted(ca.cert_path()),
+        key = quoted(ca.key_path()),
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut nginx = std::process::Command::new(NGINX)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(&path)
+        .spawn()
+        .expect("start nginx");
+    let listening = support::ports::wait_for_port(nginx_port, Duration::from_secs(10));
+    let through_nginx = listening.then(|| {
+        let mut client = imap_client(nginx_port, &servers.old);
+        let (_, status) = client.imap("l", "LOGIN alice wonderland-Pass1");
+        assert!(status.starts_with("l OK"), "nginx: {status}");
+        imap_subject(&mut client)
+    });
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+    let through_nginx = through_nginx.unwrap_or_else(|| panic!("nginx did not listen: {log}"));
+    assert_eq!(through_nginx, subject("old", "alice"));
+
+    let url = format!("http://127.0.0.1:{port}/mail/auth");
+    let proxy = TestProxy::start(&config(&servers, &url, ""));
+    let mut client = imap_client(proxy.port(0), &servers.old);
+    let (_, status) = client.imap("l", "LOGIN alice wonderland-Pass1");
+    assert!(status.starts_with("l OK"), "portcullis: {status}");
+    assert_eq!(imap_subject(&mut client), through_nginx);
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for header in [
+        "auth-method",
+        "auth-user",
+        "auth-pass",
+        "auth-protocol",
+        "auth-login-attempt",
+    ] {
+        assert_eq!(
+            seen[0].get(header),
+            seen[1].get(header),
+            "{header}: nginx sent {:?}, portcullis {:?}",
+            seen[0].get(header),
+            seen[1].get(header)
+        );
+    }
+    assert_eq!(seen[0].get(":request"), seen[1].get(":request"));
+}
