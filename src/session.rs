@@ -455,3 +455,16 @@ pub async fn linger_close(stream: &mut Stream) {
     };
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
+
+/// The `[[backend]]` a logged-in session talks to: the route chosen at login, or the listener's
+/// single backend. It scopes the scanner's cache keys (the same user and UID on two backends are
+/// two messages).
+pub fn backend_name(context: &SessionContext, route: Option<&str>) -> Option<String> {
+    route.map(str::to_string).or_else(|| {
+        context
+            .listener
+            .upstream
+            .single()
+            .map(|target| target.config.name.clone())
+    })
+}

@@ -410,6 +410,7 @@ fn release_run_as_root_leaves_files_the_service_user_owns() {
         uidvalidity: None,
         uid: None,
         msgno: Some(1),
+        backend: None,
     };
     let hash = sha256(&original);
     let entry = record(

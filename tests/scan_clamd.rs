@@ -150,6 +150,7 @@ fn msg(uid: u32) -> MessageRef {
         uidvalidity: Some(9),
         uid: Some(uid),
         msgno: Some(uid),
+        backend: None,
     }
 }
 

@@ -111,6 +111,8 @@ pub struct Settings {
     pub peer: SocketAddr,
     /// The login name, if known (not after PREAUTH).
     pub user: Option<String>,
+    /// The `[[backend]]` logged in to (scopes cache keys).
+    pub backend: Option<String>,
     /// How capability lists are rewritten for the client.
     pub policy: CapabilityPolicy,
     /// The backend advertised LITERAL+.
@@ -397,6 +399,7 @@ impl Relay {
             uidvalidity: self.mailbox.uidvalidity,
             uid,
             msgno: seq,
+            backend: self.settings.backend.clone(),
         }
     }
 

@@ -97,6 +97,7 @@ fn core(literal_plus: bool, scan_append: bool) -> Relay {
     let settings = Settings {
         peer: "192.0.2.7:4321".parse().expect("address"),
         user: Some("alice".into()),
+        backend: None,
         policy: CapabilityPolicy {
             offer_starttls: false,
             login_disabled: false,

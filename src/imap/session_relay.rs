@@ -27,6 +27,7 @@ impl Session {
         let settings = relay::Settings {
             peer: self.context.peer,
             user,
+            backend: crate::session::backend_name(&self.context, self.route.as_deref()),
             policy: self.policy(),
             literal_plus: self.backend_literal_plus,
             max_command: max_command(&self.context),

@@ -52,8 +52,14 @@ impl MessageRequest {
         }
     }
 
-    /// The reference the scanner logs and quarantines the message under.
-    pub fn reference(self, client_addr: SocketAddr, user: Option<String>) -> MessageRef {
+    /// The reference the scanner logs and quarantines the message under; `backend` is the
+    /// `[[backend]]` logged in to.
+    pub fn reference(
+        self,
+        client_addr: SocketAddr,
+        user: Option<String>,
+        backend: Option<String>,
+    ) -> MessageRef {
         MessageRef {
             client_addr,
             user,
@@ -62,6 +68,7 @@ impl MessageRequest {
             uidvalidity: None,
             uid: None,
             msgno: Some(self.msgno()),
+            backend,
         }
     }
 }

@@ -8,9 +8,9 @@ use super::*;
 use crate::scan::MessageKey;
 
 /// The scanner's key for message `uidl` of the logged-in `user` (RFC 1939 §7 unique-id).
-fn key(user: Option<&String>, uidl: String) -> Option<MessageKey> {
+fn key(user: Option<&String>, backend: Option<&str>, uidl: String) -> Option<MessageKey> {
     Some(MessageKey::Pop3 {
-        user: user?.clone(),
+        user: crate::scan::scoped_user(backend, user?),
         uidl,
     })
 }
@@ -36,8 +36,12 @@ impl Session {
                     request,
                     uidl,
                 } => {
-                    let reference = request.reference(self.context.peer, stats.user.clone());
-                    let key = uidl.and_then(|uidl| key(stats.user.as_ref(), uidl));
+                    let backend =
+                        crate::session::backend_name(&self.context, self.route.as_deref());
+                    let key =
+                        uidl.and_then(|uidl| key(stats.user.as_ref(), backend.as_deref(), uidl));
+                    let reference =
+                        request.reference(self.context.peer, stats.user.clone(), backend);
                     let disposition = crate::session::scan_as_with_permit(
                         &self.context,
                         message,
@@ -52,9 +56,10 @@ impl Session {
                 }
                 Action::Lookup { id, messages } => {
                     let scanner = &self.context.listener.scanner;
+                    let scope = crate::session::backend_name(&self.context, self.route.as_deref());
                     let mut answers = Vec::with_capacity(messages.len());
                     for (_, uidl) in messages {
-                        answers.push(match key(stats.user.as_ref(), uidl) {
+                        answers.push(match key(stats.user.as_ref(), scope.as_deref(), uidl) {
                             Some(key) => scanner.peek(&key).await,
                             None => None,
                         });

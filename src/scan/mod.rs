@@ -45,7 +45,8 @@ pub use config::{OnError, OnOversize, ScanConfig};
 pub use rules::RuleAction;
 pub use stats::ScanStats;
 pub use verdict::{
-    verdict_label, Cached, Disposition, MessageRef, Protocol, ScanError, ScanErrorCause, Verdict,
+    scoped_user, verdict_label, Cached, Disposition, MessageRef, Protocol, ScanError,
+    ScanErrorCause, Verdict,
 };
 
 pub use cache::MessageKey;
@@ -321,7 +322,7 @@ impl Scanner {
 /// The cache key of an IMAP message, when every part of it is known.
 fn message_key(msg: &MessageRef) -> Option<MessageKey> {
     Some(MessageKey::Imap {
-        user: msg.user.clone()?,
+        user: scoped_user(msg.backend.as_deref(), msg.user.as_deref()?),
         mailbox: msg.mailbox.clone()?,
         uidvalidity: msg.uidvalidity?,
         uid: msg.uid?,

@@ -40,6 +40,7 @@ fn msg(user: &str) -> MessageRef {
         uidvalidity: None,
         uid: None,
         msgno: Some(1),
+        backend: None,
     }
 }
 

@@ -11,6 +11,7 @@ fn msg() -> MessageRef {
         uidvalidity: Some(7),
         uid: Some(42),
         msgno: Some(3),
+        backend: None,
     }
 }
 

@@ -106,6 +106,7 @@ mod scanner {
             uidvalidity: Some(1),
             uid: Some(uid),
             msgno: Some(uid),
+            backend: None,
         }
     }
 

@@ -228,6 +228,7 @@ fn msg(uid: u32) -> MessageRef {
         uidvalidity: Some(1),
         uid: Some(uid),
         msgno: Some(uid),
+        backend: None,
     }
 }
 

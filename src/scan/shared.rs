@@ -172,7 +172,20 @@ impl Inner {
             .set_nx(lock_key.clone(), shared.replica.clone(), ttl)
             .await
         {
-            Ok(true) => return Lookup::Scan { locked: true },
+            Ok(true) => {
+                // The holder before us may have stored its verdict and dropped the lock (one
+                // pipeline, verdict first) between our miss and our lock: look once more.
+                if let Ok(Some(value)) = cluster.get(ClusterOp::Get, verdict_key.clone()).await {
+                    if let Some(entry) = self.decode(cluster, &verdict_key, &value) {
+                        let mut release = Batch::default();
+                        release.deletes.push(lock_key);
+                        let _ = cluster.write(ClusterOp::Set, release).await;
+                        let done = self.serve_shared(entry, message, msg, key, hash, generation);
+                        return Lookup::Done(done.await);
+                    }
+                }
+                return Lookup::Scan { locked: true };
+            }
             Ok(false) => {}
             Err(_) => return Lookup::Scan { locked: false },
         }

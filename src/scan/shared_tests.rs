@@ -26,6 +26,7 @@ fn msg(user: &str, uid: u32) -> MessageRef {
         uidvalidity: Some(1),
         uid: Some(uid),
         msgno: Some(uid),
+        backend: None,
     }
 }
 

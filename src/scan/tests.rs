@@ -24,6 +24,7 @@ fn msg(uid: u32) -> MessageRef {
         uidvalidity: Some(1),
         uid: Some(uid),
         msgno: Some(uid),
+        backend: None,
     }
 }
 
@@ -399,4 +400,24 @@ async fn pop3_dispositions_are_found_by_unique_id() {
     // A flush forgets everything.
     scanner.flush();
     assert_eq!(scanner.peek(&key("bob", "u3")).await, None);
+}
+
+/// The same user, mailbox, UIDVALIDITY and UID on two backends are two messages: a verdict for
+/// one must never be found for the other (with routing, or two listeners with a backend each).
+#[tokio::test]
+async fn cache_keys_are_scoped_by_backend() {
+    let s = setup("");
+    let scanner = Scanner::new(&s.cfg).await.unwrap();
+    let on = |backend: &str| MessageRef {
+        backend: Some(backend.into()),
+        ..msg(7)
+    };
+    scanner.process(Bytes::from_static(CLEAN), &on("old")).await;
+    assert_eq!(scanner.cached(&on("old")).await, Some(Cached::Clean));
+    assert_eq!(scanner.cached(&on("new")).await, None);
+    assert_eq!(scanner.cached(&msg(7)).await, None);
+    assert_ne!(
+        scoped_user(Some("old"), "zed"),
+        scoped_user(Some("ol"), "dzed")
+    );
 }

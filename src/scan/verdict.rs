@@ -159,6 +159,18 @@ pub struct MessageRef {
     pub uid: Option<u32>,
     /// Message sequence number (IMAP) or POP3 message number.
     pub msgno: Option<u32>,
+    /// The `[[backend]]` the session is logged in to: the same user, mailbox and UID on two
+    /// backends are two messages, so cache keys are scoped by it.
+    pub backend: Option<String>,
+}
+
+/// The user part of a cache key: `user`, scoped by the backend it lives on (NUL cannot occur in
+/// a login name, so no two scopes collide).
+pub fn scoped_user(backend: Option<&str>, user: &str) -> String {
+    match backend {
+        Some(backend) => format!("{backend}\0{user}"),
+        None => user.to_string(),
+    }
 }
 
 /// What the session must deliver.
