@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{Issuer, KeyPair};
+
+#[path = "../../tests/support/cert_params.rs"]
+mod cert_params;
+use cert_params::{ca_params, leaf_params};
 use rustls_pki_types::CertificateDer;
 
 /// The key type of a leaf certificate.
@@ -51,7 +52,7 @@ impl Certs {
     /// Generates the CA and both leaves and writes them into `dir`.
     pub fn generate(dir: &Path) -> Certs {
         let ca_key = KeyPair::generate().expect("generate the CA key");
-        let ca_params = ca_params();
+        let ca_params = ca_params("portcullis scale bench CA");
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign the CA");
         let issuer = Issuer::new(ca_params, ca_key);
         let write_leaf = |kind: KeyKind| {
@@ -113,30 +114,4 @@ impl Certs {
 
 fn write(path: &Path, pem: &str) {
     std::fs::write(path, pem).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-fn ca_params() -> CertificateParams {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "portcullis scale bench CA");
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-    ];
-    params
-}
-
-fn leaf_params() -> CertificateParams {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let mut params = CertificateParams::new(names).expect("leaf params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.use_authority_key_identifier_extension = true;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params
 }

@@ -8,12 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{Issuer, KeyPair};
 use rustls_pki_types::CertificateDer;
 
+use super::cert_params::{ca_params, leaf_params};
 use super::process::make_traversable;
 
 /// A generated CA plus a leaf certificate signed by it, with their PEM files on disk.
@@ -32,7 +30,7 @@ impl TestCa {
     /// Generates a fresh CA and leaf (ECDSA P-256) and writes `ca.pem`, `cert.pem`, `key.pem`.
     pub fn new() -> TestCa {
         let ca_key = KeyPair::generate().expect("CA key");
-        let ca_params = ca_params();
+        let ca_params = ca_params("portcullis test CA");
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = KeyPair::generate().expect("leaf key");
@@ -107,30 +105,4 @@ impl Default for TestCa {
     fn default() -> Self {
         TestCa::new()
     }
-}
-
-fn ca_params() -> CertificateParams {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "portcullis test CA");
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-    ];
-    params
-}
-
-fn leaf_params() -> CertificateParams {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let mut params = CertificateParams::new(names).expect("leaf params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.use_authority_key_identifier_extension = true;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params
 }

@@ -9,6 +9,7 @@
 //! `dovecot-imapd dovecot-pop3d clamav-daemon clamav-testfiles` are installed.
 #![allow(dead_code)]
 
+pub mod cert_params;
 pub mod certs;
 pub mod clamd;
 pub mod cluster;
