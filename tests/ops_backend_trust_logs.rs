@@ -4,43 +4,13 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use support::proxy::{listener, tls_section, TestProxy};
 use support::raw::connect_tls;
 use support::readiness::{backend, BackendCert, Kind, ReadyEndpoint, ScanDirs};
 
-/// A log sink shared with the global subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[test]
 fn tls_failures_are_logged_in_words_and_library_codes_only_at_debug() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .init();
+    let captured = support::logs::capture(tracing::Level::DEBUG);
     let cert = BackendCert::new(Kind::SelfSignedCaTrue);
     let dovecot = cert.dovecot();
     let dirs = ScanDirs::new();

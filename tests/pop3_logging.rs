@@ -6,38 +6,14 @@
 mod pop3_common;
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use pop3_common::*;
 use support::dovecot::Dovecot;
 
 const PLAIN_IR: &str = "AGFsaWNlAHdvbmRlcmxhbmQtUGFzczE="; // \0alice\0wonderland-Pass1
 
-/// A log sink shared with the global subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn credentials_are_never_logged() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .init();
+    let captured = support::logs::capture(tracing::Level::TRACE);
     let dovecot = Dovecot::start();
     let proxy = proxy_for(&dovecot, "implicit", "none", "");
     let password = dovecot.password();
@@ -65,7 +41,7 @@ fn credentials_are_never_logged() {
     assert!(client.pop3("QUIT").starts_with("+OK"));
     drop(proxy);
 
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let log = captured.text();
     assert!(log.contains("client command"), "commands are logged");
     assert!(log.contains("client SASL response"), "SASL lines are noted");
     assert_eq!(log.matches("login ok").count(), 4, "{log}");

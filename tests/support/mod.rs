@@ -17,6 +17,7 @@ pub mod corpus;
 pub mod dovecot;
 pub mod dovecot_config;
 pub mod fake;
+pub mod logs;
 pub mod mime;
 pub mod ops;
 pub mod ports;
