@@ -21,7 +21,8 @@
 //! Run: `cargo bench --bench imaptest` (as root; needs `scripts/install-test-deps.sh`, stunnel4).
 //! Knobs: `IMAPTEST_CLIENTS` (10), `IMAPTEST_SECS` (20), `IMAPTEST_MIX` (`0` skips phase 2),
 //! `IMAPTEST_FETCH_MESSAGES` (110, ~1.05 MB each), `IMAPTEST_FETCH_ROUNDS` (3),
-//! `IMAPTEST_SCAN` (`clamd,builtin`), `IMAPTEST_BIN`.
+//! `IMAPTEST_SCAN` (`clamd,builtin`), `IMAPTEST_BIN`, `IMAPTEST_MIX_META` (the items of the mix's
+//! metadata `UID FETCH 1:*`, default `UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -415,12 +416,11 @@ fn main() {
         print_phase(&title, "commands/s", "proxy CPU s", lines);
     }
     if let Some((lines, counts)) = &mix {
-        print_phase(
-            "built-in command mix (not imaptest)",
-            "commands/s",
-            "proxy CPU s",
-            lines,
+        let title = format!(
+            "built-in command mix (not imaptest), metadata fetch UID FETCH 1:* ({})",
+            load::meta_items()
         );
+        print_phase(&title, "commands/s", "proxy CPU s", lines);
         print_latencies(&targets, counts);
     }
     let mb = corpus.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;

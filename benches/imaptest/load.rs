@@ -263,6 +263,18 @@ pub const KINDS: [&str; 8] = [
     "APPEND",
 ];
 
+/// The items of the mix's metadata fetch (`IMAPTEST_MIX_META` overrides them, e.g. `UID FLAGS`
+/// for items that need no scan verdict).
+pub const DEFAULT_META: &str = "UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE";
+
+/// The mix's metadata fetch items: `IMAPTEST_MIX_META` or [`DEFAULT_META`].
+pub fn meta_items() -> String {
+    std::env::var("IMAPTEST_MIX_META")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_META.into())
+}
+
 /// Completed commands and their summed round-trip time, per kind.
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
@@ -320,17 +332,14 @@ pub fn mix_client(
 ) -> Counts {
     let mut counts = Counts::default();
     let mut cycle = seed;
+    let meta = meta_items();
     while Instant::now() < deadline {
         cycle += 1;
         let count = exists(&counts.ok(&mut client, 0, &format!("SELECT {mailbox}")));
         if cycle % 2 == 0 {
             counts.ok(&mut client, 1, "LIST \"\" \"*\"");
         }
-        counts.ok(
-            &mut client,
-            2,
-            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)",
-        );
+        counts.ok(&mut client, 2, &format!("UID FETCH 1:* ({meta})"));
         if count > 0 {
             let n = 1 + (cycle * 7919) as u32 % count;
             let sign = if cycle % 2 == 0 { '+' } else { '-' };
