@@ -15,8 +15,8 @@ use super::relay_fetch::KEEPALIVE_INTERVAL;
 use super::session::{backend_limits, max_command, Flow, Session};
 use crate::scan::{Disposition, MessageRef};
 use crate::session::{
-    count_limit, scan_with_permit, write_backend, write_client, SessionEnd, SessionError,
-    SessionStats, BACKEND_EXCHANGE_TIMEOUT,
+    count_limit, scan_with_permit, write_backend, write_client, write_client_pieces, SessionEnd,
+    SessionError, SessionStats, BACKEND_EXCHANGE_TIMEOUT,
 };
 
 impl Session {
@@ -84,7 +84,15 @@ impl Session {
             let scanner = &self.context.listener.scanner;
             let more = match action {
                 Action::ToClient(bytes) => {
-                    write_client(&mut self.client, &bytes).await?;
+                    // Consecutive pieces (a served FETCH response) go out in one vectored
+                    // write and one flush.
+                    let mut pieces = vec![bytes];
+                    while let Some(Action::ToClient(_)) = queue.front() {
+                        if let Some(Action::ToClient(next)) = queue.pop_front() {
+                            pieces.push(next);
+                        }
+                    }
+                    write_client_pieces(&mut self.client, &pieces).await?;
                     continue;
                 }
                 Action::ToBackend(bytes) => {
