@@ -6,6 +6,12 @@ use bytes::{Bytes, BytesMut};
 
 /// Largest spare capacity kept after bytes are taken (see [`InputBuffer::take`]).
 const RETAIN_CAPACITY: usize = 64 * 1024;
+/// Room reserved past an announced literal: the most one read feeds at once (the drivers'
+/// largest read buffer), so the read that completes the literal does not reallocate it.
+const LITERAL_SLACK: usize = 64 * 1024;
+/// Largest literal whose room is reserved when it is announced; longer ones grow as they
+/// arrive.
+const MAX_LITERAL_RESERVE: usize = 16 << 20;
 
 /// A line longer than the given limit (in octets, line ending included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +80,17 @@ impl InputBuffer {
         self.scanned = offset.min(self.buffer.len());
     }
 
+    /// Makes room for a literal of `length` octets announced at the start of the buffer, so it
+    /// arrives in one allocation instead of being copied each time the buffer grows (issue 10).
+    /// Only for a peer whose announcements are trusted to be followed by the bytes (the
+    /// backend): the room is reserved before they arrive.
+    pub fn reserve_literal(&mut self, length: usize) {
+        let want = length.min(MAX_LITERAL_RESERVE) + LITERAL_SLACK;
+        if let Some(more) = want.checked_sub(self.buffer.len()).filter(|&more| more > 0) {
+            self.buffer.reserve(more);
+        }
+    }
+
     /// Removes and returns the first `end` octets. When that leaves a large allocation mostly
     /// unused (a big literal was taken), the rest moves to a buffer of its own, so the taken
     /// bytes own the big allocation alone and it is freed with them (a session that holds one
@@ -81,7 +98,8 @@ impl InputBuffer {
     pub fn take(&mut self, end: usize) -> Bytes {
         self.scanned = 0;
         let taken = self.buffer.split_to(end.min(self.buffer.len())).freeze();
-        if self.buffer.capacity() > RETAIN_CAPACITY && self.buffer.len() < RETAIN_CAPACITY {
+        let shares_big = self.buffer.capacity() > RETAIN_CAPACITY || taken.len() >= RETAIN_CAPACITY;
+        if shares_big && self.buffer.len() < RETAIN_CAPACITY {
             self.buffer = BytesMut::from(&self.buffer[..]);
         }
         taken
@@ -109,6 +127,26 @@ mod tests {
         assert_eq!(input.line_end(4), Err(LineTooLong(4)));
         input.clear();
         assert!(input.is_empty());
+    }
+
+    #[test]
+    fn a_reserved_literal_arrives_in_one_allocation_and_is_not_pinned() {
+        let mut input = InputBuffer::default();
+        input.feed(b"xy");
+        input.reserve_literal(1 << 20);
+        let start = input.bytes().as_ptr();
+        for _ in 0..16 {
+            input.feed(&[b'z'; 64 * 1024]);
+        }
+        input.feed(b")\r\n* 2 FETCH");
+        assert_eq!(input.bytes().as_ptr(), start, "the literal was moved");
+        let literal = input.take((1 << 20) + 2);
+        assert_eq!(literal.as_ptr(), start);
+        assert_eq!(input.bytes(), b")\r\n* 2 FETCH");
+        assert!(input.capacity() <= RETAIN_CAPACITY, "{}", input.capacity());
+        input.reserve_literal(10);
+        input.reserve_literal(usize::MAX);
+        assert!(input.capacity() <= MAX_LITERAL_RESERVE + LITERAL_SLACK + 64);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Pieces every protocol session shares: errors that name the failing side, how a session
 //! ended, the STARTTLS/STLS upgrade of a client stream, log redaction and the session summary.
 
+mod pieces;
 mod redacted;
 
+pub use pieces::write_client_pieces;
 pub use redacted::Redacted;
 
 use std::time::{Duration, Instant};

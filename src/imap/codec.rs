@@ -287,6 +287,11 @@ impl Framer {
         }
         let length =
             usize::try_from(announcement.length).map_err(|_| FrameError::BadLiteralLength)?;
+        if self.role == Role::Server {
+            // A server's literal follows at once (RFC 9051 §7.5): room for it now saves copying
+            // it each time the buffer grows.
+            self.input.reserve_literal(length);
+        }
         self.state = State::Literal { length };
         Ok(Some(Event::Line {
             bytes: line,

@@ -1,13 +1,17 @@
 //! Parsing and re-building `* n FETCH (…)` responses (RFC 9051 §7.5.2).
 //!
-//! The parser works on the complete response bytes (line, literals and continuation lines as
-//! framed by [`super::codec`]) and records each item's byte span, so unchanged items are copied
-//! byte-exact and only substituted values are re-encoded.
+//! The parser works on the complete response (line, literals and continuation lines as framed
+//! by [`super::codec`]), either contiguous or as the framed parts themselves
+//! ([`super::segments::Segments`], so a literal is never copied), and records each item's byte
+//! span, so unchanged items are relayed byte-exact and only substituted values are re-encoded.
+//! It is strict: a literal must be announced as `{n}`, `{n+}` or `~{n}` followed by CRLF, and
+//! over framed parts its content must be exactly the literal the framer delivered.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use super::fetch::{ItemKind, RequestItem};
+use super::segments::Source;
 
 /// Why a FETCH response could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,18 +65,26 @@ pub struct FetchResponse {
 impl FetchResponse {
     /// Parses `raw`; `Ok(None)` when it is not an untagged FETCH response.
     pub fn parse(raw: &[u8]) -> Result<Option<FetchResponse>, FetchParseError> {
-        let Some(seq) = fetch_seq(raw) else {
+        FetchResponse::parse_from(raw)
+    }
+
+    /// Parses a response held in any [`Source`] — contiguous bytes, or the framed events of
+    /// a response ([`super::segments::Segments`]), whose literals are then never copied. Item
+    /// spans and value ranges are offsets into the source.
+    pub fn parse_from<S: Source + ?Sized>(
+        raw: &S,
+    ) -> Result<Option<FetchResponse>, FetchParseError> {
+        let line_end = raw.find(0, b'\n').map_or(raw.len(), |lf| lf + 1);
+        let head = raw.text(0..line_end).unwrap_or_default();
+        let Some(seq) = fetch_seq(&head) else {
             return Ok(None);
         };
-        let open = raw
-            .iter()
-            .position(|&b| b == b'(')
-            .ok_or(FetchParseError(0))?;
+        let open = raw.find(0, b'(').ok_or(FetchParseError(0))?;
         let mut parser = Parser { raw, pos: open + 1 };
         let mut items = Vec::new();
         loop {
             parser.skip_spaces();
-            match raw.get(parser.pos) {
+            match raw.byte(parser.pos) {
                 Some(b')') => break,
                 Some(_) => items.push(parser.item()?),
                 None => return Err(FetchParseError(parser.pos)),
@@ -82,18 +94,19 @@ impl FetchResponse {
     }
 
     /// The value of `item` as bytes (literal content, unescaped quoted text, atom text).
-    pub fn value<'a>(raw: &'a [u8], item: &ResponseItem) -> Option<Cow<'a, [u8]>> {
+    pub fn value<'a, S: Source + ?Sized>(raw: &'a S, item: &ResponseItem) -> Option<Cow<'a, [u8]>> {
         match &item.value {
             Value::Nil | Value::List(_) => None,
-            Value::Atom(range) | Value::Literal { content: range, .. } => {
-                raw.get(range.clone()).map(Cow::Borrowed)
-            }
-            Value::Quoted(range) => raw.get(range.clone()).map(unescape),
+            Value::Atom(range) | Value::Literal { content: range, .. } => raw.text(range.clone()),
+            Value::Quoted(range) => raw.text(range.clone()).map(|text| match text {
+                Cow::Borrowed(text) => unescape(text),
+                Cow::Owned(text) => Cow::Owned(unescape(&text).into_owned()),
+            }),
         }
     }
 
     /// The UID item's value, if present.
-    pub fn uid(&self, raw: &[u8]) -> Option<u32> {
+    pub fn uid<S: Source + ?Sized>(&self, raw: &S) -> Option<u32> {
         let item = self.items.iter().find(|i| i.kind == ItemKind::Uid)?;
         let text = FetchResponse::value(raw, item)?;
         std::str::from_utf8(&text).ok()?.parse().ok()
@@ -132,14 +145,14 @@ fn unescape(text: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-struct Parser<'a> {
-    raw: &'a [u8],
+struct Parser<'a, S: Source + ?Sized> {
+    raw: &'a S,
     pos: usize,
 }
 
-impl Parser<'_> {
+impl<S: Source + ?Sized> Parser<'_, S> {
     fn skip_spaces(&mut self) {
-        while self.raw.get(self.pos) == Some(&b' ') {
+        while self.raw.byte(self.pos) == Some(b' ') {
             self.pos += 1;
         }
     }
@@ -151,7 +164,7 @@ impl Parser<'_> {
     fn item(&mut self) -> Result<ResponseItem, FetchParseError> {
         let start = self.pos;
         let mut depth = 0usize;
-        while let Some(&byte) = self.raw.get(self.pos) {
+        while let Some(byte) = self.raw.byte(self.pos) {
             match byte {
                 b'[' => depth += 1,
                 b']' => depth = depth.saturating_sub(1),
@@ -161,7 +174,8 @@ impl Parser<'_> {
             }
             self.pos += 1;
         }
-        let name = String::from_utf8_lossy(&self.raw[start..self.pos]).to_ascii_uppercase();
+        let name = self.raw.text(start..self.pos).ok_or_else(|| self.error())?;
+        let name = String::from_utf8_lossy(&name).to_ascii_uppercase();
         let (kind, origin) = response_kind(&name).ok_or_else(|| self.error())?;
         self.skip_spaces();
         let value = self.value()?;
@@ -175,7 +189,7 @@ impl Parser<'_> {
     }
 
     fn value(&mut self) -> Result<Value, FetchParseError> {
-        match self.raw.get(self.pos) {
+        match self.raw.byte(self.pos) {
             Some(b'"') => self.quoted(),
             Some(b'{') | Some(b'~') => self.literal(),
             Some(b'(') => {
@@ -185,13 +199,13 @@ impl Parser<'_> {
             }
             Some(_) => {
                 let start = self.pos;
-                while let Some(&byte) = self.raw.get(self.pos) {
+                while let Some(byte) = self.raw.byte(self.pos) {
                     if matches!(byte, b' ' | b')' | b'\r' | b'\n') {
                         break;
                     }
                     self.pos += 1;
                 }
-                let atom = &self.raw[start..self.pos];
+                let atom = self.raw.text(start..self.pos).ok_or_else(|| self.error())?;
                 if atom.is_empty() {
                     return Err(self.error());
                 }
@@ -209,7 +223,7 @@ impl Parser<'_> {
         let start = self.pos + 1;
         let mut index = start;
         let mut escaped = false;
-        while let Some(&byte) = self.raw.get(index) {
+        while let Some(byte) = self.raw.byte(index) {
             match (escaped, byte) {
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
@@ -226,25 +240,28 @@ impl Parser<'_> {
     }
 
     fn literal(&mut self) -> Result<Value, FetchParseError> {
-        let binary = self.raw.get(self.pos) == Some(&b'~');
+        let binary = self.raw.byte(self.pos) == Some(b'~');
         let open = self.pos + usize::from(binary);
-        let close = open
-            + self
-                .raw
-                .get(open..)
-                .and_then(|r| r.iter().position(|&b| b == b'}'))
-                .ok_or_else(|| self.error())?;
-        let digits = self.raw.get(open + 1..close).ok_or_else(|| self.error())?;
-        let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+        if self.raw.byte(open) != Some(b'{') {
+            return Err(self.error());
+        }
+        let close = self.raw.find(open, b'}').ok_or_else(|| self.error())?;
+        let digits = match open < close {
+            true => self.raw.text(open + 1..close),
+            false => None,
+        };
+        let digits = digits.ok_or_else(|| self.error())?;
+        let digits = digits.strip_suffix(b"+").unwrap_or(&digits);
         let length: usize = std::str::from_utf8(digits)
             .ok()
             .and_then(|d| d.parse().ok())
             .ok_or_else(|| self.error())?;
-        if self.raw.get(close + 1..close + 3) != Some(b"\r\n") {
+        let crlf = (self.raw.byte(close + 1), self.raw.byte(close + 2));
+        if crlf != (Some(b'\r'), Some(b'\n')) {
             return Err(self.error());
         }
         let content = close + 3..close.saturating_add(3).saturating_add(length);
-        if content.end > self.raw.len() {
+        if content.end > self.raw.len() || !self.raw.literal_fits(&content) {
             return Err(self.error());
         }
         self.pos = content.end;
@@ -255,7 +272,7 @@ impl Parser<'_> {
         self.pos += 1;
         loop {
             self.skip_spaces();
-            match self.raw.get(self.pos) {
+            match self.raw.byte(self.pos) {
                 Some(b')') => {
                     self.pos += 1;
                     return Ok(());
@@ -309,7 +326,7 @@ mod tests {
 
     #[test]
     fn parses_items_with_literals_lists_and_sections() {
-        let raw = b"* 3 FETCH (UID 7 FLAGS (\\Seen) BODY[HEADER.FIELDS (FROM)] {5}\r\nFrom\n BODY[2]<10> \"a\\\"b\" RFC822.SIZE 99 BODY[] NIL)\r\n";
+        let raw: &[u8] = b"* 3 FETCH (UID 7 FLAGS (\\Seen) BODY[HEADER.FIELDS (FROM)] {5}\r\nFrom\n BODY[2]<10> \"a\\\"b\" RFC822.SIZE 99 BODY[] NIL)\r\n";
         let response = FetchResponse::parse(raw).unwrap().unwrap();
         assert_eq!(response.seq, 3);
         assert_eq!(response.uid(raw), Some(7));
@@ -362,3 +379,7 @@ mod tests {
         assert_eq!(render(1, &[Cow::Owned(item)]), raw.to_vec());
     }
 }
+
+#[cfg(test)]
+#[path = "fetch_response_tests.rs"]
+mod segment_tests;

@@ -20,5 +20,6 @@ mod relay_client;
 mod relay_fetch;
 mod relay_own;
 mod section;
+pub mod segments;
 pub(crate) mod session;
 mod session_relay;

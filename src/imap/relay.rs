@@ -384,6 +384,13 @@ impl Relay {
         self.relay_bytes(Bytes::from(bytes));
     }
 
+    /// Relays a response's framed parts as they are (no copy).
+    pub(super) fn relay_parts(&mut self, parts: &super::segments::Segments) {
+        for part in parts.parts() {
+            self.relay_bytes(part.clone());
+        }
+    }
+
     pub(super) fn relay_bytes(&mut self, bytes: Bytes) {
         self.tally.bytes_down += bytes.len() as u64;
         self.out.push(Action::ToClient(bytes));

@@ -13,6 +13,7 @@ use super::fetch_response::fetch_seq;
 use super::relay::{has_capability, Action, ClientMode, Close, Kind, Relay};
 use super::relay_client::Waiting;
 use super::relay_fetch::{self, FetchContext, Held, Interception, MailboxState, MAX_SEQ_MAP};
+use super::segments::Segments;
 use crate::scan::Disposition;
 
 impl Relay {
@@ -63,55 +64,58 @@ impl Relay {
                 return;
             }
         }
-        let mut output = concat(&response);
+        let segments = Segments::of_events(&response);
         if fetch_seq(&first).is_some() {
-            return self.on_fetch_response(output);
+            return self.on_fetch_response(segments);
         }
+        let mut rewritten = None;
         if response.len() == 1 {
             self.observe_untagged(&first);
             if let Some(list) = super::login::backend_list(&first) {
                 self.settings.literal_plus = has_capability(&list, "LITERAL+");
             }
-            if let Some(rewritten) = capability::rewrite_line(&first, self.settings.policy) {
-                output = rewritten;
-            }
+            rewritten = capability::rewrite_line(&first, self.settings.policy);
         }
         let status = Status::parse(&first).filter(|s| s.tag != "*" && s.tag != "+");
-        let logout = match status {
-            Some(status) => self.on_tagged(&status, &mut output),
-            None => false,
+        let (logout, replaced) = match status {
+            Some(status) => self.on_tagged(&status),
+            None => (false, None),
         };
-        self.relay(output);
+        match replaced.or(rewritten) {
+            Some(output) => self.relay(output),
+            None => self.relay_parts(&segments),
+        }
         if logout {
             self.close(Close::Logout);
         }
         self.end_continuation_if_done();
     }
 
-    /// Bookkeeping for a tagged completion; `true` when LOGOUT completed.
-    fn on_tagged(&mut self, status: &Status, output: &mut Vec<u8>) -> bool {
+    /// Bookkeeping for a tagged completion: whether LOGOUT completed, and the line to send
+    /// instead of the backend's, if any.
+    fn on_tagged(&mut self, status: &Status) -> (bool, Option<Vec<u8>>) {
         let Some(index) = self.pending.iter().position(|p| p.tag == status.tag) else {
-            return false;
+            return (false, None);
         };
         let Some(pending) = self.pending.remove(index) else {
-            return false;
+            return (false, None);
         };
         if status.condition == "BAD" {
             self.errors += 1;
         }
         let withheld = pending.fetch.as_ref().map_or(0, |f| f.withheld);
-        if withheld > 0 && status.is_ok() {
-            *output = format!(
+        let replaced = (withheld > 0 && status.is_ok()).then(|| {
+            format!(
                 "{} NO [UNAVAILABLE] {withheld} message(s) could not be scanned now; try again later\r\n",
                 pending.tag
             )
-            .into_bytes();
-        }
+            .into_bytes()
+        });
         if pending.kind == Kind::Idle {
             self.mode = ClientMode::Commands;
         }
         match pending.kind {
-            Kind::Logout => return true,
+            Kind::Logout => return (true, replaced),
             Kind::Select(name) => {
                 let uidvalidity = self.mailbox.selecting_uidvalidity.take();
                 self.mailbox = MailboxState::default();
@@ -123,7 +127,7 @@ impl Relay {
             Kind::Close if status.is_ok() => self.mailbox = MailboxState::default(),
             _ => {}
         }
-        false
+        (false, replaced)
     }
 
     /// A command being sent piece by piece ends when its tagged answer arrives first.
@@ -138,7 +142,7 @@ impl Relay {
     }
 
     /// One `* n FETCH` response: relayed, withheld, or waited for.
-    fn on_fetch_response(&mut self, raw: Vec<u8>) {
+    fn on_fetch_response(&mut self, raw: Segments) {
         let in_flight: Vec<&FetchContext> = self
             .pending
             .iter()
@@ -153,7 +157,7 @@ impl Relay {
         }
         let uid = known.map(|(_, uid)| uid);
         match interception {
-            Interception::Pass(raw) => self.relay_bytes(raw),
+            Interception::Pass(raw) => self.relay_parts(&raw),
             Interception::Unparsable => self.note_withheld(None),
             Interception::Ready(held) => self.served(&held, None),
             Interception::Scan(held, message) => {
@@ -220,13 +224,4 @@ fn backend_violation(error: &ResponseError) -> String {
         tracing::warn!(%error, limit = frame.limit().as_str(), "backend framing error");
     }
     error.to_string()
-}
-
-/// A response's bytes in one buffer.
-pub(super) fn concat(events: &[Event]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for event in events {
-        out.extend_from_slice(event.bytes());
-    }
-    out
 }

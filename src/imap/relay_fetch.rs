@@ -26,6 +26,7 @@ use super::fetch::{FetchRequest, ItemKind};
 use super::fetch_match::Signature;
 use super::fetch_response::{encode_literal_item, FetchResponse, ResponseItem, Value};
 use super::section;
+use super::segments::Segments;
 use crate::scan::Disposition;
 
 /// Interval between keep-alives while one message is being scanned.
@@ -77,7 +78,7 @@ enum Serve<'a> {
 /// A parsed `* n FETCH` response waiting to be served.
 #[derive(Debug)]
 pub struct Held {
-    raw: Bytes,
+    raw: Segments,
     response: FetchResponse,
     context: Option<FetchContext>,
 }
@@ -102,8 +103,8 @@ impl Held {
 /// What one `* n FETCH` response needs before it can go to the client.
 #[derive(Debug)]
 pub enum Interception {
-    /// Relay these bytes unchanged.
-    Pass(Bytes),
+    /// Relay these bytes unchanged (the framed parts, in order).
+    Pass(Segments),
     /// Unparsable: withheld (counts as a withheld message).
     Unparsable,
     /// Only items the proxy added need removing: serve with no verdict.
@@ -118,12 +119,11 @@ pub enum Interception {
 /// given its signature ([`super::fetch_match`]), if any. Also returns its sequence number and
 /// the UID it carries, if any.
 pub fn intercept<'c>(
-    raw: Vec<u8>,
+    raw: Segments,
     answered: impl FnOnce(&Signature) -> Option<&'c FetchContext>,
 ) -> (Interception, Option<(u32, u32)>) {
-    // Items and the whole message are slices of this buffer from here on: no copies.
-    let raw = Bytes::from(raw);
-    let response = match FetchResponse::parse(&raw) {
+    // Items and the whole message are slices of the framed parts from here on: no copies.
+    let response = match FetchResponse::parse_from(&raw) {
         Ok(Some(response)) => response,
         Ok(None) => return (Interception::Pass(raw), None),
         Err(error) => {
@@ -174,29 +174,30 @@ pub fn serve(held: &Held, disposition: Option<&Disposition>) -> Option<Vec<Bytes
     let context = held.context.as_ref();
     let items = &held.response.items;
     if matches!(serve, Serve::Original) && !items.iter().any(|i| is_added(i, context)) {
-        return Some(vec![held.raw.clone()]);
+        return Some(held.raw.parts().to_vec());
     }
     let mut pieces = vec![Bytes::from(format!("* {} FETCH (", held.response.seq))];
+    let mut served = 0;
     for item in items.iter().filter(|i| !is_added(i, context)) {
         if let Some(encoded) = serve_item(&held.raw, item, &serve, context) {
-            if pieces.len() > 1 {
+            if served > 0 {
                 pieces.push(Bytes::from_static(b" "));
             }
-            pieces.push(encoded);
+            served += 1;
+            pieces.extend(encoded);
         }
     }
-    (pieces.len() > 1).then(|| {
+    (served > 0).then(|| {
         pieces.push(Bytes::from_static(b")\r\n"));
         pieces
     })
 }
 
-/// An item's value as a slice of `raw` (a copy only for a quoted string with escapes).
-fn value_bytes(raw: &Bytes, item: &ResponseItem) -> Option<Bytes> {
+/// An item's value as a slice of the framed parts (a copy only for a quoted string with
+/// escapes, or a short value that spans parts).
+fn value_bytes(raw: &Segments, item: &ResponseItem) -> Option<Bytes> {
     match &item.value {
-        Value::Literal { content, .. } if content.end <= raw.len() => {
-            Some(raw.slice(content.clone()))
-        }
+        Value::Literal { content, .. } => raw.slice(content.clone()),
         _ => FetchResponse::value(raw, item).map(|v| Bytes::copy_from_slice(&v)),
     }
 }
@@ -218,23 +219,20 @@ fn needs_verdict(item: &ResponseItem) -> bool {
     item.kind.needs_verdict() && item.value != Value::Nil
 }
 
-/// The encoded item for the client, or `None` to leave it out.
+/// The encoded item for the client as pieces in order, or `None` to leave it out.
 fn serve_item(
-    raw: &Bytes,
+    raw: &Segments,
     item: &ResponseItem,
     serve: &Serve<'_>,
     context: Option<&FetchContext>,
-) -> Option<Bytes> {
-    let original = || match item.span.end <= raw.len() {
-        true => raw.slice(item.span.clone()),
-        false => Bytes::new(),
-    };
+) -> Option<Vec<Bytes>> {
+    let original = || raw.pieces(item.span.clone()).unwrap_or_default();
     match serve {
         Serve::Original => Some(original()),
         Serve::Withhold if needs_verdict(item) => None,
         Serve::Withhold => Some(original()),
         Serve::From(_) if !needs_verdict(item) => Some(original()),
-        Serve::From(bytes) => computed(item, bytes, context).map(Bytes::from),
+        Serve::From(bytes) => computed(item, bytes, context).map(|c| vec![Bytes::from(c)]),
     }
 }
 

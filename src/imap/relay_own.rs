@@ -23,10 +23,11 @@ use bytes::Bytes;
 use super::codec::Event;
 use super::command::Status;
 use super::fetch::ItemKind;
-use super::fetch_response::{fetch_seq, FetchResponse};
+use super::fetch_response::{fetch_seq, FetchResponse, Value};
 use super::relay::{Action, ClientMode, Close, Kind, Relay};
 use super::relay_client::Waiting;
 use super::relay_fetch::Held;
+use super::segments::Segments;
 use crate::scan::Disposition;
 
 /// The proxy's own FETCH in flight.
@@ -119,7 +120,7 @@ impl Relay {
         if !fresh || !own.ahead.is_empty() || fetch_seq(first).is_none() {
             return false;
         }
-        let raw = super::relay_backend::concat(response);
+        let raw = Segments::of_events(response);
         let Some(message) = whole_message_of(&raw, own.uid) else {
             return false;
         };
@@ -185,8 +186,8 @@ impl Relay {
 }
 
 /// The whole message in a `* n FETCH` response carrying `UID uid` and `BODY[]`.
-fn whole_message_of(raw: &[u8], uid: u32) -> Option<Bytes> {
-    let response = FetchResponse::parse(raw).ok()??;
+fn whole_message_of(raw: &Segments, uid: u32) -> Option<Bytes> {
+    let response = FetchResponse::parse_from(raw).ok()??;
     if response.uid(raw) != Some(uid) {
         return None;
     }
@@ -194,5 +195,8 @@ fn whole_message_of(raw: &[u8], uid: u32) -> Option<Bytes> {
         item.origin.is_none()
             && matches!(&item.kind, ItemKind::Section { binary: false, section } if section.is_empty())
     })?;
-    FetchResponse::value(raw, item).map(|value| Bytes::copy_from_slice(&value))
+    match &item.value {
+        Value::Literal { content, .. } => raw.slice(content.clone()),
+        _ => FetchResponse::value(raw, item).map(|value| Bytes::copy_from_slice(&value)),
+    }
 }

@@ -15,8 +15,8 @@ use super::relay_fetch::KEEPALIVE_INTERVAL;
 use super::session::{backend_limits, max_command, Flow, Session};
 use crate::scan::{Disposition, MessageRef};
 use crate::session::{
-    count_limit, scan_with_permit, write_backend, write_client, SessionEnd, SessionError,
-    SessionStats, BACKEND_EXCHANGE_TIMEOUT,
+    count_limit, scan_with_permit, write_backend, write_client, write_client_pieces, SessionEnd,
+    SessionError, SessionStats, BACKEND_EXCHANGE_TIMEOUT,
 };
 
 impl Session {
@@ -84,8 +84,15 @@ impl Session {
             let scanner = &self.context.listener.scanner;
             let more = match action {
                 Action::ToClient(bytes) => {
-                    let bytes = coalesce_client_writes(bytes, &mut queue);
-                    write_client(&mut self.client, &bytes).await?;
+                    // Consecutive pieces (a served FETCH response) go out in one vectored
+                    // write and one flush.
+                    let mut pieces = vec![bytes];
+                    while let Some(Action::ToClient(_)) = queue.front() {
+                        if let Some(Action::ToClient(next)) = queue.pop_front() {
+                            pieces.push(next);
+                        }
+                    }
+                    write_client_pieces(&mut self.client, &pieces).await?;
                     continue;
                 }
                 Action::ToBackend(bytes) => {
@@ -166,28 +173,6 @@ impl Session {
     }
 }
 
-/// Pieces below this size that are queued back to back for the client are joined into one write.
-const COALESCE_LIMIT: usize = 16 * 1024;
-
-/// `first` joined with the small [`Action::ToClient`] pieces that directly follow it in `queue`
-/// (up to [`COALESCE_LIMIT`] in total), so responses that arrived together leave in one TLS
-/// record and one `writev` instead of one per response line (a `UID FETCH 1:* (FLAGS)` of 30
-/// messages took 31 writes; issue 10). Order is kept; large pieces (literals) are never copied.
-fn coalesce_client_writes(first: Bytes, queue: &mut VecDeque<Action>) -> Bytes {
-    let fits = |len: usize, next: Option<&Action>| matches!(next, Some(Action::ToClient(b)) if len + b.len() <= COALESCE_LIMIT);
-    if !fits(first.len(), queue.front()) {
-        return first;
-    }
-    let mut joined = bytes::BytesMut::with_capacity(COALESCE_LIMIT);
-    joined.extend_from_slice(&first);
-    while fits(joined.len(), queue.front()) {
-        if let Some(Action::ToClient(next)) = queue.pop_front() {
-            joined.extend_from_slice(&next);
-        }
-    }
-    joined.freeze()
-}
-
 /// Runs one scan; every [`KEEPALIVE_INTERVAL`] the core's keep-alives go to the client.
 async fn scan_with_keepalive(
     context: &crate::context::SessionContext,
@@ -237,49 +222,4 @@ fn backend_violation(error: &ResponseError) -> SessionError {
         tracing::warn!(%error, limit = frame.limit().as_str(), "backend framing error");
     }
     SessionError::BackendProtocol(error.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn client(text: &'static str) -> Action {
-        Action::ToClient(Bytes::from_static(text.as_bytes()))
-    }
-
-    #[test]
-    fn small_client_pieces_queued_together_leave_in_one_write_in_order() {
-        let mut queue: VecDeque<Action> = vec![
-            client("* 2 FETCH (FLAGS ())\r\n"),
-            client("a OK done\r\n"),
-            Action::ToBackend(Bytes::from_static(b"b NOOP\r\n")),
-            client("* 3 EXISTS\r\n"),
-        ]
-        .into();
-        let first = Bytes::from_static(b"* 1 FETCH (FLAGS ())\r\n");
-        let joined = coalesce_client_writes(first, &mut queue);
-        assert_eq!(
-            &joined[..],
-            b"* 1 FETCH (FLAGS ())\r\n* 2 FETCH (FLAGS ())\r\na OK done\r\n"
-        );
-        assert_eq!(
-            queue.len(),
-            2,
-            "stops at the first action that is not for the client"
-        );
-        assert!(matches!(queue.front(), Some(Action::ToBackend(_))));
-    }
-
-    #[test]
-    fn large_pieces_are_not_copied() {
-        let large = Bytes::from(vec![b'x'; COALESCE_LIMIT]);
-        let mut queue: VecDeque<Action> = vec![client("a OK\r\n")].into();
-        let out = coalesce_client_writes(large.clone(), &mut queue);
-        assert_eq!(out.as_ptr(), large.as_ptr());
-        assert_eq!(queue.len(), 1);
-        let mut queue: VecDeque<Action> = vec![Action::ToClient(large.clone())].into();
-        let out = coalesce_client_writes(Bytes::from_static(b"* 1 FETCH (BODY[] "), &mut queue);
-        assert_eq!(&out[..], b"* 1 FETCH (BODY[] ");
-        assert_eq!(queue.len(), 1, "the literal is written by itself");
-    }
 }

@@ -1,14 +1,44 @@
-//! Computing a verdict: the verdict cache first, then the rules and the built-in check (on a
-//! blocking thread for large messages, [`super::offload`]) and the engine (clamd).
+//! Computing a verdict: the disposition cached under a message's identity (no hash taken), the
+//! verdict cache, then the rules and the built-in check (on a blocking thread for large
+//! messages, [`super::offload`]) and the engine (clamd).
 
 use bytes::Bytes;
 
+use super::cache::Outcome;
 use super::clamd::EngineOutcome;
 use super::engine;
 use super::rules::{self, RuleAction};
-use super::{cache, mime, offload, Engine, Inner, ScanEngine, Verdict};
+use super::{cache, message_key, mime, offload, Engine, Inner, ScanEngine, Verdict};
+use super::{Disposition, MessageRef};
 
 impl Inner {
+    /// The disposition cached under the message's IMAP identity, found without hashing its
+    /// content (issue 10: a cached verdict costs no SHA-256 per fetch). A message's content
+    /// never changes under (mailbox, UIDVALIDITY, UID) (RFC 9051 §2.3.1.1), so the hash
+    /// remembered for the identity is this content's — the same trust the look-up of a partial
+    /// fetch ([`super::Scanner::cached`]) places in it. Released content takes the full path.
+    pub(super) async fn by_identity(
+        &self,
+        message: &Bytes,
+        msg: &MessageRef,
+    ) -> Option<Disposition> {
+        let hash = self.cache.message_hash(&message_key(msg)?).await?;
+        if self.released.contains(&hash) {
+            return None;
+        }
+        let disposition = match self.cache.outcome(&hash).await? {
+            Outcome::Unmodified(verdict) => Disposition::Deliver {
+                bytes: message.clone(),
+                modified: false,
+                verdict,
+            },
+            Outcome::Serve(_) if self.shared_released(&hash).await => return None,
+            Outcome::Serve(disposition) => disposition,
+        };
+        self.stats.count_cache(true);
+        Some(disposition)
+    }
+
     /// Engine + rules on a message, using and filling the verdict cache.
     pub(super) async fn verdict(
         &self,

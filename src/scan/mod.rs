@@ -401,6 +401,11 @@ impl Inner {
         msg: &MessageRef,
         key: Option<MessageKey>,
     ) -> Disposition {
+        if key.is_none() {
+            if let Some(disposition) = self.by_identity(&message, msg).await {
+                return disposition;
+            }
+        }
         let generation = self.cache.generation();
         let hash = offload::run(&message, quarantine::sha256).await;
         if self.released.contains(&hash) {

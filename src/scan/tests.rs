@@ -421,3 +421,40 @@ async fn cache_keys_are_scoped_by_backend() {
         scoped_user(Some("ol"), "dzed")
     );
 }
+
+/// Issue 10: a message whose disposition is cached under its IMAP identity is answered from the
+/// identity without hashing its content again (content never changes under (mailbox,
+/// UIDVALIDITY, UID)); the bytes passed in are what a clean disposition delivers. A flush
+/// forgets the identity, and the next fetch is scanned.
+#[tokio::test]
+async fn a_cached_identity_is_answered_without_hashing() {
+    let s = setup("");
+    let scanner = Scanner::new(&s.cfg).await.unwrap();
+    let hits = || {
+        scanner
+            .stats()
+            .cache_hits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let blocked = scanner.process(infected(), &msg(1)).await;
+    assert!(matches!(blocked, Disposition::Replace { .. }));
+    let before = hits();
+    // Different bytes under the same identity: the identity decides, no hash is taken.
+    let again = scanner.process(Bytes::from_static(CLEAN), &msg(1)).await;
+    assert_eq!(again, blocked);
+    assert_eq!(hits(), before + 1);
+    scanner.process(Bytes::from_static(CLEAN), &msg(2)).await;
+    let other = Bytes::from_static(b"Subject: other\r\n\r\nbody\r\n");
+    let clean = scanner.process(other.clone(), &msg(2)).await;
+    assert_eq!(
+        clean,
+        Disposition::Deliver {
+            bytes: other,
+            modified: false,
+            verdict: Verdict::Clean
+        }
+    );
+    scanner.flush();
+    let rescanned = scanner.process(infected(), &msg(2)).await;
+    assert!(matches!(rescanned, Disposition::Replace { .. }));
+}
