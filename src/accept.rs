@@ -38,7 +38,9 @@ pub async fn handle_connection(
     shutdown: CancellationToken,
     mut tcp: TcpStream,
 ) {
-    let addresses = match resolve_addresses(&runtime, &mut tcp).await {
+    // Boxed steps (here and the session's start): their futures are alive only while the
+    // connection starts, so the task an idle session keeps does not carry their space.
+    let addresses = match Box::pin(resolve_addresses(&runtime, &mut tcp)).await {
         Ok(addresses) => addresses,
         Err(error) => {
             tracing::warn!(%error, "connection refused: PROXY header");
@@ -57,7 +59,7 @@ pub async fn handle_connection(
         Err(hit) => {
             tracing::warn!(limit = hit.limit().as_str(), "connection refused: {hit}");
             crate::session::count_limit(hit.limit());
-            refuse(&runtime, tcp, hit).await;
+            Box::pin(refuse(&runtime, tcp, hit)).await;
             return;
         }
     };
@@ -72,7 +74,7 @@ pub async fn handle_connection(
         _connection: Arc::new(ConnectionGuard::new(permit, active)),
     };
     let stream = match runtime.config.tls {
-        ListenerTls::Implicit => match accept_tls(&runtime.tls, tcp).await {
+        ListenerTls::Implicit => match Box::pin(accept_tls(&runtime.tls, tcp)).await {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::info!(%error, "client TLS handshake failed");
@@ -141,4 +143,22 @@ async fn refuse(runtime: &ListenerRuntime, mut tcp: TcpStream, hit: LimitHit) {
         tcp.shutdown().await
     };
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, write).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns: what the session task of a connection carries.
+    fn future_size<A, B, C, F: std::future::Future>(_: impl Fn(A, B, C) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_session_task_is_small() {
+        // Before the handshake, the session's start and the protocol handlers were boxed, every
+        // connection's task carried their futures: about 9 KiB while the session was idle.
+        let size = future_size(handle_connection);
+        assert!(size <= 3 * 1024, "connection future: {size} bytes");
+    }
 }

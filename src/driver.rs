@@ -13,15 +13,12 @@ use tokio::time::Instant;
 use crate::context::SessionContext;
 use crate::metrics::Limit;
 use crate::net::Stream;
+use crate::read_buffer::ReadBuffer;
 use crate::session::{
     count_limit, linger_close, next_input, write_client, Input, Relay, SessionEnd, SessionError,
     SessionStats,
 };
 
-/// Read buffer size per direction when a session starts: an idle session holds only this.
-const INITIAL_READ_BUFFER: usize = 4 * 1024;
-/// Largest read buffer per direction: a buffer a read fills doubles, up to this.
-const READ_BUFFER: usize = 64 * 1024;
 /// Longest the driver waits for a client to take its closing bytes.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -100,20 +97,23 @@ pub(crate) async fn drive<P: ProtocolSession>(
     stats: &mut SessionStats,
 ) -> SessionEnd {
     let mut buffers = Buffers {
-        client: vec![0u8; INITIAL_READ_BUFFER],
-        backend: vec![0u8; INITIAL_READ_BUFFER],
+        client: ReadBuffer::default(),
+        backend: ReadBuffer::default(),
         last_activity: Instant::now(),
     };
+    // The protocol's handlers (and the upgrade, the farewell) are boxed: their futures are large
+    // and alive only while an input is handled, so the task an idle session keeps (waiting in
+    // `next_input`) does not carry their space (about 9 KiB of the session task before).
     let (end, linger) = loop {
         match step(&mut session, &mut buffers, stats).await {
             Ok(Flow::Continue) => {}
-            Ok(Flow::StartTls) => match session.upgrade().await {
+            Ok(Flow::StartTls) => match Box::pin(session.upgrade()).await {
                 Ok(upgraded) => session = upgraded,
                 Err(error) => return SessionEnd::Error(error),
             },
             Ok(Flow::End(end)) => break (end, false),
             Err(error) => {
-                let linger = session.farewell(&error).await;
+                let linger = Box::pin(session.farewell(&error)).await;
                 break (SessionEnd::Error(error), linger);
             }
         }
@@ -123,25 +123,19 @@ pub(crate) async fn drive<P: ProtocolSession>(
     };
     let (client, _) = session.streams();
     if linger {
-        linger_close(client).await;
+        Box::pin(linger_close(client)).await;
     } else {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
     }
     end
 }
 
+/// The read buffers ([`ReadBuffer`]: none is allocated while its stream is quiet) and the time
+/// of the last input.
 struct Buffers {
-    client: Vec<u8>,
-    backend: Vec<u8>,
+    client: ReadBuffer,
+    backend: ReadBuffer,
     last_activity: Instant,
-}
-
-/// A read that filled its buffer suggests more is coming at once: the buffer doubles, up to
-/// [`READ_BUFFER`], so bulk transfers take few reads while idle sessions stay small.
-fn grow_if_filled(buffer: &mut Vec<u8>, read: usize) {
-    if read == buffer.len() && buffer.len() < READ_BUFFER {
-        buffer.resize((buffer.len() * 2).min(READ_BUFFER), 0);
-    }
 }
 
 /// `max_errors` reached, or shutting down with nothing in flight: the closing line is sent.
@@ -177,6 +171,10 @@ async fn step<P: ProtocolSession>(
     let deadline = exchange.unwrap_or(idle_deadline);
     let shutdown = session.context().shutdown.clone();
     let (draining, wants_client) = (session.draining(), session.wants_client());
+    if !wants_client {
+        // Back-pressure: no client read until the session has caught up.
+        buffers.client.release();
+    }
     let (client, backend) = session.streams();
     let relay = Relay {
         client,
@@ -190,18 +188,14 @@ async fn step<P: ProtocolSession>(
             Ok(Flow::Continue)
         }
         Input::ClientClosed => Ok(Flow::End(SessionEnd::ClientClosed)),
-        Input::BackendClosed => session.on_backend_closed().await,
+        Input::BackendClosed => Box::pin(session.on_backend_closed()).await,
         Input::Client(n) => {
             buffers.last_activity = Instant::now();
-            let flow = session.on_client_bytes(&buffers.client[..n], stats).await;
-            grow_if_filled(&mut buffers.client, n);
-            flow
+            Box::pin(session.on_client_bytes(&buffers.client.filled()[..n], stats)).await
         }
         Input::Backend(n) => {
             buffers.last_activity = Instant::now();
-            let flow = session.on_backend_bytes(&buffers.backend[..n], stats).await;
-            grow_if_filled(&mut buffers.backend, n);
-            flow
+            Box::pin(session.on_backend_bytes(&buffers.backend.filled()[..n], stats)).await
         }
         Input::Deadline if exchange.is_some() => {
             Err(SessionError::BackendIo(std::io::ErrorKind::TimedOut.into()))
@@ -215,24 +209,5 @@ async fn step<P: ProtocolSession>(
             let _ = write_client(client, P::NOTICES.timeout).await;
             Ok(Flow::End(SessionEnd::Timeout))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_buffers_start_small_and_double_when_filled() {
-        let mut buffer = vec![0u8; INITIAL_READ_BUFFER];
-        grow_if_filled(&mut buffer, 100);
-        assert_eq!(buffer.len(), INITIAL_READ_BUFFER);
-        let mut sizes = Vec::new();
-        for _ in 0..6 {
-            let full = buffer.len();
-            grow_if_filled(&mut buffer, full);
-            sizes.push(buffer.len() / 1024);
-        }
-        assert_eq!(sizes, [8, 16, 32, 64, 64, 64]);
     }
 }

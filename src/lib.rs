@@ -30,6 +30,7 @@ pub mod metrics;
 mod net;
 pub mod pop3;
 pub mod proxy_protocol;
+mod read_buffer;
 pub mod reload;
 pub mod routing;
 mod sasl;

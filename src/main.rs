@@ -12,6 +12,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 use portcullis::config::Config;
 use portcullis::logging::{stderr_line, stdout_line, LogFormat};
 
+/// jemalloc with its background threads (cargo feature `background_threads`): they purge what
+/// closed sessions freed after its decay time, so RSS comes back after a peak of sessions;
+/// glibc's malloc kept the peak resident (docs/performance.md, run 5).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about)]

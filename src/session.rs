@@ -15,6 +15,7 @@ use crate::backend::BackendError;
 use crate::context::SessionContext;
 use crate::metrics::{ByteDirection, Limit, LoginOutcome, SessionEndLabel};
 use crate::net::Stream;
+use crate::read_buffer::ReadBuffer;
 
 /// Which party a failure is attributed to (also a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,9 +336,9 @@ pub struct Relay<'a> {
     /// Backend stream (none before a routed login: nothing to read from).
     pub backend: Option<&'a mut Stream>,
     /// Buffer for client reads.
-    pub client_buffer: &'a mut [u8],
+    pub client_buffer: &'a mut ReadBuffer,
     /// Buffer for backend reads.
-    pub backend_buffer: &'a mut [u8],
+    pub backend_buffer: &'a mut ReadBuffer,
 }
 
 /// Waits for the next input of a relay loop shared by both protocols: shutdown (unless already
@@ -352,7 +353,7 @@ pub async fn next_input(
 ) -> Result<Input, SessionError> {
     tokio::select! {
         _ = shutdown.cancelled(), if !draining => Ok(Input::Shutdown),
-        read = relay.client.read(relay.client_buffer), if read_client => match read.map_err(SessionError::ClientIo)? {
+        read = relay.client_buffer.read_from(relay.client), if read_client => match read.map_err(SessionError::ClientIo)? {
             0 => Ok(Input::ClientClosed),
             n => Ok(Input::Client(n)),
         },
@@ -365,9 +366,12 @@ pub async fn next_input(
 }
 
 /// Reads from `stream`, or never completes when there is none.
-async fn read_optional(stream: Option<&mut Stream>, buffer: &mut [u8]) -> std::io::Result<usize> {
+async fn read_optional(
+    stream: Option<&mut Stream>,
+    buffer: &mut ReadBuffer,
+) -> std::io::Result<usize> {
     match stream {
-        Some(stream) => stream.read(buffer).await,
+        Some(stream) => buffer.read_from(stream).await,
         None => std::future::pending().await,
     }
 }

@@ -45,7 +45,7 @@ pub(super) use crate::driver::Flow;
 /// Runs a session on an accepted (possibly already TLS) client stream.
 pub async fn run(context: SessionContext, client: Stream) {
     let mut stats = SessionStats::default();
-    let end = match Session::start(&context, client).await {
+    let end = match Box::pin(Session::start(&context, client)).await {
         Ok(session) => crate::driver::drive(session, &mut stats).await,
         Err(end) => end,
     };
