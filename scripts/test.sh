@@ -10,7 +10,7 @@
 #      (only what is missing; the packages' services are not started, no system service is
 #      stopped) and the `portcullis-mail` system user;
 #   2. a Rust toolchain with rustfmt and clippy (rustup, only if cargo is missing), a C
-#      compiler (aws-lc-sys builds with gcc) and cargo-deb (`cargo install --locked`, ~1 min,
+#      compiler and make (aws-lc-sys builds with gcc, tikv-jemalloc-sys with make) and cargo-deb (`cargo install --locked`, ~1 min,
 #      only if missing; tests/package_deb.rs builds the .deb with it);
 #   3. cargo fmt --check, cargo clippy (all targets, warnings are errors), cargo test (lib,
 #      bins, integration tests, doc tests; the benchmarks are built by clippy but not run).
@@ -32,6 +32,8 @@ as_root() {
 ensure_build_tools() {
     local -a missing=()
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+    # tikv-jemalloc-sys runs jemalloc's configure and make.
+    command -v make >/dev/null 2>&1 || missing+=(make)
     command -v git >/dev/null 2>&1 || missing+=(git)
     [[ -e /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
