@@ -11,6 +11,7 @@
 
 mod accept;
 pub mod backend;
+pub mod budget;
 pub mod capacity;
 mod certinfo;
 pub mod check;

@@ -83,6 +83,11 @@ pub struct Held {
 }
 
 impl Held {
+    /// Octets of the held response.
+    pub fn len(&self) -> u64 {
+        self.raw.len() as u64
+    }
+
     /// The message sequence number.
     pub fn seq(&self) -> u32 {
         self.response.seq
