@@ -5,14 +5,16 @@
 //! reading the peer that would need more (TCP back-pressure) until other sessions release
 //! theirs; a session that waits longer than `[limits] memory_wait` ends cleanly.
 //!
-//! The budget counts KiB in a fair (FIFO) tokio [`Semaphore`]. A reservation is RAII: dropping
-//! it (the session ended) returns its KiB. A single need larger than the whole budget is capped
+//! The budget counts KiB in a tokio [`Semaphore`], always taken all-or-nothing: a session
+//! waiting for budget holds none of what it waits for (no partial holds to deadlock on) and
+//! does not hold up smaller needs queued behind it; waiters retry whenever budget is returned.
+//! A reservation is RAII: dropping it (the session ended) returns its KiB. A single need larger than the whole budget is capped
 //! at the budget, so it proceeds once it is alone instead of waiting forever on arithmetic.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// Granularity of the budget: one semaphore permit.
 const UNIT: u64 = 1024;
@@ -33,7 +35,10 @@ pub enum BudgetError {
 /// The memory budget shared by every session of the process.
 #[derive(Debug)]
 pub struct MemoryBudget {
+    /// Free units; only ever taken all-or-nothing (`try_acquire_many`).
     permits: Semaphore,
+    /// Wakes the sessions waiting for budget when some is returned.
+    released: Notify,
     /// The whole budget in units.
     units: u32,
     /// Longest a session waits for budget before it is ended (`memory_wait`).
@@ -47,6 +52,7 @@ impl MemoryBudget {
         let units = u32::try_from(units_of(bytes).max(1)).unwrap_or(u32::MAX);
         let budget = MemoryBudget {
             permits: Semaphore::new(units as usize),
+            released: Notify::new(),
             units,
             wait,
         };
@@ -158,25 +164,21 @@ impl Reservation {
         acquired
     }
 
-    /// Waits until the reservation covers `bytes` (capped at the whole budget). Cancel-safe:
-    /// dropping the future before it completes leaves the reservation as it was.
+    /// Waits until the reservation covers `bytes` (capped at the whole budget), taking it all
+    /// at once when it is free: a waiter never holds part of what it waits for, and a large
+    /// wait does not hold up smaller needs behind it (a session's few KiB to read its next
+    /// command are served whenever they are free). Cancel-safe: dropping the future before it
+    /// completes leaves the reservation as it was.
     pub async fn grow(&mut self, bytes: u64) {
-        let wanted = self.budget.capped(bytes);
-        if wanted <= self.units {
-            return;
-        }
-        let more = wanted - self.units;
         let budget = Arc::clone(&self.budget);
-        // The semaphore is never closed, so acquiring fails only if it were.
-        let acquired = match budget.permits.acquire_many(more).await {
-            Ok(permit) => {
-                permit.forget();
-                true
+        loop {
+            let released = budget.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.try_grow(bytes) {
+                return;
             }
-            Err(_) => false,
-        };
-        if acquired {
-            self.add(more);
+            released.await;
         }
     }
 
@@ -187,6 +189,7 @@ impl Reservation {
             let release = self.units - keep;
             self.units = keep;
             self.budget.permits.add_permits(release as usize);
+            self.budget.released.notify_waiters();
             gauge_add(-i64::from(release));
         }
     }

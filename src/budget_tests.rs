@@ -105,3 +105,30 @@ fn the_gate_reads_a_peer_only_when_its_announced_bytes_are_covered() {
     assert!(done.wanted.is_none());
     assert_eq!(budget.reserved_bytes(), 68 * KIB);
 }
+
+#[tokio::test]
+async fn a_large_wait_does_not_hold_up_a_small_need() {
+    let budget = MemoryBudget::new(MIB, Duration::from_secs(1));
+    let mut holder = budget.reservation();
+    assert!(holder.try_grow(900 * KIB));
+    let mut large = budget.reservation();
+    let wait = tokio::spawn(async move {
+        large.grow(MIB).await;
+        large
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut small = budget.reservation();
+    assert!(
+        small.try_grow(64 * KIB),
+        "free budget is not held for the large waiter"
+    );
+    assert_eq!(
+        budget.reserved_bytes(),
+        964 * KIB,
+        "the waiter holds nothing while it waits"
+    );
+    drop(small);
+    drop(holder);
+    let large = wait.await.unwrap();
+    assert_eq!(large.bytes(), MIB);
+}
