@@ -18,6 +18,10 @@ use tokio::sync::{Notify, Semaphore};
 
 /// Granularity of the budget: one semaphore permit.
 const UNIT: u64 = 1024;
+/// A session that holds this share of the budget (1/16) and announced nothing it is about to
+/// receive (a POP3 answer without `n octets`, grown read by read) may not take the last share:
+/// when such sessions wait on each other, logins and commands of other sessions still fit.
+const HEADROOM_DIVISOR: u64 = 16;
 
 /// Why a reservation could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +123,8 @@ pub struct Gate {
     pub read_backend: bool,
     /// The total the session waits for when the budget had no room for everything.
     pub wanted: Option<u64>,
+    /// Octets of the budget the wait must leave free (the headroom, for growth read by read).
+    pub keep_free: u64,
 }
 
 /// What one session holds of the budget; returned when dropped.
@@ -146,11 +152,20 @@ impl Reservation {
 
     /// Grows the reservation to cover `bytes` if the budget has room now; `false` otherwise.
     pub fn try_grow(&mut self, bytes: u64) -> bool {
+        self.try_grow_keeping(bytes, 0)
+    }
+
+    /// [`Reservation::try_grow`], leaving at least `keep_free` octets of the budget free.
+    pub fn try_grow_keeping(&mut self, bytes: u64, keep_free: u64) -> bool {
         let wanted = self.budget.capped(bytes);
         if wanted <= self.units {
             return true;
         }
         let more = wanted - self.units;
+        let keep = units_of(keep_free);
+        if keep > 0 && (self.budget.permits.available_permits() as u64) < u64::from(more) + keep {
+            return false;
+        }
         let acquired = match self.budget.permits.try_acquire_many(more) {
             Ok(permit) => {
                 permit.forget();
@@ -164,18 +179,19 @@ impl Reservation {
         acquired
     }
 
-    /// Waits until the reservation covers `bytes` (capped at the whole budget), taking it all
+    /// Waits until the reservation covers `bytes` (capped at the whole budget) with `keep_free`
+    /// octets of the budget left free, taking it all
     /// at once when it is free: a waiter never holds part of what it waits for, and a large
     /// wait does not hold up smaller needs behind it (a session's few KiB to read its next
     /// command are served whenever they are free). Cancel-safe: dropping the future before it
     /// completes leaves the reservation as it was.
-    pub async fn grow(&mut self, bytes: u64) {
+    pub async fn grow(&mut self, bytes: u64, keep_free: u64) {
         let budget = Arc::clone(&self.budget);
         loop {
             let released = budget.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            if self.try_grow(bytes) {
+            if self.try_grow_keeping(bytes, keep_free) {
                 return;
             }
             released.await;
@@ -207,17 +223,25 @@ impl Reservation {
             .saturating_add(demand.backend_next)
             .saturating_add(backend_read);
         let full = client.saturating_add(backend).saturating_sub(held);
+        let headroom = self.budget.total_bytes() / HEADROOM_DIVISOR;
+        let unannounced = demand.client_next == 0 && demand.backend_next == 0;
+        let keep_free = if unannounced && held >= headroom {
+            headroom
+        } else {
+            0
+        };
         if self.covers(full) {
             self.shrink(full);
-        } else if !self.try_grow(full) {
+        } else if !self.try_grow_keeping(full, keep_free) {
             // At least one peer may go on: the one needing less first.
-            self.try_grow(client.min(backend));
-            self.try_grow(client.max(backend));
+            self.try_grow_keeping(client.min(backend), keep_free);
+            self.try_grow_keeping(client.max(backend), keep_free);
         }
         Gate {
             read_client: self.covers(client),
             read_backend: self.covers(backend),
             wanted: (!self.covers(full)).then_some(full),
+            keep_free,
         }
     }
 

@@ -50,7 +50,7 @@ async fn a_wait_completes_when_another_session_releases() {
     assert!(holder.try_grow(MIB));
     let mut waiter = budget.reservation();
     let wait = tokio::spawn(async move {
-        waiter.grow(512 * KIB).await;
+        waiter.grow(512 * KIB, 0).await;
         waiter.bytes()
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -65,7 +65,7 @@ async fn a_cancelled_wait_takes_nothing() {
     let mut holder = budget.reservation();
     assert!(holder.try_grow(MIB));
     let mut waiter = budget.reservation();
-    let timed_out = tokio::time::timeout(Duration::from_millis(50), waiter.grow(KIB)).await;
+    let timed_out = tokio::time::timeout(Duration::from_millis(50), waiter.grow(KIB, 0)).await;
     assert!(timed_out.is_err());
     assert_eq!(waiter.bytes(), 0);
     drop(holder);
@@ -113,7 +113,7 @@ async fn a_large_wait_does_not_hold_up_a_small_need() {
     assert!(holder.try_grow(900 * KIB));
     let mut large = budget.reservation();
     let wait = tokio::spawn(async move {
-        large.grow(MIB).await;
+        large.grow(MIB, 0).await;
         large
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -131,4 +131,44 @@ async fn a_large_wait_does_not_hold_up_a_small_need() {
     drop(holder);
     let large = wait.await.unwrap();
     assert_eq!(large.bytes(), MIB);
+}
+
+#[test]
+fn growth_read_by_read_leaves_headroom_for_other_sessions() {
+    let budget = MemoryBudget::new(MIB, Duration::from_secs(1));
+    let mut big = budget.reservation();
+    // A POP3 answer without a size: held grows read by read, nothing announced.
+    let mut held = 0;
+    while big
+        .gate(
+            Demand {
+                held,
+                ..Demand::default()
+            },
+            4 * KIB,
+            64 * KIB,
+        )
+        .read_backend
+    {
+        held += 64 * KIB;
+        assert!(held <= MIB, "never stopped");
+    }
+    let free = budget.total_bytes() - budget.reserved_bytes();
+    assert!(free >= MIB / 16, "{free} octets left");
+    // A new session's first reads still fit.
+    let mut login = budget.reservation();
+    let gate = login.gate(Demand::default(), 4 * KIB, 4 * KIB);
+    assert!(gate.read_client && gate.read_backend);
+    // An announced literal may use the headroom.
+    let announced = Demand {
+        held: 0,
+        client_next: 0,
+        backend_next: free - 16 * KIB,
+    };
+    assert!(
+        budget
+            .reservation()
+            .gate(announced, 4 * KIB, 4 * KIB)
+            .read_backend
+    );
 }

@@ -176,9 +176,13 @@ fn gate<P: ProtocolSession>(session: &P, buffers: &mut Buffers) -> crate::budget
 }
 
 /// Waits until `reservation` covers `wanted`, or reports that `until` passed.
-async fn wait_for_budget(reservation: &mut Reservation, wanted: u64, until: Instant) -> Input {
+async fn wait_for_budget(
+    reservation: &mut Reservation,
+    (wanted, keep_free): (u64, u64),
+    until: Instant,
+) -> Input {
     tokio::select! {
-        _ = reservation.grow(wanted) => Input::Memory,
+        _ = reservation.grow(wanted, keep_free) => Input::Memory,
         _ = tokio::time::sleep_until(until) => Input::MemoryExhausted,
     }
 }
@@ -234,7 +238,10 @@ async fn step<P: ProtocolSession>(
         backend_buffer: &mut buffers.backend,
     };
     let reservation = &mut buffers.reservation;
-    let waiting = gate.wanted.zip(buffers.waiting_since);
+    let waiting = gate
+        .wanted
+        .map(|wanted| (wanted, gate.keep_free))
+        .zip(buffers.waiting_since);
     let memory = async move {
         match waiting {
             Some((wanted, since)) => {
