@@ -162,8 +162,11 @@ impl Reservation {
             return true;
         }
         let more = wanted - self.units;
-        let keep = units_of(keep_free);
-        if keep > 0 && (self.budget.permits.available_permits() as u64) < u64::from(more) + keep {
+        let available = self.budget.permits.available_permits() as u64;
+        let others = u64::from(self.budget.units - self.units).saturating_sub(available);
+        // The headroom never keeps a need from proceeding once it is alone.
+        let keep = if others == 0 { 0 } else { units_of(keep_free) };
+        if keep > 0 && available < u64::from(more) + keep {
             return false;
         }
         let acquired = match self.budget.permits.try_acquire_many(more) {

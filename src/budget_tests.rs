@@ -136,6 +136,8 @@ async fn a_large_wait_does_not_hold_up_a_small_need() {
 #[test]
 fn growth_read_by_read_leaves_headroom_for_other_sessions() {
     let budget = MemoryBudget::new(MIB, Duration::from_secs(1));
+    let mut idle = budget.reservation();
+    assert!(idle.gate(Demand::default(), 4 * KIB, 4 * KIB).read_client);
     let mut big = budget.reservation();
     // A POP3 answer without a size: held grows read by read, nothing announced.
     let mut held = 0;
@@ -171,4 +173,12 @@ fn growth_read_by_read_leaves_headroom_for_other_sessions() {
             .gate(announced, 4 * KIB, 4 * KIB)
             .read_backend
     );
+}
+
+#[test]
+fn the_headroom_never_keeps_a_lone_need_from_proceeding() {
+    let budget = MemoryBudget::new(MIB, Duration::from_secs(1));
+    let mut alone = budget.reservation();
+    assert!(alone.try_grow_keeping(2 * MIB, MIB / 16));
+    assert_eq!(alone.bytes(), MIB);
 }
