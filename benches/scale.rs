@@ -20,6 +20,7 @@
 //!   `SCALE_FETCH_CLIENTS` concurrent fetching sessions, default 4;
 //! - `SCALE_STALLED` stalled readers, default 20; `SCALE_STALLED_MIB` their message, default 9;
 //!   `SCALE_STALL_SECS` longest wait for the peak, default 20;
+//! - `SCALE_MEMORY` portcullis's `[limits] memory` (e.g. `64MiB`), default: not set (1 GiB);
 //! - `SCALE_HANDSHAKES` per key type, default 2000; `SCALE_HANDSHAKE_PARALLEL` default 8;
 //! - `SCALE_KX=x25519` offers only X25519 (default: rustls's default groups, which put the
 //!   X25519MLKEM768 hybrid first — OpenSSL 3.0 in nginx/stunnel picks X25519);
@@ -410,7 +411,7 @@ async fn stalled_phase(bench: &Bench, subject: &Subject, report: &mut Report, co
         settings.stalled, settings.stalled_mib
     );
     report.set(&label, "MiB", column, mib(peak.rss_kib.max(peak.hwm_kib)));
-    report.limit(subject.buffer_limits());
+    report.limit(&subject.buffer_limits());
     drop(sessions);
 }
 

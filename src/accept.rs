@@ -71,6 +71,7 @@ pub async fn handle_connection(
         shutdown,
         penalty: limits.penalty.clone(),
         scan_permits: limits.scan_permits.clone(),
+        memory: limits.memory.clone(),
         _connection: Arc::new(ConnectionGuard::new(permit, active)),
     };
     let stream = match runtime.config.tls {

@@ -123,6 +123,10 @@ mod tests {
             text.contains("[limits]") && text.contains("idle_timeout = \"31m\""),
             "{text}"
         );
+        assert!(
+            text.contains("memory = 1073741824") && text.contains("memory_wait = \"1m\""),
+            "the memory budget is printed: {text}"
+        );
         assert!(text.contains("built-in rules"), "{text}");
         let again = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(render(&again, "test.toml").unwrap(), text);

@@ -42,6 +42,8 @@ pub struct SharedLimits {
     pub penalty: Arc<AuthPenalty>,
     /// Concurrent scans (`max_scans`).
     pub scan_permits: Arc<Semaphore>,
+    /// The memory budget of all sessions (`memory`, `memory_wait`).
+    pub memory: Arc<crate::budget::MemoryBudget>,
 }
 
 impl SharedLimits {
@@ -59,6 +61,7 @@ impl SharedLimits {
             connections: ConnectionLimiter::new(limits),
             penalty: AuthPenalty::shared(limits, cluster),
             scan_permits: Arc::new(Semaphore::new(limits.max_scans)),
+            memory: crate::budget::MemoryBudget::new(limits.memory.0, limits.memory_wait),
         }
     }
 }
@@ -136,6 +139,8 @@ pub struct SessionContext {
     pub penalty: Arc<AuthPenalty>,
     /// Acquire one permit per message scan (`max_scans`).
     pub scan_permits: Arc<Semaphore>,
+    /// The memory budget the session's buffers are reserved from ([`crate::driver`]).
+    pub memory: Arc<crate::budget::MemoryBudget>,
     /// Releases the connection's limit slot when the last clone is dropped.
     pub _connection: Arc<ConnectionGuard>,
 }

@@ -4,19 +4,29 @@
 //! `max_errors`, drains on shutdown, and closes the client connection with the protocol's last
 //! words. What a byte means is the protocol's business ([`ProtocolSession`]); when and how it
 //! is read is the driver's.
+//!
+//! The driver also keeps the session within the memory budget ([`crate::budget`]), the same way
+//! for both protocols: before it reads a peer, the session's reservation must cover what the
+//! session holds ([`ProtocolSession::demand`]), what that peer announced and has yet to send,
+//! and one read buffer. While it does not, that peer is not read (TCP back-pressure) and the
+//! session waits for budget, still serving the other peer, shutdown and its deadlines; after
+//! `memory_wait` it ends with the protocol's [`Notices::memory`] line. Writes happen within a
+//! step, before the reservation is fitted again, so output on its way to a slow client stays
+//! covered by the reservation that admitted it.
 
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
+use crate::budget::{BudgetError, Demand, Reservation};
 use crate::context::SessionContext;
 use crate::metrics::Limit;
 use crate::net::Stream;
 use crate::read_buffer::ReadBuffer;
 use crate::session::{
     count_limit, linger_close, next_input, write_client, Input, Relay, SessionEnd, SessionError,
-    SessionStats,
+    SessionStats, Wanted,
 };
 
 /// Longest the driver waits for a client to take its closing bytes.
@@ -41,6 +51,8 @@ pub(crate) struct Notices {
     pub shutdown: &'static [u8],
     /// `max_errors` was reached.
     pub too_many_errors: &'static [u8],
+    /// The session waited `memory_wait` for the memory budget in vain.
+    pub memory: &'static [u8],
 }
 
 /// A protocol session as the driver sees it (IMAP and POP3 implement it).
@@ -58,6 +70,9 @@ pub(crate) trait ProtocolSession: Sized + Send {
     fn logged_in(&self) -> bool;
     /// Whether more client bytes may be read now (bounded back-pressure).
     fn wants_client(&self) -> bool;
+    /// What the session buffers on behalf of its peers now and what they announced (the
+    /// memory budget's view of it).
+    fn demand(&self) -> Demand;
     /// No command in flight and none partly received.
     fn is_idle(&self) -> bool;
     /// Protocol errors answered so far.
@@ -100,6 +115,8 @@ pub(crate) async fn drive<P: ProtocolSession>(
         client: ReadBuffer::default(),
         backend: ReadBuffer::default(),
         last_activity: Instant::now(),
+        reservation: session.context().memory.reservation(),
+        waiting_since: None,
     };
     // The protocol's handlers (and the upgrade, the farewell) are boxed: their futures are large
     // and alive only while an input is handled, so the task an idle session keeps (waiting in
@@ -136,6 +153,40 @@ struct Buffers {
     client: ReadBuffer,
     backend: ReadBuffer,
     last_activity: Instant,
+    /// The session's share of the memory budget.
+    reservation: Reservation,
+    /// Since when the session waits for budget.
+    waiting_since: Option<Instant>,
+}
+
+/// What to read next given the memory budget: fits the reservation to the session's demand
+/// and starts (or ends) a wait for budget.
+fn gate<P: ProtocolSession>(session: &P, buffers: &mut Buffers) -> crate::budget::Gate {
+    let (client_read, backend_read) = (buffers.client.next_read(), buffers.backend.next_read());
+    let gate = buffers
+        .reservation
+        .gate(session.demand(), client_read as u64, backend_read as u64);
+    match (gate.wanted, buffers.waiting_since) {
+        (Some(_), None) => {
+            crate::metrics::metrics().memory.waits.inc();
+            buffers.waiting_since = Some(Instant::now());
+        }
+        (None, Some(_)) => buffers.waiting_since = None,
+        _ => {}
+    }
+    gate
+}
+
+/// Waits until `reservation` covers `wanted`, or reports that `until` passed.
+async fn wait_for_budget(
+    reservation: &mut Reservation,
+    (wanted, keep_free): (u64, u64),
+    until: Instant,
+) -> Input {
+    tokio::select! {
+        _ = reservation.grow(wanted, keep_free) => Input::Memory,
+        _ = tokio::time::sleep_until(until) => Input::MemoryExhausted,
+    }
 }
 
 /// `max_errors` reached, or shutting down with nothing in flight: the closing line is sent.
@@ -170,6 +221,8 @@ async fn step<P: ProtocolSession>(
     let exchange = session.exchange_deadline().filter(|e| *e < idle_deadline);
     let deadline = exchange.unwrap_or(idle_deadline);
     let shutdown = session.context().shutdown.clone();
+    let gate = gate(session, buffers);
+    let memory_wait = session.context().memory.wait();
     let (draining, wants_client) = (session.draining(), session.wants_client());
     if !wants_client {
         // Back-pressure: no client read until the session has caught up.
@@ -182,7 +235,38 @@ async fn step<P: ProtocolSession>(
         client_buffer: &mut buffers.client,
         backend_buffer: &mut buffers.backend,
     };
-    match next_input(relay, &shutdown, draining, wants_client, deadline).await? {
+    let reservation = &mut buffers.reservation;
+    let waiting = gate
+        .wanted
+        .map(|wanted| (wanted, gate.keep_free))
+        .zip(buffers.waiting_since);
+    let memory = async move {
+        match waiting {
+            Some((wanted, since)) => {
+                wait_for_budget(reservation, wanted, since + memory_wait).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let wanted = Wanted {
+        client: wants_client && gate.read_client,
+        backend: gate.read_backend,
+        memory,
+    };
+    match next_input(relay, &shutdown, draining, wanted, deadline).await? {
+        Input::Memory => Ok(Flow::Continue),
+        Input::MemoryExhausted => {
+            count_limit(Limit::Memory);
+            let waited = buffers.waiting_since.map(|since| since.elapsed());
+            let error = BudgetError::Exhausted {
+                waited: waited.unwrap_or_default(),
+                wanted: gate.wanted.unwrap_or_default(),
+            };
+            tracing::warn!(%error, "memory budget exhausted");
+            let (client, _) = session.streams();
+            let _ = write_client(client, P::NOTICES.memory).await;
+            Ok(Flow::End(SessionEnd::Error(error.into())))
+        }
         Input::Shutdown => {
             session.start_draining();
             Ok(Flow::Continue)

@@ -1,7 +1,8 @@
 //! portcullis: a TLS-terminating, mail-scanning proxy for legacy IMAP and POP3 servers.
 //!
 //! Layers, bottom up: [`config`] (what the admin wrote), [`tls`] and [`net`] (streams and TLS for
-//! both sides), [`backend`] (connect to the legacy server), [`context`] (what a connection gets
+//! both sides), [`backend`] (connect to the legacy server), [`budget`] (the memory budget all
+//! sessions reserve from), [`context`] (what a connection gets
 //! from its listener, client TLS handshakes), [`session`] (what both protocol sessions share),
 //! the protocol sessions [`imap`] and [`pop3`], [`accept`] (per-connection setup) and [`server`]
 //! (listeners, accept loop, shutdown). Dependencies point down only.
@@ -11,6 +12,7 @@
 
 mod accept;
 pub mod backend;
+pub mod budget;
 pub mod capacity;
 mod certinfo;
 pub mod check;

@@ -16,9 +16,11 @@
 mod expiry;
 pub mod http;
 pub mod labels;
+mod memory;
 
 pub use http::{serve_http, serve_listener, ReadinessCheck, ReadinessProbe, DEGRADED};
 pub use labels::*;
+pub use memory::MemoryMetrics;
 
 use std::sync::{LazyLock, Mutex};
 
@@ -127,6 +129,8 @@ pub struct Metrics {
     /// `portcullis_cluster_lookups_total{result}`: verdict lookups in the shared store after a
     /// local miss; see [`CacheResult`].
     pub cluster_lookups: IntCounterVec,
+    /// `portcullis_memory_*`: the memory budget ([`crate::budget`]).
+    pub memory: MemoryMetrics,
 }
 
 /// An open client connection, counted in `connections_active` until dropped; see
@@ -374,6 +378,7 @@ impl Metrics {
                 "Shared-store verdict lookups after a local cache miss.",
                 &["result"],
             )?,
+            memory: MemoryMetrics::register(&r)?,
             registry: r,
         };
         m.build_info

@@ -60,6 +60,11 @@ impl ReadBuffer {
         poll
     }
 
+    /// The size of the next read (what the memory budget must cover before it).
+    pub(crate) fn next_read(&self) -> usize {
+        self.size
+    }
+
     /// The bytes of the last read.
     pub(crate) fn filled(&self) -> &[u8] {
         &self.bytes

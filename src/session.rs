@@ -57,15 +57,21 @@ pub enum SessionError {
     /// The client's TLS handshake after STARTTLS/STLS failed.
     #[error("client TLS handshake: {0}")]
     ClientTls(std::io::Error),
+    /// The session waited too long for the memory budget ([`crate::budget`]).
+    #[error(transparent)]
+    Memory(#[from] crate::budget::BudgetError),
 }
 
 impl SessionError {
     /// The side at fault.
     pub fn side(&self) -> Side {
         match self {
+            // The proxy declined to buffer more for the client's session, as a connection
+            // cap declines a connection: counted against the client side.
             SessionError::ClientIo(_)
             | SessionError::ClientProtocol(_)
-            | SessionError::ClientTls(_) => Side::Client,
+            | SessionError::ClientTls(_)
+            | SessionError::Memory(_) => Side::Client,
             SessionError::BackendIo(_)
             | SessionError::BackendProtocol(_)
             | SessionError::Connect(_) => Side::Backend,
@@ -327,6 +333,10 @@ pub enum Input {
     BackendClosed,
     /// The pre-login or idle deadline passed.
     Deadline,
+    /// The memory budget now covers what the session waited for.
+    Memory,
+    /// The session waited `memory_wait` for the memory budget in vain.
+    MemoryExhausted,
 }
 
 /// The two streams of a relay and their read buffers.
@@ -341,26 +351,39 @@ pub struct Relay<'a> {
     pub backend_buffer: &'a mut ReadBuffer,
 }
 
+/// Which inputs a relay loop waits for besides shutdown and the deadline.
+pub struct Wanted<M> {
+    /// Whether client bytes are read (a session applies back-pressure by saying no).
+    pub client: bool,
+    /// Whether backend bytes are read (not while the memory budget does not cover them).
+    pub backend: bool,
+    /// Completes with [`Input::Memory`] or [`Input::MemoryExhausted`] while the session waits
+    /// for the memory budget; never otherwise.
+    pub memory: M,
+}
+
 /// Waits for the next input of a relay loop shared by both protocols: shutdown (unless already
-/// draining), client bytes (when `read_client`, so a session can apply back-pressure), backend
-/// bytes, or the deadline. Cancel-safe reads: nothing is lost when another branch wins.
-pub async fn next_input(
+/// draining), client bytes (when wanted), backend bytes (when wanted), the memory budget, or
+/// the deadline. Cancel-safe reads: nothing is lost when another branch wins.
+pub async fn next_input<M: std::future::Future<Output = Input>>(
     relay: Relay<'_>,
     shutdown: &tokio_util::sync::CancellationToken,
     draining: bool,
-    read_client: bool,
+    wanted: Wanted<M>,
     deadline: tokio::time::Instant,
 ) -> Result<Input, SessionError> {
+    let read_backend = wanted.backend;
     tokio::select! {
         _ = shutdown.cancelled(), if !draining => Ok(Input::Shutdown),
-        read = relay.client_buffer.read_from(relay.client), if read_client => match read.map_err(SessionError::ClientIo)? {
+        read = relay.client_buffer.read_from(relay.client), if wanted.client => match read.map_err(SessionError::ClientIo)? {
             0 => Ok(Input::ClientClosed),
             n => Ok(Input::Client(n)),
         },
-        read = read_optional(relay.backend, relay.backend_buffer) => match read.map_err(SessionError::BackendIo)? {
+        read = read_optional(relay.backend, relay.backend_buffer), if read_backend => match read.map_err(SessionError::BackendIo)? {
             0 => Ok(Input::BackendClosed),
             n => Ok(Input::Backend(n)),
         },
+        input = wanted.memory => Ok(input),
         _ = tokio::time::sleep_until(deadline) => Ok(Input::Deadline),
     }
 }

@@ -240,7 +240,7 @@ fn referenced_metric_names(text: &str) -> BTreeSet<String> {
 #[test]
 fn alerts_and_dashboard_only_use_exported_metrics() {
     let families = exported_families();
-    assert_eq!(families.len(), 27, "{families:?}");
+    assert_eq!(families.len(), 30, "{families:?}");
     let exists = |name: &str| {
         families.contains(name)
             || ["_bucket", "_sum", "_count"].iter().any(|suffix| {

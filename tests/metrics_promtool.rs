@@ -102,6 +102,9 @@ fn touch_every_family() {
             .inc();
     }
     m.backend_sessions.with_label_values(&["legacy"]).inc();
+    m.memory.budget_bytes.set(1 << 30);
+    m.memory.reserved_bytes.set(8192);
+    m.memory.waits.inc();
     for limit in metrics::Limit::ALL {
         m.limit_rejections
             .with_label_values(&[limit.as_str()])
@@ -117,7 +120,7 @@ fn rendered_metrics_pass_promtool_lint() {
         .lines()
         .filter(|l| l.starts_with("# TYPE portcullis_"))
         .count();
-    assert_eq!(families, 28, "every family must be rendered:\n{text}");
+    assert_eq!(families, 31, "every family must be rendered:\n{text}");
 
     let mut child = match Command::new(PROMTOOL)
         .args(["check", "metrics"])

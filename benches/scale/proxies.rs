@@ -31,16 +31,29 @@ pub struct Subject {
 
 impl Subject {
     /// A one-line description of the limits that bound a stalled reader's memory.
-    pub fn buffer_limits(&self) -> &'static str {
+    pub fn buffer_limits(&self) -> String {
         match self.kind {
-            Kind::Portcullis(_) => {
-                "portcullis: defaults: limits.max_backend_literal 256 MiB per literal, \
-                 scan.max_size 25 MiB, scan.cache_bytes 256 MiB, limits.max_scans 4 x cores"
+            Kind::Portcullis(_) => format!(
+                "portcullis: limits.memory {} (SCALE_MEMORY), limits.max_backend_literal 256 MiB \
+                 per literal, scan.max_size 25 MiB, scan.cache_bytes 256 MiB, limits.max_scans \
+                 4 x cores",
+                memory().unwrap_or_else(|| "default 1GiB".into())
+            ),
+            Kind::Nginx(_) => {
+                "nginx: mail proxy_buffer 16k per direction (set in the config)".into()
             }
-            Kind::Nginx(_) => "nginx: mail proxy_buffer 16k per direction (set in the config)",
-            Kind::Stunnel(_) => "stunnel: fixed per-connection buffers (BUFFSIZE, 18 KiB each way)",
+            Kind::Stunnel(_) => {
+                "stunnel: fixed per-connection buffers (BUFFSIZE, 18 KiB each way)".into()
+            }
         }
     }
+}
+
+/// `SCALE_MEMORY`: portcullis's `[limits] memory` (e.g. `64MiB`), if set.
+fn memory() -> Option<String> {
+    std::env::var("SCALE_MEMORY")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
 
 /// Ports and addresses a proxy is started with.
@@ -104,7 +117,7 @@ fn portcullis(
     std::fs::create_dir_all(&quarantine).expect("create the quarantine dir");
     let config = format!(
         "[tls]\ncert = {cert}\nkey = {key}\n\n\
-         [limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n\n\
+         [limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n{memory}\n\
          [scan]\nquarantine_dir = {quarantine}\nrules_dir = {rules}\n\n\
          [[listener]]\nname = \"imaps\"\nprotocol = \"imap\"\nbind = \"127.0.0.1:{port}\"\n\
          tls = \"implicit\"\nbackend = \"fake\"\n\n\
@@ -115,6 +128,7 @@ fn portcullis(
         quarantine = quoted(&quarantine),
         rules = quoted(&wiring.rules_dir),
         backend = wiring.backend_port,
+        memory = memory().map_or(String::new(), |m| format!("memory = {m:?}\n")),
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, config).expect("write the portcullis config");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{duration, humantime_duration, ConfigError};
+use crate::scan::config::ByteSize;
 
 /// `[limits]`: hard bounds on what a peer can make portcullis buffer or do.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -51,7 +52,16 @@ pub struct LimitsConfig {
     /// Longest a PROXY-protocol peer may take to send the header.
     #[serde(deserialize_with = "duration", serialize_with = "humantime_duration")]
     pub proxy_header_timeout: Duration,
+    /// Memory budget for everything buffered on behalf of sessions, over all sessions
+    /// ([`crate::budget`]); beyond it sessions wait (back-pressure). Not live-reloadable.
+    pub memory: ByteSize,
+    /// Longest a session waits for the memory budget before it is ended.
+    #[serde(deserialize_with = "duration", serialize_with = "humantime_duration")]
+    pub memory_wait: Duration,
 }
+
+/// Smallest `memory`: a few sessions' read buffers.
+const MIN_MEMORY: u64 = 1 << 20;
 
 /// Upper bound of `max_scans` (far below tokio's semaphore limit).
 const MAX_SCANS: usize = 1 << 20;
@@ -81,6 +91,8 @@ impl Default for LimitsConfig {
             auth_penalty_expiry: Duration::from_secs(15 * 60),
             auth_penalty_entries: 100_000,
             proxy_header_timeout: Duration::from_secs(5),
+            memory: ByteSize(1 << 30),
+            memory_wait: Duration::from_secs(60),
         }
     }
 }
@@ -117,6 +129,18 @@ impl LimitsConfig {
             return Err(ConfigError::invalid(
                 "limits.auth_penalty_max",
                 "must not be smaller than auth_penalty_initial",
+            ));
+        }
+        if self.memory.0 < MIN_MEMORY || self.memory.0 > 1 << 42 {
+            return Err(ConfigError::invalid(
+                "limits.memory",
+                "must be between 1MiB and 4096GiB",
+            ));
+        }
+        if self.memory_wait.is_zero() {
+            return Err(ConfigError::invalid(
+                "limits.memory_wait",
+                "must be longer than 0s",
             ));
         }
         if self.proxy_header_timeout.is_zero() {

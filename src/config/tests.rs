@@ -131,3 +131,25 @@ fn bad_operations_keys_are_named() {
         assert!(error.contains(expected), "{expected}: {error}");
     }
 }
+
+#[test]
+fn the_memory_budget_is_a_size_with_bounds() {
+    let config = Config::parse(GOOD).unwrap();
+    assert_eq!(config.limits.memory.0, 1 << 30, "default 1 GiB");
+    assert_eq!(config.limits.memory_wait, Duration::from_secs(60));
+    let text = format!("[limits]\nmemory = \"24MiB\"\nmemory_wait = \"5s\"\n{GOOD}");
+    let config = Config::parse(&text).unwrap();
+    assert_eq!(config.limits.memory.0, 24 << 20);
+    assert_eq!(config.limits.memory_wait, Duration::from_secs(5));
+    let plain = format!("[limits]\nmemory = 2097152\n{GOOD}");
+    assert_eq!(Config::parse(&plain).unwrap().limits.memory.0, 2 << 20);
+    for bad in [
+        "memory = \"512KiB\"",
+        "memory = \"5000GiB\"",
+        "memory_wait = \"0s\"",
+    ] {
+        let text = format!("[limits]\n{bad}\n{GOOD}");
+        let error = Config::parse(&text).unwrap_err().to_string();
+        assert!(error.starts_with("limits.memory"), "{bad}: {error}");
+    }
+}

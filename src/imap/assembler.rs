@@ -142,6 +142,11 @@ impl ResponseAssembler {
         self.events.is_empty()
     }
 
+    /// Octets of the response partly assembled.
+    pub fn held(&self) -> u64 {
+        self.size
+    }
+
     /// The next complete response from the bytes `framer` holds, if any.
     pub fn next(
         &mut self,

@@ -185,6 +185,17 @@ impl Framer {
         self.state == State::Line { first: true } && self.input.is_empty()
     }
 
+    /// The literal being received: `(announced length, octets of it already buffered)`.
+    pub fn literal_progress(&self) -> Option<(u64, u64)> {
+        match self.state {
+            State::Literal { length } => {
+                let buffered = self.input.len().min(length);
+                Some((length as u64, buffered as u64))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether it waits for the bytes of a literal.
     pub fn in_literal(&self) -> bool {
         matches!(self.state, State::Literal { .. })

@@ -18,6 +18,7 @@ mod relay;
 mod relay_backend;
 mod relay_client;
 mod relay_fetch;
+mod relay_memory;
 mod relay_own;
 mod section;
 pub mod segments;

@@ -106,6 +106,11 @@ impl PreLogin {
         }
     }
 
+    /// Octets received and not yet framed (the memory budget's view).
+    pub fn buffered(&self) -> u64 {
+        self.framer.buffered() as u64
+    }
+
     /// Adds client bytes; call [`Self::poll`] to act on them.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.framer.feed(bytes);

@@ -26,7 +26,7 @@ use super::fetch::{FetchRequest, ItemKind};
 use super::fetch_match::Signature;
 use super::fetch_response::{encode_literal_item, FetchResponse, ResponseItem, Value};
 use super::section;
-use super::segments::Segments;
+use super::segments::{Segments, Source};
 use crate::scan::Disposition;
 
 /// Interval between keep-alives while one message is being scanned.
@@ -84,6 +84,11 @@ pub struct Held {
 }
 
 impl Held {
+    /// Octets of the held response.
+    pub fn len(&self) -> u64 {
+        Source::len(&self.raw) as u64
+    }
+
     /// The message sequence number.
     pub fn seq(&self) -> u32 {
         self.response.seq

@@ -43,6 +43,13 @@ pub(super) struct OwnFetch {
     message: Option<Bytes>,
 }
 
+impl OwnFetch {
+    /// Octets of the message held, once it arrived.
+    pub(super) fn held(&self) -> u64 {
+        self.message.as_ref().map_or(0, |m| m.len() as u64)
+    }
+}
+
 impl Relay {
     /// The cached verdict for `held` is missing: fetch the message, or withhold the response.
     pub(super) fn fetch_own(&mut self, held: Held) {

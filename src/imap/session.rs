@@ -320,6 +320,7 @@ impl crate::driver::ProtocolSession for Session {
         timeout: b"* BYE Autologout; idle for too long\r\n",
         shutdown: b"* BYE [UNAVAILABLE] Server shutting down\r\n",
         too_many_errors: b"* BYE Too many protocol errors\r\n",
+        memory: b"* BYE [UNAVAILABLE] Server busy (memory), try again later\r\n",
     };
     const MIN_IDLE: std::time::Duration = MIN_IDLE;
 
@@ -337,6 +338,19 @@ impl crate::driver::ProtocolSession for Session {
 
     fn wants_client(&self) -> bool {
         self.relay.as_ref().is_none_or(|relay| relay.wants_client())
+    }
+
+    fn demand(&self) -> crate::budget::Demand {
+        let mut demand = match (&self.phase, &self.relay) {
+            (Phase::LoggedIn, Some(relay)) => relay.demand(),
+            (Phase::PreLogin(core), _) => crate::budget::Demand {
+                held: core.buffered(),
+                ..Default::default()
+            },
+            (Phase::LoggedIn, None) => crate::budget::Demand::default(),
+        };
+        demand.held += self.backend_framer.buffered() as u64 + self.response.held();
+        demand
     }
 
     fn is_idle(&self) -> bool {

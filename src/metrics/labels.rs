@@ -303,6 +303,8 @@ label_enum! {
         PipelineDepth => "pipeline_depth",
         /// A scan waited for one of the `max_scans` permits.
         ScanConcurrency => "scan_concurrency",
+        /// A session waited `memory_wait` for the memory budget and was ended.
+        Memory => "memory",
         /// A PROXY protocol header that was missing, malformed or from an untrusted peer.
         ProxyHeader => "proxy_header",
     }

@@ -88,6 +88,7 @@ fn label_enums_match_the_former_string_lists() {
             "syntax",
             "pipeline_depth",
             "scan_concurrency",
+            "memory",
             "proxy_header",
         ],
     );

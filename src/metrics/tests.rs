@@ -29,6 +29,14 @@ fn fixed_series_exist_at_zero_before_any_event() {
     assert!(text.contains("portcullis_scan_cache_total{result=\"miss\"} 0"));
     assert!(text.contains("portcullis_policy_actions_total{action=\"tempfail\",cause=\"error\"} 0"));
     assert!(text.contains("portcullis_limit_rejections_total{limit=\"scan_concurrency\"} 0"));
+    assert!(text.contains("portcullis_limit_rejections_total{limit=\"memory\"} 0"));
+    for family in [
+        "memory_budget_bytes",
+        "memory_reserved_bytes",
+        "memory_waits_total",
+    ] {
+        assert!(text.contains(&format!("portcullis_{family} 0")), "{family}");
+    }
     assert!(!text.contains("portcullis_connections_accepted_total{"));
 }
 

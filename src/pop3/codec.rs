@@ -247,6 +247,24 @@ impl Framer {
         self.sasl = sasl;
     }
 
+    /// Server role, inside a multi-line answer whose status line gives its size (`+OK 1234
+    /// octets`, as RFC 1939 §7 shows for RETR and Dovecot sends): `(announced octets, octets of
+    /// the body received so far)`. A hint for the memory budget, never trusted for framing.
+    pub fn multiline_progress(&self) -> Option<(u64, u64)> {
+        let State::Body { status_len, .. } = self.state else {
+            return None;
+        };
+        let status = self.input.bytes().get(..status_len)?;
+        let mut words = status.split(|&b| b == b' ' || b == b'\r' || b == b'\n');
+        let (_, size, unit) = (words.next()?, words.next()?, words.next()?);
+        if !unit.eq_ignore_ascii_case(b"octets") {
+            return None;
+        }
+        let size: u64 = std::str::from_utf8(size).ok()?.parse().ok()?;
+        let received = (self.input.len() - status_len) as u64;
+        Some((size.min(self.limits.max_multiline), received))
+    }
+
     /// Nothing buffered, nothing expected.
     pub fn is_idle(&self) -> bool {
         self.input.is_empty() && self.expected.is_empty() && self.state == State::Line

@@ -275,3 +275,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_multiline_answer_announces_its_size_only_through_n_octets() {
+    for (status, announced) in [
+        (&b"+OK 5000 octets\r\n"[..], Some(5000)),
+        (b"+OK 5000 OCTETS follow\r\n", Some(5000)),
+        (b"+OK message follows\r\n", None),
+        (b"+OK 5000\r\n", None),
+    ] {
+        let mut framer = Framer::new(Role::Server, Limits::default());
+        framer.expect(Expect::MultiLine).unwrap();
+        assert_eq!(
+            framer.multiline_progress(),
+            None,
+            "nothing before the status line"
+        );
+        framer.feed(status);
+        framer.feed(b"Subject: x\r\n");
+        assert_eq!(framer.next_event(), Ok(None));
+        let progress = framer.multiline_progress();
+        assert_eq!(progress, announced.map(|size| (size, 12)), "{status:?}");
+        framer.feed(b".\r\n");
+        assert!(framer.next_event().unwrap().is_some());
+        assert_eq!(framer.multiline_progress(), None, "done");
+    }
+}

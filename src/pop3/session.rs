@@ -254,6 +254,7 @@ impl crate::driver::ProtocolSession for Session {
         timeout: b"-ERR [SYS/TEMP] autologout: idle for too long\r\n",
         shutdown: b"-ERR [SYS/TEMP] server shutting down\r\n",
         too_many_errors: super::prelogin::TOO_MANY_ERRORS,
+        memory: b"-ERR [SYS/TEMP] server busy (memory), try again later\r\n",
     };
     const MIN_IDLE: Duration = MIN_IDLE;
 
@@ -271,6 +272,15 @@ impl crate::driver::ProtocolSession for Session {
 
     fn wants_client(&self) -> bool {
         Session::wants_client(self)
+    }
+
+    fn demand(&self) -> crate::budget::Demand {
+        let mut demand = match &self.phase {
+            Phase::Prelogin(_) => crate::budget::Demand::default(),
+            Phase::Transaction(core) => core.demand(),
+        };
+        demand.held += self.backend_framer.buffered() as u64;
+        demand
     }
 
     fn is_idle(&self) -> bool {

@@ -469,6 +469,8 @@ impl Transaction {
     }
 }
 
+#[path = "transaction_memory.rs"]
+mod memory;
 #[path = "transaction_views.rs"]
 mod transaction_views;
 
