@@ -25,8 +25,8 @@ use crate::metrics::Limit;
 use crate::net::Stream;
 use crate::read_buffer::ReadBuffer;
 use crate::session::{
-    count_limit, linger_close, next_input, write_client, Input, Relay, SessionEnd, SessionError,
-    SessionStats, Wanted,
+    count_limit, linger_close, next_input, write_client, BudgetWait, Input, Relay, SessionEnd,
+    SessionError, SessionStats, Wanted,
 };
 
 /// Longest the driver waits for a client to take its closing bytes.
@@ -240,14 +240,10 @@ async fn step<P: ProtocolSession>(
         .wanted
         .map(|wanted| (wanted, gate.keep_free))
         .zip(buffers.waiting_since);
-    let memory = async move {
-        match waiting {
-            Some((wanted, since)) => {
-                wait_for_budget(reservation, wanted, since + memory_wait).await
-            }
-            None => std::future::pending().await,
-        }
-    };
+    // Boxed, and only while waiting: an idle session's task does not carry the wait's state.
+    let memory = waiting.map(|(wanted, since)| {
+        Box::pin(wait_for_budget(reservation, wanted, since + memory_wait)) as BudgetWait<'_>
+    });
     let wanted = Wanted {
         client: wants_client && gate.read_client,
         backend: gate.read_backend,

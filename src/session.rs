@@ -351,25 +351,28 @@ pub struct Relay<'a> {
     pub backend_buffer: &'a mut ReadBuffer,
 }
 
+/// A wait for the memory budget: completes with [`Input::Memory`] or
+/// [`Input::MemoryExhausted`].
+pub type BudgetWait<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Input> + Send + 'a>>;
+
 /// Which inputs a relay loop waits for besides shutdown and the deadline.
-pub struct Wanted<M> {
+pub struct Wanted<'a> {
     /// Whether client bytes are read (a session applies back-pressure by saying no).
     pub client: bool,
     /// Whether backend bytes are read (not while the memory budget does not cover them).
     pub backend: bool,
-    /// Completes with [`Input::Memory`] or [`Input::MemoryExhausted`] while the session waits
-    /// for the memory budget; never otherwise.
-    pub memory: M,
+    /// The wait while the session waits for the memory budget; `None` otherwise.
+    pub memory: Option<BudgetWait<'a>>,
 }
 
 /// Waits for the next input of a relay loop shared by both protocols: shutdown (unless already
 /// draining), client bytes (when wanted), backend bytes (when wanted), the memory budget, or
 /// the deadline. Cancel-safe reads: nothing is lost when another branch wins.
-pub async fn next_input<M: std::future::Future<Output = Input>>(
+pub async fn next_input(
     relay: Relay<'_>,
     shutdown: &tokio_util::sync::CancellationToken,
     draining: bool,
-    wanted: Wanted<M>,
+    wanted: Wanted<'_>,
     deadline: tokio::time::Instant,
 ) -> Result<Input, SessionError> {
     let read_backend = wanted.backend;
@@ -383,8 +386,16 @@ pub async fn next_input<M: std::future::Future<Output = Input>>(
             0 => Ok(Input::BackendClosed),
             n => Ok(Input::Backend(n)),
         },
-        input = wanted.memory => Ok(input),
+        input = budget_or_never(wanted.memory) => Ok(input),
         _ = tokio::time::sleep_until(deadline) => Ok(Input::Deadline),
+    }
+}
+
+/// The budget wait's outcome, or never when the session is not waiting.
+async fn budget_or_never(wait: Option<BudgetWait<'_>>) -> Input {
+    match wait {
+        Some(wait) => wait.await,
+        None => std::future::pending().await,
     }
 }
 

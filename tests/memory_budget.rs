@@ -325,10 +325,10 @@ fn stalled_pop3_retrs_stay_within_the_budget_and_a_reader_gets_the_message_after
 
 #[test]
 fn a_session_that_waits_memory_wait_in_vain_ends_with_the_busy_line() {
-    let (dovecot, _dir, serve, body) = setup("memory = \"24MiB\"\nmemory_wait = \"2s\"");
+    let (dovecot, _dir, serve, body) = setup("memory = \"14MiB\"\nmemory_wait = \"2s\"");
     let before = serve.metric("portcullis_limit_rejections_total{limit=\"memory\"}");
-    // One stalled FETCH holds most of the budget (the message is reserved twice: as received,
-    // and as copied when the response is rewritten).
+    // One stalled FETCH holds most of the budget (the 9 MiB message, held until it is written),
+    // so a second FETCH of it cannot be covered.
     let holder = stalled(
         1,
         || imap_login(serve.imap, &dovecot),
