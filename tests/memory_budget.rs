@@ -11,11 +11,12 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::dovecot::Dovecot;
 use support::ops::empty_rules;
+use support::process::KilledOnDrop;
 use support::proxy::{dovecot_backend, listener, tls_section};
 use support::raw::{connect, LineClient};
 use support::{free_port, wait_for_port};
@@ -31,17 +32,10 @@ const SLACK: u64 = 16 * MIB;
 
 /// A `portcullis serve` child with an IMAP and a POP3 listener (plaintext), killed on drop.
 struct Serve {
-    child: Child,
+    child: KilledOnDrop,
     imap: u16,
     pop3: u16,
     metrics: u16,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Serve {
@@ -72,7 +66,7 @@ impl Serve {
                 .spawn()
                 .expect("spawn portcullis");
             let mut serve = Serve {
-                child,
+                child: KilledOnDrop(child),
                 imap,
                 pop3,
                 metrics,

@@ -10,26 +10,20 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::dovecot::Dovecot;
+use support::process::KilledOnDrop;
 use support::proxy::{dovecot_backend, listener, tls_section};
 use support::raw::connect_tls;
 use support::{free_port, wait_for_port};
 
 /// A `portcullis serve` child, killed when dropped.
 struct Serve {
-    child: Child,
+    child: KilledOnDrop,
     port: u16,
     metrics: u16,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `serve` for an IMAPS listener in front of `dovecot` on a free port (retried if
@@ -60,7 +54,7 @@ fn serve(
             .spawn()
             .expect("spawn portcullis");
         let mut serve = Serve {
-            child,
+            child: KilledOnDrop(child),
             port,
             metrics,
         };

@@ -6,19 +6,20 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use support::dovecot::Dovecot;
 use support::ops::{presented_leaf, Leaf, NamedCa};
+use support::process::KilledOnDrop;
 use support::raw::LineClient;
 use support::{free_port, wait_for_port};
 
 /// A `portcullis serve` child process, killed when dropped.
 struct Portcullis {
-    child: Child,
+    child: KilledOnDrop,
     log: PathBuf,
     port: u16,
     config: PathBuf,
@@ -52,7 +53,7 @@ impl Portcullis {
                 .spawn()
                 .expect("spawn portcullis");
             let mut proc = Portcullis {
-                child,
+                child: KilledOnDrop(child),
                 log: log.clone(),
                 port,
                 config: config.clone(),
@@ -109,13 +110,6 @@ impl Portcullis {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Portcullis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -10,10 +10,11 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::ops::{Leaf, NamedCa};
+use support::process::KilledOnDrop;
 
 const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
@@ -44,7 +45,7 @@ fn relative_tls(dir: &Path, leaf: &Leaf, extra: &str) -> String {
 
 /// A `serve` child with its log in a file; killed when dropped.
 struct Serve {
-    child: Child,
+    child: KilledOnDrop,
     log: PathBuf,
 }
 
@@ -61,7 +62,10 @@ impl Serve {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Serve { child, log }
+        Serve {
+            child: KilledOnDrop(child),
+            log,
+        }
     }
 
     fn log(&self) -> String {
@@ -85,13 +89,6 @@ impl Serve {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
