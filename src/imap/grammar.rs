@@ -399,6 +399,15 @@ impl ParsedCommand {
         CommandCodec::new().encode(&self.command).collect()
     }
 
+    /// The mailbox of an APPEND, named as SELECT names it (INBOX upper-case); `None` for other
+    /// commands or a name that is not UTF-8.
+    pub fn append_mailbox(&self) -> Option<String> {
+        match &self.command.body {
+            CommandBody::Append { mailbox, .. } => mailbox_name(mailbox),
+            _ => None,
+        }
+    }
+
     /// Every string but APPEND's message must be free of CR, LF and NUL, even in a literal.
     fn strings_are_clean(&self) -> bool {
         let bad = |data: &[u8]| data.iter().any(|b| matches!(b, b'\r' | b'\n' | 0));

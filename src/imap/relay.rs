@@ -98,6 +98,15 @@ pub enum Action {
         /// The message.
         message: Bytes,
     },
+    /// A clean message this session appended was stored under `reference` (`APPENDUID`,
+    /// RFC 4315): remember its disposition there, so FETCHes of it need no second download.
+    /// Nothing to answer.
+    Remember {
+        /// Where the server stored it.
+        reference: MessageRef,
+        /// The message as verified.
+        message: Bytes,
+    },
     /// End the session (after the actions before it).
     Close(Close),
 }
@@ -134,7 +143,18 @@ pub(super) enum Kind {
     Close,
     /// EXPUNGE/MOVE (and their UID forms): sequence numbers move (RFC 9051 §7.5.1).
     Renumber,
+    /// An APPEND of one verified, clean message to this mailbox.
+    Append(Box<Appended>),
     Other,
+}
+
+/// An APPEND whose message was verified clean, waiting for its tagged answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Appended {
+    /// The mailbox appended to (as SELECT names it: INBOX upper-case).
+    pub(super) mailbox: String,
+    /// The message as verified.
+    pub(super) message: Bytes,
 }
 
 /// A forwarded command whose tagged answer has not arrived.

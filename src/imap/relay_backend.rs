@@ -10,7 +10,7 @@ use super::codec::Event;
 use super::command::Status;
 use super::fetch_match::answered;
 use super::fetch_response::fetch_seq;
-use super::relay::{has_capability, Action, ClientMode, Close, Kind, Relay};
+use super::relay::{has_capability, Action, Appended, ClientMode, Close, Kind, Relay};
 use super::relay_client::Waiting;
 use super::relay_fetch::{self, FetchContext, Held, Interception, MailboxState, MAX_SEQ_MAP};
 use super::segments::Segments;
@@ -78,7 +78,7 @@ impl Relay {
         }
         let status = Status::parse(&first).filter(|s| s.tag != "*" && s.tag != "+");
         let (logout, replaced) = match status {
-            Some(status) => self.on_tagged(&status),
+            Some(status) => self.on_tagged(&status, &first),
             None => (false, None),
         };
         match replaced.or(rewritten) {
@@ -93,7 +93,7 @@ impl Relay {
 
     /// Bookkeeping for a tagged completion: whether LOGOUT completed, and the line to send
     /// instead of the backend's, if any.
-    fn on_tagged(&mut self, status: &Status) -> (bool, Option<Vec<u8>>) {
+    fn on_tagged(&mut self, status: &Status, line: &[u8]) -> (bool, Option<Vec<u8>>) {
         let Some(index) = self.pending.iter().position(|p| p.tag == status.tag) else {
             return (false, None);
         };
@@ -125,9 +125,26 @@ impl Relay {
                 }
             }
             Kind::Close if status.is_ok() => self.mailbox = MailboxState::default(),
+            Kind::Append(appended) if status.is_ok() => self.remember_appended(*appended, line),
             _ => {}
         }
         (false, replaced)
+    }
+
+    /// A verified APPEND completed: where the server says it stored the message (`OK
+    /// [APPENDUID uidvalidity uid]`, RFC 4315 §3), its disposition is remembered. Without the
+    /// code (a server without UIDPLUS) nothing is remembered and FETCHes scan as before.
+    fn remember_appended(&mut self, appended: Appended, line: &[u8]) {
+        let Some((uidvalidity, uid)) = append_uid(line) else {
+            return;
+        };
+        let mut reference = self.message_ref(Some(uid), None);
+        reference.mailbox = Some(appended.mailbox);
+        reference.uidvalidity = Some(uidvalidity);
+        self.out.push(Action::Remember {
+            reference,
+            message: appended.message,
+        });
     }
 
     /// A command being sent piece by piece ends when its tagged answer arrives first.
@@ -224,4 +241,48 @@ fn backend_violation(error: &ResponseError) -> String {
         tracing::warn!(%error, limit = frame.limit().as_str(), "backend framing error");
     }
     error.to_string()
+}
+
+/// `(uidvalidity, uid)` of a tagged `OK [APPENDUID uidvalidity uid] …` (RFC 4315 §3) for one
+/// message; `None` without the code or with a UID set.
+fn append_uid(line: &[u8]) -> Option<(u32, u32)> {
+    let text = String::from_utf8_lossy(&line[..line.len().min(512)]);
+    // The tag has no space; the code follows the condition (RFC 9051 §7.1).
+    let (_tag, rest) = text.split_once(' ')?;
+    let (condition, rest) = rest.split_once(' ')?;
+    let code = rest.strip_prefix('[')?.split_once(']')?.0;
+    let mut words = code.split(' ');
+    let name = words.next()?;
+    if !condition.eq_ignore_ascii_case("OK") || !name.eq_ignore_ascii_case("APPENDUID") {
+        return None;
+    }
+    let uidvalidity = words.next()?.parse().ok().filter(|v| *v > 0)?;
+    let uid = words.next()?.parse().ok().filter(|u| *u > 0)?;
+    words.next().is_none().then_some((uidvalidity, uid))
+}
+
+#[cfg(test)]
+mod append_uid_tests {
+    use super::append_uid;
+
+    #[test]
+    fn appenduid_of_one_message_is_read_and_anything_else_is_not() {
+        assert_eq!(
+            append_uid(b"a OK [APPENDUID 38505 3955] APPEND completed\r\n"),
+            Some((38505, 3955))
+        );
+        assert_eq!(append_uid(b"a ok [appenduid 7 1] done\r\n"), Some((7, 1)));
+        for line in [
+            &b"a OK APPEND completed\r\n"[..],
+            b"a OK [APPENDUID 38505 3955:3957] done\r\n",
+            b"a OK [APPENDUID 0 1] done\r\n",
+            b"a OK [APPENDUID 1 0] done\r\n",
+            b"a NO [APPENDUID 1 2] no\r\n",
+            b"a OK [COPYUID 1 2 3] done\r\n",
+            b"x[APPENDUID OK [APPENDUID 5 7 9] done\r\n",
+            b"a OK done [APPENDUID 5 7]\r\n",
+        ] {
+            assert_eq!(append_uid(line), None, "{}", String::from_utf8_lossy(line));
+        }
+    }
 }

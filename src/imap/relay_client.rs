@@ -18,7 +18,7 @@ use super::decide::{decide, Decision, Situation};
 use super::fetch::FetchRequest;
 use super::fetch_match::Signature;
 use super::grammar::{CommandKind, Fragment, ParsedCommand};
-use super::relay::{Action, ClientMode, Close, Kind, Pending, Relay, WaitId};
+use super::relay::{Action, Appended, ClientMode, Close, Kind, Pending, Relay, WaitId};
 use super::relay_fetch::{expand_set, FetchContext, MAX_CACHE_PROBE};
 use super::session::MAX_PENDING;
 use crate::metrics::Limit;
@@ -39,6 +39,16 @@ pub struct Continuation {
 pub struct PlannedFetch {
     context: Box<FetchContext>,
     line: Vec<u8>,
+}
+
+/// An APPEND on its way through verification.
+struct AppendInFlight {
+    tag: String,
+    fragments: Vec<Fragment>,
+    /// The mailbox appended to, when known.
+    mailbox: Option<String>,
+    /// The message, once verified clean.
+    clean: Option<Bytes>,
 }
 
 /// What the core waits for from the shell.
@@ -68,6 +78,10 @@ pub enum Waiting {
         fragments: Vec<Fragment>,
         /// The literal being verified.
         index: usize,
+        /// The mailbox appended to, when known.
+        mailbox: Option<String>,
+        /// The message being verified.
+        message: Bytes,
     },
 }
 
@@ -86,6 +100,8 @@ impl Relay {
             tag,
             fragments,
             index,
+            mailbox,
+            message,
         }) = self.take_waiting(id)
         {
             match append_refusal(verdict, policy) {
@@ -93,7 +109,15 @@ impl Relay {
                     tracing::info!(reason = %reason, "APPEND refused by scanning");
                     self.reply(&format!("{tag} {reason}\r\n"));
                 }
-                None => self.verify_append(tag, fragments, index + 1),
+                None => {
+                    let append = AppendInFlight {
+                        tag,
+                        fragments,
+                        mailbox,
+                        clean: (*verdict == Verdict::Clean).then_some(message),
+                    };
+                    self.verify_append(append, index + 1)
+                }
             }
         }
         self.pump()
@@ -177,8 +201,13 @@ impl Relay {
         match &command.kind {
             CommandKind::Fetch { .. } => self.plan_fetch(command),
             CommandKind::Append if self.scan_append => {
-                let fragments = command.encode(self.settings.literal_plus);
-                self.verify_append(command.tag, fragments, 0);
+                let append = AppendInFlight {
+                    fragments: command.encode(self.settings.literal_plus),
+                    mailbox: command.append_mailbox(),
+                    tag: command.tag,
+                    clean: None,
+                };
+                self.verify_append(append, 0);
             }
             _ => {
                 let kind = command_kind(&command.kind);
@@ -312,28 +341,44 @@ impl Relay {
     }
 
     /// Verifies the APPEND's literals from `index` on; forwards it when none is left.
-    fn verify_append(&mut self, tag: String, fragments: Vec<Fragment>, index: usize) {
-        let next = fragments
+    fn verify_append(&mut self, append: AppendInFlight, index: usize) {
+        let next = append
+            .fragments
             .iter()
             .enumerate()
             .skip(index)
             .find_map(|(i, f)| match f {
-                Fragment::Literal(message) => Some((i, message.clone())),
+                Fragment::Literal(message) => Some((i, Bytes::copy_from_slice(message))),
                 Fragment::Line(_) => None,
             });
+        let AppendInFlight {
+            tag,
+            fragments,
+            mailbox,
+            clean,
+        } = append;
         match next {
             Some((index, message)) => {
                 let id = self.wait_for(Waiting::Verify {
                     tag,
                     fragments,
                     index,
+                    mailbox,
+                    message: message.clone(),
                 });
-                self.out.push(Action::Verify {
-                    id,
-                    message: Bytes::copy_from_slice(&message),
-                });
+                self.out.push(Action::Verify { id, message });
             }
-            None => self.forward(tag, Kind::Other, None, fragments),
+            None => {
+                // The one message of the APPEND (RFC 9051 §6.3.12) was found clean: its
+                // disposition can be remembered under the APPENDUID the server answers with.
+                let kind = match (mailbox, clean) {
+                    (Some(mailbox), Some(message)) => {
+                        Kind::Append(Box::new(Appended { mailbox, message }))
+                    }
+                    _ => Kind::Other,
+                };
+                self.forward(tag, kind, None, fragments)
+            }
         }
     }
 

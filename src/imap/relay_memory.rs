@@ -3,7 +3,8 @@
 //!
 //! Held: both framers' unframed bytes, the command and the response being assembled, responses
 //! set aside or replayed, a response held while its verdict is looked up or fetched again, the
-//! pieces of a command waiting for the backend's `+`, and the proxy's own FETCH result.
+//! pieces of a command waiting for the backend's `+`, the proxy's own FETCH result, and a
+//! verified APPEND's message kept until its `APPENDUID` answer.
 //! Announced: the rest of a literal being received, counted as it will peak, so a message is
 //! reserved whole when its `{n}` arrives, not half-reserved. A backend literal is received once
 //! and then only sliced (FETCH responses are parsed over the framed events); a client literal is
@@ -11,7 +12,7 @@
 
 use super::codec::{Event, Framer};
 use super::grammar::Fragment;
-use super::relay::Relay;
+use super::relay::{Kind, Relay};
 use super::relay_client::Waiting;
 use crate::budget::Demand;
 
@@ -32,6 +33,14 @@ impl Relay {
             Some((_, Waiting::Scan(h) | Waiting::Lookup(h) | Waiting::Own(h))) => h.len(),
             _ => 0,
         };
+        let appended: u64 = self
+            .pending
+            .iter()
+            .map(|p| match &p.kind {
+                Kind::Append(appended) => appended.message.len() as u64,
+                _ => 0,
+            })
+            .sum();
         let assembled = self.assembler.partial().len() as u64;
         let response = self.response.held();
         let held = [
@@ -44,6 +53,7 @@ impl Relay {
             continuation,
             waiting,
             self.own.as_ref().map_or(0, |own| own.held()),
+            appended,
         ]
         .iter()
         .fold(0u64, |sum, n| sum.saturating_add(*n));

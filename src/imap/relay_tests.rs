@@ -74,6 +74,11 @@ fn absorb(step: &mut Step, actions: Vec<Action>) {
                 step.requests
                     .push(format!("verify {} {}", id.0, text(&message)))
             }
+            Action::Remember { reference, message } => step.requests.push(format!(
+                "remember {} {}",
+                describe(&reference),
+                text(&message)
+            )),
             Action::Close(close) => {
                 assert!(step.close.is_none(), "closed twice");
                 step.close = Some(close);
@@ -457,3 +462,33 @@ fn a_client_framing_error_closes_with_its_limit() {
 
 #[path = "relay_pipeline_tests.rs"]
 mod pipeline;
+
+#[test]
+fn a_clean_append_is_remembered_under_its_appenduid() {
+    let steps = replay_with(
+        true,
+        true,
+        &[
+            In::Client(b"a APPEND inbox {3}\r\nabc\r\n"),
+            In::Verified(1, Verdict::Clean),
+            In::Backend(b"a OK [APPENDUID 9 43] Append completed.\r\n"),
+            In::Client(b"b APPEND x {3}\r\nxyz\r\n"),
+            In::Verified(2, Verdict::Clean),
+            In::Backend(b"b OK Append completed.\r\n"),
+            In::Client(b"c APPEND x {3}\r\nuvw\r\n"),
+            In::Verified(3, Verdict::Clean),
+            In::Backend(b"c NO [OVERQUOTA] [APPENDUID 9 44] full\r\n"),
+        ],
+    );
+    // INBOX is named as SELECT names it, so a FETCH of the selected INBOX finds it.
+    assert_eq!(
+        steps[2].requests,
+        ["remember alice/Some(\"INBOX\")/Some(9)/uid Some(43)/seq None abc"]
+    );
+    assert_eq!(
+        steps[2].client,
+        "a OK [APPENDUID 9 43] Append completed.\r\n"
+    );
+    // No APPENDUID (a server without UIDPLUS), or no success: nothing is remembered.
+    assert!(steps[5].requests.is_empty() && steps[8].requests.is_empty());
+}

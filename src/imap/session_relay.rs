@@ -128,6 +128,12 @@ impl Session {
                     }
                     core.probed(id, all_cached)
                 }
+                Action::Remember { reference, message } => {
+                    // Same path as a FETCH of it: the verdict is cached by content already, so
+                    // this hashes the message and files the disposition under its identity.
+                    scanner.process(message, &reference).await;
+                    continue;
+                }
                 Action::Verify { id, message } => {
                     let verdict = {
                         let _permit = self.context.scan_permits.acquire().await;
