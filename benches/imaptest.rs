@@ -22,7 +22,8 @@
 //! Knobs: `IMAPTEST_CLIENTS` (10), `IMAPTEST_SECS` (20), `IMAPTEST_MIX` (`0` skips phase 2),
 //! `IMAPTEST_FETCH_MESSAGES` (110, ~1.05 MB each), `IMAPTEST_FETCH_ROUNDS` (3),
 //! `IMAPTEST_SCAN` (`clamd,builtin`), `IMAPTEST_BIN`, `IMAPTEST_MIX_META` (the items of the mix's
-//! metadata `UID FETCH 1:*`, default `UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE`).
+//! metadata `UID FETCH 1:*`, default `UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE`),
+//! `IMAPTEST_SCAN_APPEND=1` (portcullis also scans uploads, `scan_append = true`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;

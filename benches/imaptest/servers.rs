@@ -53,9 +53,14 @@ pub fn portcullis(bin: &Path, dovecot: &Dovecot, clamd: Option<&str>) -> Proxy {
     let quarantine = dir.path().join("quarantine");
     std::fs::create_dir_all(&quarantine).expect("create the quarantine dir");
     let rules = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules"));
-    let scanners = clamd
+    let mut scanners = clamd
         .map(|c| format!("clamd = [{c:?}]\n"))
         .unwrap_or_default();
+    // IMAPTEST_SCAN_APPEND=1: uploads are scanned too (and their verdicts remembered under
+    // their APPENDUID, so the mix's metadata FETCH finds them cached).
+    if std::env::var_os("IMAPTEST_SCAN_APPEND").is_some_and(|v| v != "0") {
+        scanners.push_str("scan_append = true\n");
+    }
     let port = free_port();
     let config = format!(
         "[tls]\ncert = {cert}\nkey = {key}\n\n\
