@@ -6,10 +6,8 @@
 
 mod support;
 
-use support::clamd::Clamd;
 use support::corpus;
-use support::dovecot::Dovecot;
-use support::scanning::{clamd_endpoint, imap_login, scan_section, start_imap};
+use support::scanning::{append, AppendScanning};
 
 fn cache_misses() -> u64 {
     portcullis::metrics::metrics()
@@ -20,28 +18,10 @@ fn cache_misses() -> u64 {
 
 #[test]
 fn a_clean_append_is_fetched_from_the_cache_under_its_appenduid() {
-    let dovecot = Dovecot::start();
-    let clamd = Clamd::start();
-    let dir = tempfile::tempdir().expect("dir");
-    let scan = scan_section(
-        &clamd_endpoint(&clamd),
-        dir.path(),
-        Some("rules"),
-        "scan_append = true",
-    );
-    let proxy = start_imap(&dovecot, &scan);
-    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
+    let mut setup = AppendScanning::start();
+    let client = &mut setup.client;
     let clean = &corpus::clean_messages()[3].1;
-    let mut command = format!("a APPEND INBOX {{{}+}}\r\n", clean.len()).into_bytes();
-    command.extend_from_slice(clean);
-    command.extend_from_slice(b"\r\n");
-    client.send_raw(&command);
-    let status = loop {
-        let line = client.read_line();
-        if line.starts_with("a ") {
-            break line;
-        }
-    };
+    let status = append(client, "a", clean, false);
     let code = status
         .strip_prefix("a OK [APPENDUID ")
         .unwrap_or_else(|| panic!("Dovecot answers APPENDUID: {status}"));
@@ -68,15 +48,6 @@ fn a_clean_append_is_fetched_from_the_cache_under_its_appenduid() {
     );
     // An infected upload is refused, so there is nothing to remember (and nothing stored).
     let infected = &corpus::infected_messages()[1].1;
-    let mut command = format!("b APPEND INBOX {{{}+}}\r\n", infected.len()).into_bytes();
-    command.extend_from_slice(infected);
-    command.extend_from_slice(b"\r\n");
-    client.send_raw(&command);
-    let status = loop {
-        let line = client.read_line();
-        if line.starts_with("b ") {
-            break line;
-        }
-    };
+    let status = append(client, "b", infected, false);
     assert!(status.starts_with("b NO [CANNOT]"), "{status}");
 }

@@ -4,60 +4,28 @@
 
 mod support;
 
-use support::clamd::Clamd;
 use support::corpus;
-use support::dovecot::Dovecot;
 use support::raw;
-use support::scanning::{clamd_endpoint, imap_login, scan_section, start_imap, Client};
-
-fn append(client: &mut Client, tag: &str, message: &[u8], synchronizing: bool) -> String {
-    if synchronizing {
-        client.send_line(&format!("{tag} APPEND INBOX {{{}}}", message.len()));
-        let continuation = client.read_line();
-        assert!(continuation.starts_with('+'), "{continuation}");
-        client.send_raw(message);
-        client.send_raw(b"\r\n");
-    } else {
-        let mut command = format!("{tag} APPEND INBOX {{{}+}}\r\n", message.len()).into_bytes();
-        command.extend_from_slice(message);
-        command.extend_from_slice(b"\r\n");
-        client.send_raw(&command);
-    }
-    loop {
-        let line = client.read_line();
-        if line.starts_with(&format!("{tag} ")) {
-            return line;
-        }
-    }
-}
+use support::scanning::{append, scan_section, AppendScanning};
 
 #[test]
 fn scan_append_refuses_infected_uploads() {
-    let dovecot = Dovecot::start();
-    let clamd = Clamd::start();
-    let dir = tempfile::tempdir().expect("dir");
-    let scan = scan_section(
-        &clamd_endpoint(&clamd),
-        dir.path(),
-        Some("rules"),
-        "scan_append = true",
-    );
-    let proxy = start_imap(&dovecot, &scan);
-    let mut client = imap_login(proxy.port(0), &dovecot, "SELECT");
+    let mut setup = AppendScanning::start();
+    let (dovecot, client) = (&setup.dovecot, &mut setup.client);
     let infected = &corpus::infected_messages()[1].1;
     let clean = &corpus::clean_messages()[3].1;
-    let status = append(&mut client, "a1", infected, true);
+    let status = append(client, "a1", infected, true);
     assert!(
         status.starts_with("a1 NO [CANNOT]") && status.contains("EICAR"),
         "{status}"
     );
-    let status = append(&mut client, "a2", infected, false);
+    let status = append(client, "a2", infected, false);
     assert!(status.starts_with("a2 NO [CANNOT]"), "{status}");
-    let status = append(&mut client, "a3", clean, true);
+    let status = append(client, "a3", clean, true);
     assert!(status.starts_with("a3 OK"), "{status}");
-    let status = append(&mut client, "a4", clean, false);
+    let status = append(client, "a4", clean, false);
     assert!(status.starts_with("a4 OK"), "{status}");
-    let mut direct = support::proxy::direct_imap(&dovecot);
+    let mut direct = support::proxy::direct_imap(dovecot);
     let (responses, _) = direct.imap("f", "FETCH 1:* BODY.PEEK[]");
     let stored: Vec<Vec<u8>> = responses.iter().flat_map(|r| r.literals.clone()).collect();
     assert_eq!(

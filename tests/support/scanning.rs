@@ -1,4 +1,5 @@
 //! Scaffolding shared by the scanning tests (`tests/imap_scan.rs`, `tests/imap_scan_append.rs`,
+//! `tests/imap_append_remembered.rs`,
 //! `tests/pop3_scan.rs`, `tests/scan_notice.rs`, `tests/verdict_items.rs`): the `[scan]` section,
 //! proxies in front of the test Dovecot, logged-in IMAP and POP3 clients, FETCH and RETR/TOP
 //! helpers, and a look into the quarantine directory.
@@ -128,4 +129,66 @@ pub fn quarantined(dir: &Path) -> Vec<Vec<u8>> {
         .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
         .map(|e| std::fs::read(e.path()).expect("read"))
         .collect()
+}
+
+/// A proxy scanning with a real clamd and `scan_append = true` in front of the test Dovecot,
+/// with a client logged in and INBOX selected.
+pub struct AppendScanning {
+    /// The backend.
+    pub dovecot: Dovecot,
+    /// The scanner (kept alive).
+    pub clamd: Clamd,
+    /// The quarantine directory (kept alive).
+    pub dir: tempfile::TempDir,
+    /// The proxy.
+    pub proxy: TestProxy,
+    /// The logged-in client.
+    pub client: Client,
+}
+
+impl AppendScanning {
+    /// Starts Dovecot, clamd and the proxy, and logs a client in.
+    pub fn start() -> AppendScanning {
+        let dovecot = Dovecot::start();
+        let clamd = Clamd::start();
+        let dir = tempfile::tempdir().expect("dir");
+        let scan = scan_section(
+            &clamd_endpoint(&clamd),
+            dir.path(),
+            Some("rules"),
+            "scan_append = true",
+        );
+        let proxy = start_imap(&dovecot, &scan);
+        let client = imap_login(proxy.port(0), &dovecot, "SELECT");
+        AppendScanning {
+            dovecot,
+            clamd,
+            dir,
+            proxy,
+            client,
+        }
+    }
+}
+
+/// `APPEND INBOX` of `message` with tag `tag` (a synchronizing literal waits for the `+`);
+/// returns the tagged answer.
+pub fn append(client: &mut Client, tag: &str, message: &[u8], synchronizing: bool) -> String {
+    if synchronizing {
+        client.send_line(&format!("{tag} APPEND INBOX {{{}}}", message.len()));
+        let continuation = client.read_line();
+        assert!(continuation.starts_with('+'), "{continuation}");
+        client.send_raw(message);
+        client.send_raw(b"\r\n");
+    } else {
+        let mut command = format!("{tag} APPEND INBOX {{{}+}}\r\n", message.len()).into_bytes();
+        command.extend_from_slice(message);
+        command.extend_from_slice(b"\r\n");
+        client.send_raw(&command);
+    }
+    loop {
+        let line = client.read_line();
+        if line.starts_with(&format!("{tag} ")) {
+            return line;
+        }
+    }
 }
