@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::procfs::{free_port, wait_for_port, Server};
+use crate::procfs::{free_port, portcullis_serve, wait_for_port, Server};
 use crate::support::dovecot::Dovecot;
 
 /// A running proxy: the process, its implicit-TLS IMAP port and its private directory.
@@ -76,14 +76,7 @@ pub fn portcullis(bin: &Path, dovecot: &Dovecot, clamd: Option<&str>) -> Proxy {
         rules = quoted(rules),
         backend = dovecot.imap_port,
     );
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config).expect("write the portcullis config");
-    let mut command = Command::new(bin);
-    command
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "warn");
+    let command = portcullis_serve(bin, dir.path(), &config);
     spawn("portcullis", command, dir, port)
 }
 

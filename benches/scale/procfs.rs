@@ -6,6 +6,20 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `bin serve` with `config` written to `dir/portcullis.toml`, logging warnings only: the
+/// portcullis child both benchmarks start (spawn it with [`Server::spawn`] or as they need).
+pub fn portcullis_serve(bin: &Path, dir: &Path, config: &str) -> Command {
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, config).expect("write the portcullis config");
+    let mut command = Command::new(bin);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "warn");
+    command
+}
+
 /// A spawned server in its own process group; dropping it kills the group and reaps it.
 pub struct Server {
     child: Child,

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::certs::Leaf;
-use super::procfs::{free_port, wait_for_port, Server};
+use super::procfs::{free_port, portcullis_serve, wait_for_port, Server};
 
 /// A proxy implementation.
 #[derive(Debug, Clone)]
@@ -130,15 +130,7 @@ fn portcullis(
         backend = wiring.backend_port,
         memory = memory().map_or(String::new(), |m| format!("memory = {m:?}\n")),
     );
-    let path = dir.join("portcullis.toml");
-    std::fs::write(&path, config).expect("write the portcullis config");
-    let mut command = Command::new(bin);
-    command
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "warn");
-    Server::spawn("portcullis", command, log)
+    Server::spawn("portcullis", portcullis_serve(bin, dir, &config), log)
 }
 
 fn nginx(bin: &Path, dir: &Path, port: u16, leaf: &Leaf, wiring: &Wiring, log: &Path) -> Server {
